@@ -1,0 +1,26 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-evpl",
+    products: [
+        .library(name: "Evpl", targets: ["Evpl"]),
+        .executable(name: "evpl", targets: ["evpl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "CEvplLinux"),
+        .target(name: "Evpl", dependencies: ["CEvplLinux"]),
+        .executableTarget(
+            name: "evpl",
+            dependencies: [
+                "Evpl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "EvplTests", dependencies: ["Evpl"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,54 @@
+// The few Linux facilities Swift cannot import directly: macros, packed
+// structs and glibc inline helpers. Nothing else belongs here.
+#ifndef CEVPL_LINUX_H
+#define CEVPL_LINUX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+/// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
+static inline int cevpl_iov_max(void) { return 1024; }
+
+/// Registers `fd` with epoll for `events`, carrying `token` back in each event.
+int cevpl_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
+
+/// Waits on epoll and unpacks the packed `struct epoll_event` array into
+/// separate `events` and `tokens` arrays Swift can index.
+/// `timeout_ns` < 0 waits forever; the wait has nanosecond resolution
+/// (epoll_pwait2), falling back to milliseconds rounded up on old kernels.
+int cevpl_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int64_t timeout_ns);
+
+/// Pins the calling thread to the CPUs in `cpus`; returns 0 or an errno value.
+int cevpl_set_affinity(const int *cpus, int count);
+
+/// Number of CPUs the calling thread may run on, or -1 with errno set.
+int cevpl_affinity_count(void);
+
+/// Sets the calling thread's name (at most 15 bytes are kept).
+void cevpl_set_thread_name(const char *name);
+
+/// Blocks SIGINT and SIGTERM in the calling thread and returns a signalfd
+/// that reports them, or -1 with errno set.
+int cevpl_signalfd_for_termination(void);
+
+/// CPU the calling thread is running on.
+int cevpl_current_cpu(void);
+
+/// Tries to create a one-entry io_uring; returns 0 when the kernel allows it,
+/// otherwise the errno (ENOSYS: not built in, EPERM: disabled by sysctl).
+int cevpl_io_uring_probe(void);
+
+/// Sends `count` datagrams with one sendmmsg; `headers[i]` describes datagram
+/// i. Returns how many were sent, or -1 with errno set.
+int cevpl_sendmmsg(int fd, struct msghdr *headers, unsigned int count, int flags);
+
+/// Accepts one connection as a non-blocking, close-on-exec socket.
+int cevpl_accept(int fd);
+
+#endif

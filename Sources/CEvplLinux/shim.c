@@ -1,0 +1,102 @@
+#define _GNU_SOURCE
+#include "CEvplLinux.h"
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+
+int cevpl_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+static int cevpl_have_pwait2 = 1;
+
+int cevpl_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int64_t timeout_ns) {
+    struct epoll_event buf[256];
+    if (max > 256) max = 256;
+    int n;
+    if (timeout_ns <= 0 || !cevpl_have_pwait2) {
+        int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+        n = epoll_wait(epfd, buf, max, ms);
+    } else {
+        struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+        n = epoll_pwait2(epfd, buf, max, &ts, NULL);
+        if (n < 0 && errno == ENOSYS) {
+            cevpl_have_pwait2 = 0;
+            return cevpl_epoll_wait(epfd, events, tokens, max, timeout_ns);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        events[i] = buf[i].events;
+        tokens[i] = buf[i].data.u64;
+    }
+    return n;
+}
+
+int cevpl_set_affinity(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return EINVAL;
+        CPU_SET(cpus[i], &set);
+    }
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int cevpl_affinity_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
+
+void cevpl_set_thread_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
+
+int cevpl_signalfd_for_termination(void) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0) return -1;
+    return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int cevpl_current_cpu(void) { return sched_getcpu(); }
+
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/io_uring.h>
+
+int cevpl_io_uring_probe(void) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    long fd = syscall(__NR_io_uring_setup, 1, &params);
+    if (fd < 0) return errno;
+    close((int)fd);
+    return 0;
+}
+
+int cevpl_sendmmsg(int fd, struct msghdr *headers, unsigned int count, int flags) {
+    struct mmsghdr batch[64];
+    if (count > 64) count = 64;
+    for (unsigned int i = 0; i < count; i++) {
+        batch[i].msg_hdr = headers[i];
+        batch[i].msg_len = 0;
+    }
+    return sendmmsg(fd, batch, count, flags);
+}
+
+int cevpl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }

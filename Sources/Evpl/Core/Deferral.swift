@@ -1,0 +1,51 @@
+/// Work that runs once at the end of the loop iteration in which it was
+/// armed, after all events of that iteration, such as flushing a batch of
+/// sends built up by several callbacks.
+///
+/// Arming an armed deferral does nothing, so a burst of events gives one run.
+/// Deferrals run in the order they were armed. An armed deferral keeps the
+/// loop from sleeping.
+public final class Deferral {
+    let handler: (Deferral) -> Void
+    unowned let loop: EventLoop
+    /// Whether the deferral will run at the end of this iteration.
+    public internal(set) var isArmed = false
+
+    init(loop: EventLoop, handler: @escaping (Deferral) -> Void) {
+        self.loop = loop
+        self.handler = handler
+    }
+
+    /// Schedules one run at the end of the current iteration.
+    public func arm() {
+        guard !isArmed else { return }
+        isArmed = true
+        loop.armedDeferrals.append(self)
+    }
+
+    /// Cancels a pending run. Disarming an idle deferral is harmless.
+    public func disarm() {
+        isArmed = false
+    }
+}
+
+extension EventLoop {
+    /// Creates an idle deferral whose `handler` runs each time it is armed.
+    public func makeDeferral(_ handler: @escaping (Deferral) -> Void) -> Deferral {
+        assertOnLoopThread()
+        return Deferral(loop: self, handler: handler)
+    }
+
+    func runDeferrals() -> Bool {
+        guard !armedDeferrals.isEmpty else { return false }
+        swap(&armedDeferrals, &runningDeferrals)
+        var ran = false
+        for deferral in runningDeferrals where deferral.isArmed {
+            deferral.isArmed = false
+            deferral.handler(deferral)
+            ran = true
+        }
+        runningDeferrals.removeAll(keepingCapacity: true)
+        return ran
+    }
+}

@@ -1,0 +1,295 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop: owns every object created on it and runs all of their
+/// callbacks on a single thread.
+///
+/// An iteration fires expired timers, polls epoll, runs deferrals and
+/// flushes queued sends with one syscall per connection. The **hybrid wait**
+/// then decides how to wait: while activity was seen within
+/// ``EvplConfig/spinNanoseconds`` (or while ``pin()`` is held) the loop polls
+/// again without sleeping; otherwise it sleeps in `epoll_wait` until the next
+/// timer. An idle loop therefore uses no CPU, and a busy one never pays a
+/// wake-up.
+///
+/// `EventLoop` is not `Sendable`. Other threads reach it through ``remote``.
+public final class EventLoop {
+    /// Global settings this loop was created with.
+    public let config: EvplConfig
+    /// Per-loop settings.
+    public let loopConfig: LoopConfig
+    /// This loop's buffer pool.
+    public let bufferPool: BufferPool
+    /// The thread-safe handle for stopping the loop and queueing work on it.
+    public let remote: EventLoopRemote
+
+    let epollFD: Int32
+    let ownerThread: pthread_t
+    var sources = PollSourceTable()
+    var timers = TimerHeap()
+    var armedDeferrals: [Deferral] = []
+    var runningDeferrals: [Deferral] = []
+    var pendingFlush: [Connection] = []
+    var flushing: [Connection] = []
+    var pendingReads: [PollSource] = []
+    private var readingNow: [PollSource] = []
+    var pendingDisconnects: [Connection] = []
+    var pendingDatagramFlush: [DatagramEndpoint] = []
+    var connections = ConnectionRegistry()
+    var attachments: [UInt64: ListenerAttachment] = [:]
+    var remoteTasks: [EventLoopRemote.Task] = []
+    let iovecScratch: UnsafeMutablePointer<iovec>
+    private let eventMasks: UnsafeMutablePointer<UInt32>
+    private let eventTokens: UnsafeMutablePointer<UInt64>
+    private var remoteToken: UInt64 = 0
+    private var lastActivity: UInt64 = 0
+    private var pinCount = 0
+    private var nextTimeoutNanoseconds: Int64 = 0
+    private var stopRequestedLocally = false
+
+    /// Statistics about how the loop has waited, for tests and tuning.
+    public private(set) var statistics = Statistics()
+
+    /// Counters describing the loop's work and waits.
+    public struct Statistics: Sendable, Hashable {
+        /// Full iterations run.
+        public var iterations: UInt64 = 0
+        /// Iterations that ended in a blocking wait.
+        public var sleeps: UInt64 = 0
+        /// Iterations that polled without sleeping.
+        public var spins: UInt64 = 0
+    }
+
+    /// Creates a loop on the calling thread, which becomes its owner.
+    ///
+    /// - Parameters:
+    ///   - config: global settings; `nil` uses the defaults with `EVPL_*`
+    ///     environment overrides.
+    ///   - loopConfig: name and CPU affinity. A non-nil affinity pins the
+    ///     calling thread.
+    /// - Throws: ``EvplError`` for invalid configuration or when the epoll set
+    ///   or wake-up eventfd cannot be created.
+    public init(config: EvplConfig? = nil, loopConfig: LoopConfig = LoopConfig()) throws(EvplError) {
+        let resolved: EvplConfig
+        if let config { resolved = config } else { resolved = try EvplConfig.fromProcessEnvironment() }
+        try resolved.validate()
+        if let cpus = loopConfig.cpuAffinity {
+            let status = cpus.map { Int32(truncatingIfNeeded: $0) }.withUnsafeBufferPointer { cevpl_set_affinity($0.baseAddress, Int32($0.count)) }
+            if status != 0 {
+                throw EvplError(errno: status, operation: "set CPU affinity", context: "\(cpus)")
+            }
+        }
+        self.config = resolved
+        self.loopConfig = loopConfig
+        self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab)
+        self.remote = try EventLoopRemote()
+        let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
+        self.epollFD = fd
+        self.ownerThread = pthread_self()
+        self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
+        self.eventMasks = .allocate(capacity: resolved.maxEventsPerPoll)
+        self.eventTokens = .allocate(capacity: resolved.maxEventsPerPoll)
+        self.remoteToken = try register(fd: remote.wakeFD, events: UInt32(EPOLLIN.rawValue), source: RemoteWakeSource(loop: self))
+    }
+
+    deinit {
+        Glibc.close(epollFD)
+        iovecScratch.deallocate()
+        eventMasks.deallocate()
+        eventTokens.deallocate()
+    }
+
+    // MARK: Running
+
+    /// Runs iterations until ``stop()`` or ``EventLoopRemote/stop()``.
+    public func run() {
+        assertOnLoopThread()
+        stopRequestedLocally = false
+        while !stopRequestedLocally && !remote.isStopRequested {
+            runOnce()
+        }
+        stopRequestedLocally = false
+        remote.clearStop()
+    }
+
+    /// Runs one iteration. It may block in `epoll_wait` when the hybrid-wait
+    /// policy decides the loop is idle, at most until the next timer.
+    public func runOnce() {
+        assertOnLoopThread()
+        statistics.iterations &+= 1
+        var active = fireExpiredTimers()
+        let timeout = active || !armedDeferrals.isEmpty ? 0 : nextTimeoutNanoseconds
+        if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
+        if poll(timeoutNanoseconds: timeout) { active = true }
+        if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
+        if processPendingReads() { active = true }
+        if runDeferrals() { active = true }
+        if flushPendingSends() { active = true }
+        if deliverPendingDisconnects() { active = true }
+        decideNextWait(active: active)
+    }
+
+    /// Asks the loop to return from ``run()`` after the current iteration.
+    /// From another thread, call ``EventLoopRemote/stop()`` on ``remote``.
+    public func stop() {
+        stopRequestedLocally = true
+    }
+
+    /// Keeps the loop polling without sleeping until a matching ``unpin()``.
+    /// Pins are counted.
+    public func pin() { pinCount += 1 }
+
+    /// Releases one ``pin()``.
+    public func unpin() {
+        precondition(pinCount > 0, "unpin without pin")
+        pinCount -= 1
+    }
+
+    /// Whether the loop will poll without sleeping on its next iteration.
+    public var isPolling: Bool { nextTimeoutNanoseconds == 0 }
+
+    private func decideNextWait(active: Bool) {
+        let now = MonotonicClock.nanoseconds()
+        if active { lastActivity = now }
+        if !armedDeferrals.isEmpty || !pendingReads.isEmpty || !pendingDisconnects.isEmpty
+            || !pendingFlush.isEmpty || !pendingDatagramFlush.isEmpty {
+            nextTimeoutNanoseconds = 0
+            return
+        }
+        if pinCount > 0 || now &- lastActivity < config.spinNanoseconds {
+            nextTimeoutNanoseconds = 0
+            if !active && config.spinYields { sched_yield() }
+            return
+        }
+        if let deadline = timers.nextDeadline {
+            nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
+        } else {
+            nextTimeoutNanoseconds = -1
+        }
+    }
+
+    @inline(__always)
+    func assertOnLoopThread() {
+        assert(pthread_equal(pthread_self(), ownerThread) != 0, "EventLoop used off its own thread")
+    }
+
+    // MARK: epoll
+
+    func register(fd: Int32, events: UInt32, source: PollSource) throws(EvplError) -> UInt64 {
+        let token = sources.insert(source)
+        if cevpl_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, events, token) != 0 {
+            let error = EvplError.lastErrno("epoll_ctl add")
+            sources.remove(token: token)
+            throw error
+        }
+        return token
+    }
+
+    func modify(fd: Int32, events: UInt32, token: UInt64) throws(EvplError) {
+        if cevpl_epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, events, token) != 0 {
+            throw EvplError.lastErrno("epoll_ctl mod")
+        }
+    }
+
+    /// Forgets a source. Closing its fd removes it from the epoll set; pass
+    /// `fd` when the fd stays open.
+    func unregister(token: UInt64, fd: Int32? = nil) {
+        if let fd {
+            _ = cevpl_epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, 0, 0)
+        }
+        sources.remove(token: token)
+    }
+
+    private func poll(timeoutNanoseconds: Int64) -> Bool {
+        let count = cevpl_epoll_wait(epollFD, eventMasks, eventTokens, Int32(config.maxEventsPerPoll), timeoutNanoseconds)
+        guard count > 0 else { return false }
+        for index in 0..<Int(count) {
+            sources.source(for: eventTokens[index])?.handleEvents(eventMasks[index])
+        }
+        return true
+    }
+
+    // MARK: Work queued for the end of the iteration
+
+    private func processPendingReads() -> Bool {
+        guard !pendingReads.isEmpty else { return false }
+        swap(&pendingReads, &readingNow)
+        for source in readingNow {
+            source.handleEvents(UInt32(EPOLLIN.rawValue))
+        }
+        readingNow.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    private func flushPendingSends() -> Bool {
+        var worked = false
+        if !pendingFlush.isEmpty {
+            worked = true
+            swap(&pendingFlush, &flushing)
+            for connection in flushing {
+                connection.flushQueued = false
+                connection.flush()
+            }
+            flushing.removeAll(keepingCapacity: true)
+        }
+        if !pendingDatagramFlush.isEmpty {
+            worked = true
+            let endpoints = pendingDatagramFlush
+            pendingDatagramFlush.removeAll(keepingCapacity: true)
+            for endpoint in endpoints {
+                endpoint.flushQueued = false
+                endpoint.flush()
+            }
+        }
+        return worked
+    }
+
+    private func deliverPendingDisconnects() -> Bool {
+        guard !pendingDisconnects.isEmpty else { return false }
+        while let connection = pendingDisconnects.popLast() {
+            connection.completeDisconnect()
+        }
+        return true
+    }
+
+    func handleRemoteWake() {
+        remote.drain(into: &remoteTasks)
+        for task in remoteTasks {
+            switch task {
+            case .run(let work):
+                work(self)
+            case .accepted(let fd, let listenerID):
+                adoptAcceptedSocket(fd: fd, listenerID: listenerID)
+            }
+        }
+        remoteTasks.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Shutdown
+
+    /// Closes every open connection on this loop, delivering each its
+    /// `disconnected` event, and detaches from every listener. Thread pools
+    /// call this when they stop; call it before dropping a loop you ran yourself.
+    public func closeAll() {
+        assertOnLoopThread()
+        for attachment in attachments.values {
+            attachment.listener.detach(loopID: ObjectIdentifier(self))
+        }
+        attachments.removeAll()
+        for connection in connections.all() {
+            connection.close()
+        }
+        while deliverPendingDisconnects() || !pendingDisconnects.isEmpty {}
+        handleRemoteWake()
+    }
+}
+
+/// Wakes the loop's remote queue.
+private final class RemoteWakeSource: PollSource {
+    unowned let loop: EventLoop
+    init(loop: EventLoop) { self.loop = loop }
+    func handleEvents(_ events: UInt32) { loop.handleRemoteWake() }
+}

@@ -1,0 +1,111 @@
+/// Settings shared by every event loop: buffer geometry, the hybrid-wait
+/// spin window and send-queue watermarks.
+///
+/// The defaults need no configuration. ``fromEnvironment(_:)`` applies
+/// `EVPL_*` overrides; an invalid value is an error, never silently clamped.
+public struct EvplConfig: Sendable, Hashable {
+    /// Size of each pooled buffer in bytes; received data and copied sends land in these.
+    public var bufferSize: Int = 64 * 1024
+    /// Number of buffers carved from each `mmap`ed slab.
+    public var buffersPerSlab: Int = 64
+    /// How long, in nanoseconds, a loop keeps polling without sleeping after it
+    /// last saw activity. 0 disables spinning: the loop sleeps whenever idle.
+    public var spinNanoseconds: UInt64 = 200_000
+    /// Whether a spinning loop yields its CPU on each idle pass, so a peer on
+    /// the same CPU still runs while this loop waits for it.
+    public var spinYields: Bool = true
+    /// Queued send bytes below which a connection reports ``ConnectionEvent/writable``.
+    public var sendLowWatermark: Int = 256 * 1024
+    /// Maximum epoll events handled per poll.
+    public var maxEventsPerPoll: Int = 128
+
+    /// The built-in defaults, ignoring the environment.
+    public init() {}
+
+    /// The environment variables that override a setting, with what each sets.
+    public static let environmentVariables: [(name: String, meaning: String)] = [
+        ("EVPL_BUFFER_SIZE", "bytes per pooled buffer (4096...16777216)"),
+        ("EVPL_BUFFERS_PER_SLAB", "buffers per mmap'ed slab (1...65536)"),
+        ("EVPL_SPIN_NS", "hybrid-wait spin window in ns (0 = never spin)"),
+        ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
+        ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires"),
+        ("EVPL_MAX_EVENTS", "epoll events per poll (1...256)"),
+    ]
+
+    /// The defaults with `EVPL_*` overrides from `environment` applied.
+    ///
+    /// - Throws: ``EvplError`` with code `.invalidArgument` naming the variable
+    ///   when a value does not parse or is out of range.
+    public static func fromEnvironment(_ environment: [String: String]) throws(EvplError) -> EvplConfig {
+        var config = EvplConfig()
+        if let text = environment["EVPL_BUFFER_SIZE"] {
+            config.bufferSize = try parse(text, "EVPL_BUFFER_SIZE", 4096...16_777_216)
+        }
+        if let text = environment["EVPL_BUFFERS_PER_SLAB"] {
+            config.buffersPerSlab = try parse(text, "EVPL_BUFFERS_PER_SLAB", 1...65536)
+        }
+        if let text = environment["EVPL_SPIN_NS"] {
+            config.spinNanoseconds = UInt64(try parse(text, "EVPL_SPIN_NS", 0...60_000_000_000))
+        }
+        if let text = environment["EVPL_SPIN_YIELD"] {
+            config.spinYields = try parse(text, "EVPL_SPIN_YIELD", 0...1) == 1
+        }
+        if let text = environment["EVPL_SEND_LOW_WATERMARK"] {
+            config.sendLowWatermark = try parse(text, "EVPL_SEND_LOW_WATERMARK", 1...(1 << 40))
+        }
+        if let text = environment["EVPL_MAX_EVENTS"] {
+            config.maxEventsPerPoll = try parse(text, "EVPL_MAX_EVENTS", 1...256)
+        }
+        try config.validate()
+        return config
+    }
+
+    /// The defaults with overrides from this process's environment.
+    public static func fromProcessEnvironment() throws(EvplError) -> EvplConfig {
+        try fromEnvironment(ProcessEnvironment.current())
+    }
+
+    /// Checks every field; called by loops before they use a configuration.
+    public func validate() throws(EvplError) {
+        func check(_ ok: Bool, _ key: String, _ value: Any) throws(EvplError) {
+            if !ok {
+                throw EvplError(.invalidArgument, operation: "config", context: "\(key)=\(value)")
+            }
+        }
+        try check((4096...16_777_216).contains(bufferSize), "bufferSize", bufferSize)
+        try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
+        try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
+        try check((1...256).contains(maxEventsPerPoll), "maxEventsPerPoll", maxEventsPerPoll)
+    }
+
+    private static func parse(_ text: String, _ key: String, _ range: ClosedRange<Int>) throws(EvplError) -> Int {
+        guard let value = Int(text.trimmingSpaces()), range.contains(value) else {
+            throw EvplError(.invalidArgument, operation: "config", context: "\(key)=\(text) (expected \(range.lowerBound)...\(range.upperBound))")
+        }
+        return value
+    }
+}
+
+/// Per-loop settings: a name for diagnostics and thread names, and the CPUs
+/// the loop's thread is pinned to.
+public struct LoopConfig: Sendable, Hashable {
+    /// Shown in thread names and errors.
+    public var name: String
+    /// CPUs the loop's thread may run on; `nil` leaves the affinity alone.
+    public var cpuAffinity: [Int]?
+
+    /// Creates a loop configuration.
+    public init(name: String = "evpl", cpuAffinity: [Int]? = nil) {
+        self.name = name
+        self.cpuAffinity = cpuAffinity
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> Substring {
+        var view = self[...]
+        while view.first == " " { view = view.dropFirst() }
+        while view.last == " " { view = view.dropLast() }
+        return view
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error from swift-evpl: what failed, the `errno` behind it (0 when the
+/// failure did not come from the kernel) and the context it happened in
+/// (an address, a path, a configuration key).
+public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The category of failure, for code that reacts to specific errors.
+    public enum Code: Sendable, Hashable {
+        /// The address is already bound by another socket (`EADDRINUSE`).
+        case addressInUse
+        /// Nothing listens at the destination (`ECONNREFUSED`, or a missing Unix socket path).
+        case connectionRefused
+        /// The peer reset the connection (`ECONNRESET`, `EPIPE`).
+        case connectionReset
+        /// The address text could not be parsed or names no usable endpoint.
+        case invalidAddress
+        /// A Unix socket path or abstract name exceeds what `sockaddr_un` holds.
+        case pathTooLong
+        /// The process or system ran out of file descriptors (`EMFILE`, `ENFILE`).
+        case tooManyOpenFiles
+        /// A configuration value or an argument is out of range.
+        case invalidArgument
+        /// The protocol or backend is not available on this machine.
+        case unavailable
+        /// A segmenter rejected the byte stream.
+        case framing
+        /// The operation is not valid in the object's current state.
+        case invalidState
+        /// Any other system call failure; see ``EvplError/errno``.
+        case system
+    }
+
+    /// The category of failure.
+    public var code: Code
+    /// The operation that failed, such as `"connect"` or `"bind"`.
+    public var operation: String
+    /// The `errno` value reported by the kernel, or 0.
+    public var errno: Int32
+    /// Where it happened: an address, a path or a configuration key.
+    public var context: String
+
+    /// Creates an error with an explicit code.
+    public init(_ code: Code, operation: String, errno: Int32 = 0, context: String = "") {
+        self.code = code
+        self.operation = operation
+        self.errno = errno
+        self.context = context
+    }
+
+    /// Creates an error from a failed system call, deriving the code from `errno`.
+    public init(errno: Int32, operation: String, context: String = "") {
+        self.init(Self.code(forErrno: errno), operation: operation, errno: errno, context: context)
+    }
+
+    static func code(forErrno value: Int32) -> Code {
+        switch value {
+        case EADDRINUSE: return .addressInUse
+        case ECONNREFUSED, ENOENT: return .connectionRefused
+        case ECONNRESET, EPIPE: return .connectionReset
+        case EMFILE, ENFILE: return .tooManyOpenFiles
+        case EINVAL: return .invalidArgument
+        case EAFNOSUPPORT, EADDRNOTAVAIL: return .invalidAddress
+        case ENAMETOOLONG: return .pathTooLong
+        default: return .system
+        }
+    }
+
+    /// A one-line message: `connect 127.0.0.1:9: connection refused (errno 111)`.
+    public var description: String {
+        var text = operation
+        if !context.isEmpty { text += " \(context)" }
+        text += ": \(Self.summary(for: code))"
+        if errno != 0 {
+            text += " (errno \(errno): \(String(cString: strerror(errno))))"
+        }
+        return text
+    }
+
+    private static func summary(for code: Code) -> String {
+        switch code {
+        case .addressInUse: return "address in use"
+        case .connectionRefused: return "connection refused"
+        case .connectionReset: return "connection reset by peer"
+        case .invalidAddress: return "invalid address"
+        case .pathTooLong: return "socket path too long"
+        case .tooManyOpenFiles: return "out of file descriptors"
+        case .invalidArgument: return "invalid argument"
+        case .unavailable: return "unavailable"
+        case .framing: return "framing error"
+        case .invalidState: return "invalid state"
+        case .system: return "system error"
+        }
+    }
+}
+
+extension EvplError {
+    /// The current thread's `errno` as an error for `operation`.
+    static func lastErrno(_ operation: String, context: String = "") -> EvplError {
+        EvplError(errno: Glibc.errno, operation: operation, context: context)
+    }
+}

@@ -1,0 +1,143 @@
+/// A periodic timer with microsecond resolution.
+///
+/// Each firing is rescheduled from its previous deadline, not from when the
+/// callback ran, so a periodic timer does not drift. When the loop falls more
+/// than a period behind, missed periods are skipped rather than fired in a
+/// burst. A one-shot timer is a periodic one that cancels itself in its
+/// callback (or use ``EventLoop/addOneShotTimer(after:_:)``). Cancelling from
+/// inside any callback, including the timer's own, is safe.
+public final class EvplTimer {
+    /// Time between firings, in nanoseconds.
+    public let intervalNanoseconds: UInt64
+    /// The next time the timer fires, on ``MonotonicClock``.
+    public internal(set) var deadline: UInt64
+    var heapIndex: Int = -1
+    let handler: (EvplTimer) -> Void
+    unowned let loop: EventLoop
+
+    init(loop: EventLoop, intervalNanoseconds: UInt64, deadline: UInt64, handler: @escaping (EvplTimer) -> Void) {
+        self.loop = loop
+        self.intervalNanoseconds = intervalNanoseconds
+        self.deadline = deadline
+        self.handler = handler
+    }
+
+    /// Whether the timer is still scheduled.
+    public var isActive: Bool { heapIndex >= 0 }
+
+    /// Stops the timer; it never fires again. Cancelling twice is harmless.
+    public func cancel() {
+        loop.timers.remove(self)
+    }
+}
+
+extension EventLoop {
+    /// Adds a timer that fires every `microseconds`, first after one period.
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` for a zero interval.
+    @discardableResult
+    public func addTimer(everyMicroseconds microseconds: UInt64, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
+        assertOnLoopThread()
+        guard microseconds > 0 else {
+            throw EvplError(.invalidArgument, operation: "add timer", context: "interval 0 us")
+        }
+        let interval = microseconds &* 1000
+        let timer = EvplTimer(loop: self, intervalNanoseconds: interval, deadline: MonotonicClock.nanoseconds() &+ interval, handler: handler)
+        timers.insert(timer)
+        return timer
+    }
+
+    /// Adds a timer that fires once, `microseconds` from now.
+    @discardableResult
+    public func addOneShotTimer(afterMicroseconds microseconds: UInt64, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
+        try addTimer(everyMicroseconds: max(microseconds, 1)) { timer in
+            timer.cancel()
+            handler(timer)
+        }
+    }
+
+    /// Fires every timer whose deadline has passed; returns whether any fired.
+    func fireExpiredTimers() -> Bool {
+        guard let first = timers.nextDeadline else { return false }
+        var now = MonotonicClock.nanoseconds()
+        guard first <= now else { return false }
+        var fired = false
+        while let timer = timers.first, timer.deadline <= now {
+            var next = timer.deadline &+ timer.intervalNanoseconds
+            if next <= now {
+                let behind = now - timer.deadline
+                next = timer.deadline &+ (behind / timer.intervalNanoseconds + 1) &* timer.intervalNanoseconds
+            }
+            timer.deadline = next
+            timers.deadlineIncreased(timer)
+            timer.handler(timer)
+            fired = true
+            now = MonotonicClock.nanoseconds()
+        }
+        return fired
+    }
+}
+
+/// A binary min-heap of timers ordered by deadline; each timer knows its index
+/// so removal is O(log n).
+struct TimerHeap {
+    private var heap: [EvplTimer] = []
+
+    var first: EvplTimer? { heap.first }
+    var nextDeadline: UInt64? { heap.first?.deadline }
+    var count: Int { heap.count }
+
+    mutating func insert(_ timer: EvplTimer) {
+        precondition(timer.heapIndex < 0)
+        timer.heapIndex = heap.count
+        heap.append(timer)
+        siftUp(heap.count - 1)
+    }
+
+    mutating func remove(_ timer: EvplTimer) {
+        let index = timer.heapIndex
+        guard index >= 0 else { return }
+        timer.heapIndex = -1
+        let last = heap.removeLast()
+        if index < heap.count {
+            heap[index] = last
+            last.heapIndex = index
+            siftDown(index)
+            siftUp(last.heapIndex)
+        }
+    }
+
+    mutating func deadlineIncreased(_ timer: EvplTimer) {
+        guard timer.heapIndex >= 0 else { return }
+        siftDown(timer.heapIndex)
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var child = start
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].deadline < heap[parent].deadline else { break }
+            swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = parent * 2 + 1
+            guard left < heap.count else { break }
+            var smallest = left
+            if left + 1 < heap.count, heap[left + 1].deadline < heap[left].deadline { smallest = left + 1 }
+            guard heap[smallest].deadline < heap[parent].deadline else { break }
+            swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+
+    private mutating func swapAt(_ a: Int, _ b: Int) {
+        heap.swapAt(a, b)
+        heap[a].heapIndex = a
+        heap[b].heapIndex = b
+    }
+}

@@ -1,0 +1,44 @@
+/// One fixed-size buffer carved from a pool slab, with a manual reference
+/// count.
+///
+/// Buffers are created once, when their slab is mapped, and live as long as
+/// the pool: taking one from the pool or returning it allocates nothing.
+/// References are counted explicitly through ``IOVec/retain()`` and
+/// ``IOVec/release()``; the last release returns the buffer to its pool.
+/// A buffer belongs to the loop whose pool made it and must stay on that
+/// loop's thread.
+public final class Buffer {
+    /// Start of the buffer's memory inside its slab.
+    public let baseAddress: UnsafeMutableRawPointer
+    /// Size of the buffer in bytes.
+    public let capacity: Int
+    /// Index of the slab the memory comes from, for backends that registered it.
+    public let slabIndex: Int
+    @usableFromInline var referenceCount: Int = 0
+    @usableFromInline unowned(unsafe) let pool: BufferPool
+
+    init(baseAddress: UnsafeMutableRawPointer, capacity: Int, slabIndex: Int, pool: BufferPool) {
+        self.baseAddress = baseAddress
+        self.capacity = capacity
+        self.slabIndex = slabIndex
+        self.pool = pool
+    }
+
+    /// Number of live references; 0 means the buffer is free in its pool.
+    public var references: Int { referenceCount }
+
+    @inlinable
+    func retain() {
+        precondition(referenceCount > 0, "retain of a buffer that is not referenced")
+        referenceCount &+= 1
+    }
+
+    @inlinable
+    func release() {
+        precondition(referenceCount > 0, "double release of a pooled buffer")
+        referenceCount &-= 1
+        if referenceCount == 0 {
+            pool.recycle(self)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+/// Received bytes not yet consumed by the user: filled ranges of pooled
+/// buffers in arrival order, each holding one buffer reference.
+///
+/// Data is read straight into pool memory (the current *fill* buffer) and
+/// handed to the user as ``ReceivedBytes`` views over these ranges, so the
+/// common case copies nothing.
+final class ReceiveQueue {
+    private(set) var segments: [IOVec] = []
+    private(set) var head = 0
+    /// Bytes of `segments[head]` already consumed.
+    private(set) var headConsumed = 0
+    /// Unconsumed bytes.
+    private(set) var count = 0
+    private var fill: Buffer?
+    private var fillOffset = 0
+    private var scratch: UnsafeMutableRawPointer?
+    private var scratchCapacity = 0
+    unowned(unsafe) let pool: BufferPool
+
+    init(pool: BufferPool) {
+        self.pool = pool
+        segments.reserveCapacity(16)
+    }
+
+    deinit {
+        scratch?.deallocate()
+    }
+
+    /// Free space to read into, taking a fresh buffer when the fill buffer is
+    /// full or nearly so, and rewinding it when nobody references its data.
+    func writableSpace() throws(EvplError) -> UnsafeMutableRawBufferPointer {
+        if let buffer = fill {
+            if buffer.referenceCount == 1 {
+                fillOffset = 0
+            } else if buffer.capacity - fillOffset < 2048 {
+                buffer.release()
+                fill = nil
+            }
+        }
+        if fill == nil {
+            fill = try pool.take()
+            fillOffset = 0
+        }
+        let buffer = fill.unsafelyUnwrapped
+        return UnsafeMutableRawBufferPointer(start: buffer.baseAddress + fillOffset, count: buffer.capacity - fillOffset)
+    }
+
+    /// Records that `length` bytes were written at the start of the last
+    /// `writableSpace()`.
+    func commit(_ length: Int) {
+        let buffer = fill.unsafelyUnwrapped
+        if head < segments.count, let last = segments.last, last.buffer === buffer, last.offset + last.length == fillOffset {
+            segments[segments.count - 1].length += length
+        } else {
+            buffer.retain()
+            segments.append(IOVec(buffer: buffer, offset: fillOffset, length: length))
+        }
+        fillOffset += length
+        count += length
+    }
+
+    /// Appends a range the queue takes a reference for (datagrams, user data).
+    func append(_ iovec: IOVec) {
+        segments.append(iovec)
+        count += iovec.length
+    }
+
+    /// A view of the first `length` unconsumed bytes.
+    func view(length: Int) -> ReceivedBytes {
+        ReceivedBytes(queue: self, segment: head, offset: headConsumed, count: length)
+    }
+
+    /// Drops the first `length` bytes, releasing emptied buffers.
+    func consume(_ length: Int) {
+        precondition(length <= count)
+        var remaining = length
+        count -= length
+        while remaining > 0 {
+            let segment = segments[head]
+            let available = segment.length - headConsumed
+            if remaining < available {
+                headConsumed += remaining
+                return
+            }
+            remaining -= available
+            segment.buffer.release()
+            head += 1
+            headConsumed = 0
+        }
+        if head == segments.count {
+            segments.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 64 && head * 2 >= segments.count {
+            segments.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Releases every reference the queue holds.
+    func releaseAll() {
+        consume(count)
+        for index in head..<segments.count { segments[index].buffer.release() }
+        segments.removeAll()
+        head = 0
+        fill?.release()
+        fill = nil
+    }
+
+    func scratchSpace(_ length: Int) -> UnsafeMutableRawPointer {
+        if scratchCapacity < length {
+            scratch?.deallocate()
+            scratchCapacity = max(length, 4096)
+            scratch = .allocate(byteCount: scratchCapacity, alignment: 16)
+        }
+        return scratch.unsafelyUnwrapped
+    }
+}

@@ -1,0 +1,105 @@
+/// A borrowed view of received bytes: a whole message, a datagram, or a
+/// chunk of a raw stream. Valid only during the callback that receives it.
+///
+/// The bytes live in pooled buffers and may span several of them. Read them
+/// in place with ``withContiguousBytes(_:)`` or ``forEachSegment(_:)``, copy
+/// them out with ``copyBytes(to:)``, or keep them without copying through
+/// ``retainedIOVecs()``.
+public struct ReceivedBytes {
+    unowned(unsafe) let queue: ReceiveQueue
+    let segment: Int
+    let offset: Int
+    /// Number of bytes.
+    public let count: Int
+
+    init(queue: ReceiveQueue, segment: Int, offset: Int, count: Int) {
+        self.queue = queue
+        self.segment = segment
+        self.offset = offset
+        self.count = count
+    }
+
+    /// Calls `body` with each contiguous piece, in order.
+    public func forEachSegment(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var remaining = count
+        var index = segment
+        var skip = offset
+        while remaining > 0 {
+            let iovec = queue.segments[index]
+            let length = min(iovec.length - skip, remaining)
+            try body(UnsafeRawBufferPointer(start: iovec.baseAddress + skip, count: length))
+            remaining -= length
+            index += 1
+            skip = 0
+        }
+    }
+
+    /// Calls `body` with all the bytes in one piece: in place when they lie
+    /// in one buffer, otherwise gathered into a reused scratch area.
+    public func withContiguousBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let first = queue.segments[segment]
+        if first.length - offset >= count {
+            return try body(UnsafeRawBufferPointer(start: first.baseAddress + offset, count: count))
+        }
+        let scratch = queue.scratchSpace(count)
+        copyBytes(to: UnsafeMutableRawBufferPointer(start: scratch, count: count))
+        return try body(UnsafeRawBufferPointer(start: scratch, count: count))
+    }
+
+    /// Copies the bytes into `destination`, which must hold at least `count`.
+    public func copyBytes(to destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= count, "destination too small")
+        var position = 0
+        forEachSegment { piece in
+            (destination.baseAddress.unsafelyUnwrapped + position).copyMemory(from: piece.baseAddress.unsafelyUnwrapped, byteCount: piece.count)
+            position += piece.count
+        }
+    }
+
+    /// The bytes as a new array (allocates; for tests and slow paths).
+    public var array: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+            copyBytes(to: UnsafeMutableRawBufferPointer(storage))
+            initialized = count
+        }
+    }
+
+    /// The byte at `position` (0-based), without copying the rest.
+    public subscript(position: Int) -> UInt8 {
+        precondition(position >= 0 && position < count, "index out of range")
+        var index = segment
+        var at = offset + position
+        while at >= queue.segments[index].length {
+            at -= queue.segments[index].length
+            index += 1
+        }
+        return queue.segments[index].bytes[at]
+    }
+
+    /// A big-endian `UInt32` starting at `position`, for length headers.
+    public func loadBigEndianUInt32(at position: Int = 0) -> UInt32 {
+        precondition(position + 4 <= count, "not enough bytes")
+        var value: UInt32 = 0
+        for index in 0..<4 { value = value << 8 | UInt32(self[position + index]) }
+        return value
+    }
+
+    /// The bytes as IOVecs into pool memory, each carrying a new reference the
+    /// caller must ``IOVec/release()`` (or pass to a send call). No copy.
+    public func retainedIOVecs() -> [IOVec] {
+        var result: [IOVec] = []
+        var remaining = count
+        var index = segment
+        var skip = offset
+        while remaining > 0 {
+            let iovec = queue.segments[index]
+            let length = min(iovec.length - skip, remaining)
+            iovec.retain()
+            result.append(iovec.slice(from: skip, length: length))
+            remaining -= length
+            index += 1
+            skip = 0
+        }
+        return result
+    }
+}

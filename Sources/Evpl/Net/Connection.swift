@@ -1,0 +1,307 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One stream endpoint pair (TCP or Unix stream) on one event loop.
+///
+/// Everything about a connection happens on its loop's thread: its handler
+/// sees exactly one ``ConnectionEvent/connected`` before any data and exactly
+/// one ``ConnectionEvent/disconnected`` at the end, after which no event
+/// follows. Sends are queued and written at the end of the loop iteration,
+/// gathered into one `sendmsg`.
+public final class Connection: PollSource {
+    /// The callback type every event of a connection goes through.
+    public typealias Handler = (Connection, ConnectionEvent) -> Void
+
+    enum State {
+        case connecting
+        case connected
+        /// `finish()` was called: no new sends; close once the queue drains.
+        case finishing
+        case closed
+    }
+
+    /// The loop the connection lives on.
+    public unowned let loop: EventLoop
+    /// The protocol it was created with.
+    public let evplProtocol: EvplProtocol
+    /// The peer's address (for an outgoing connection, the address dialled).
+    public let remoteAddress: SocketAddress
+    /// Receives every event. Set it before the connection is handed back, or
+    /// in a listener's attach callback.
+    public var handler: Handler
+    /// Splits the incoming stream into messages; `nil` delivers raw bytes.
+    public var segmenter: Segmenter?
+    /// Whether ``ConnectionEvent/sent(bytes:messages:)`` is reported.
+    public var notifiesSent = false
+    /// Arbitrary per-connection state for the application.
+    public var context: AnyObject?
+
+    let fd: Int32
+    var state: State
+    var token: UInt64 = 0
+    var registrySlot = -1
+    var sendQueue = SendQueue()
+    let receiveQueue: ReceiveQueue
+    var flushQueued = false
+    var readPending = false
+    var disconnectQueued = false
+    var finalError: EvplError?
+    private var shutdownSent = false
+    private var reportedSentBytes: UInt64 = 0
+
+    static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+    private static let readBurst = 16
+
+    init(loop: EventLoop, fd: Int32, protocol evplProtocol: EvplProtocol, remoteAddress: SocketAddress, state: State, handler: @escaping Handler) {
+        self.loop = loop
+        self.fd = fd
+        self.evplProtocol = evplProtocol
+        self.remoteAddress = remoteAddress
+        self.state = state
+        self.handler = handler
+        self.receiveQueue = ReceiveQueue(pool: loop.bufferPool)
+    }
+
+    /// The local address of the socket, when the kernel reports one.
+    public var localAddress: SocketAddress? { state == .closed ? nil : SocketOps.localAddress(of: fd) }
+
+    /// Bytes queued and not yet written to the kernel.
+    public var queuedBytes: Int { sendQueue.count }
+
+    /// Whether the connection has delivered, or is about to deliver, its
+    /// `disconnected` event.
+    public var isClosed: Bool { state == .closed }
+
+    // MARK: Sending
+
+    /// Queues a copy of `bytes` as one message.
+    ///
+    /// - Throws: ``EvplError`` `.invalidState` after ``finish()`` or ``close()``,
+    ///   or an allocation failure from the pool. Nothing is queued on error.
+    public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
+        try checkSendable()
+        try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: notifiesSent)
+        scheduleFlush()
+    }
+
+    /// Queues a copy of `bytes` as one message.
+    public func send(_ bytes: [UInt8]) throws(EvplError) {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(EvplError) in try send(copying: raw) }
+        }
+        try result.get()
+    }
+
+    /// Queues pooled memory without copying, taking over the caller's reference
+    /// to each IOVec (the buffers are released once written). All of them
+    /// form one message.
+    public func send(taking iovecs: [IOVec]) throws(EvplError) {
+        do throws(EvplError) {
+            try checkSendable()
+        } catch {
+            for iovec in iovecs { iovec.release() }
+            throw error
+        }
+        for iovec in iovecs {
+            sendQueue.append(taking: iovec, trackMessage: false)
+        }
+        if notifiesSent { sendQueue.endMessage() }
+        scheduleFlush()
+    }
+
+    /// Flushes everything queued, then closes the connection. Queued bytes are
+    /// all delivered before the peer sees the end of the stream.
+    public func finish() {
+        switch state {
+        case .connecting, .connected:
+            state = .finishing
+            scheduleFlush()
+        case .finishing, .closed:
+            return
+        }
+    }
+
+    /// Closes at once, discarding queued bytes (the peer sees a reset).
+    /// `disconnected` follows at the end of this iteration. Closing twice is harmless.
+    public func close() {
+        guard state != .closed else { return }
+        SocketOps.setAbortiveClose(fd)
+        tearDown(error: nil)
+    }
+
+    private func checkSendable() throws(EvplError) {
+        guard state == .connected || state == .connecting else {
+            throw EvplError(.invalidState, operation: "send", context: "\(remoteAddress) (connection finishing or closed)")
+        }
+    }
+
+    private func scheduleFlush() {
+        guard !flushQueued else { return }
+        flushQueued = true
+        loop.pendingFlush.append(self)
+    }
+
+    /// Writes queued bytes; called by the loop at the end of an iteration and
+    /// when the socket becomes writable.
+    func flush() {
+        guard state == .connected || state == .finishing else { return }
+        let before = sendQueue.count
+        if before > 0 {
+            let result = sendQueue.flush(fd: fd, scratch: loop.iovecScratch)
+            if result.error != 0 {
+                tearDown(error: EvplError(errno: result.error, operation: "send", context: "\(remoteAddress)"))
+                return
+            }
+            if result.written > 0 { reportProgress(queuedBefore: before) }
+            guard state != .closed else { return }
+        }
+        if state == .finishing && sendQueue.isEmpty && !shutdownSent {
+            shutdownSent = true
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+        }
+    }
+
+    private func reportProgress(queuedBefore: Int) {
+        if notifiesSent {
+            let bytes = Int(sendQueue.totalSent &- reportedSentBytes)
+            reportedSentBytes = sendQueue.totalSent
+            let messages = sendQueue.takeCompletedMessages()
+            handler(self, .sent(bytes: bytes, messages: messages))
+        }
+        let watermark = loop.config.sendLowWatermark
+        if queuedBefore >= watermark && sendQueue.count < watermark && state != .closed {
+            handler(self, .writable)
+        }
+    }
+
+    // MARK: Events
+
+    func handleEvents(_ events: UInt32) {
+        if state == .connecting {
+            completeConnect()
+            return
+        }
+        if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
+            flush()
+        }
+        if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            readAvailable()
+        }
+    }
+
+    private func completeConnect() {
+        let code = SocketOps.pendingError(of: fd)
+        if code != 0 {
+            tearDown(error: EvplError(errno: code, operation: "connect", context: "\(remoteAddress)"))
+            return
+        }
+        state = .connected
+        handler(self, .connected)
+        guard state != .closed else { return }
+        flush()
+        readAvailable()
+    }
+
+    /// Reads until the socket is drained or the burst limit is reached, in
+    /// which case the rest is read next iteration so other sources get a turn.
+    func readAvailable() {
+        readPending = false
+        var reads = 0
+        while state == .connected || state == .finishing {
+            if reads == Self.readBurst {
+                if !readPending {
+                    readPending = true
+                    loop.pendingReads.append(self)
+                }
+                return
+            }
+            reads += 1
+            let space: UnsafeMutableRawBufferPointer
+            do {
+                space = try receiveQueue.writableSpace()
+            } catch {
+                tearDown(error: error)
+                return
+            }
+            let result = Glibc.read(fd, space.baseAddress, space.count)
+            if result > 0 {
+                receiveQueue.commit(result)
+                deliverReceived()
+                if result < space.count { return }
+            } else if result == 0 {
+                peerFinished()
+                return
+            } else {
+                let code = Glibc.errno
+                if code == EAGAIN { return }
+                if code == EINTR { continue }
+                tearDown(error: EvplError(errno: code, operation: "receive", context: "\(remoteAddress)"))
+                return
+            }
+        }
+    }
+
+    private func deliverReceived() {
+        guard let segmenter else {
+            let length = receiveQueue.count
+            handler(self, .received(receiveQueue.view(length: length)))
+            if state != .closed { receiveQueue.consume(length) }
+            return
+        }
+        while receiveQueue.count > 0 && state != .closed {
+            switch segmenter(receiveQueue.view(length: receiveQueue.count)) {
+            case .needMoreBytes:
+                return
+            case .message(let length):
+                guard length > 0 else {
+                    tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): message length \(length)"))
+                    return
+                }
+                guard length <= receiveQueue.count else { return }
+                handler(self, .received(receiveQueue.view(length: length)))
+                if state != .closed { receiveQueue.consume(length) }
+            case .failure(let reason):
+                tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): \(reason)"))
+                return
+            }
+        }
+    }
+
+    private func peerFinished() {
+        if !sendQueue.isEmpty { flush() }
+        guard state != .closed else { return }
+        var error: EvplError?
+        if segmenter != nil && receiveQueue.count > 0 {
+            error = EvplError(.framing, operation: "receive", context: "\(remoteAddress): stream ended inside a message (\(receiveQueue.count) bytes left)")
+        }
+        tearDown(error: error)
+    }
+
+    // MARK: Teardown
+
+    /// Closes the socket, releases every buffer and queues the one
+    /// `disconnected` event for the end of the iteration.
+    func tearDown(error: EvplError?) {
+        guard state != .closed else { return }
+        state = .closed
+        finalError = error
+        loop.unregister(token: token)
+        Glibc.close(fd)
+        sendQueue.releaseAll()
+        receiveQueue.releaseAll()
+        if !disconnectQueued {
+            disconnectQueued = true
+            loop.pendingDisconnects.append(self)
+        }
+    }
+
+    func completeDisconnect() {
+        let handler = self.handler
+        self.handler = { _, _ in }
+        segmenter = nil
+        loop.connections.remove(self)
+        handler(self, .disconnected(finalError))
+    }
+}

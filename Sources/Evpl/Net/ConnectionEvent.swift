@@ -1,0 +1,54 @@
+/// What a ``Connection`` reports to its handler.
+public enum ConnectionEvent {
+    /// The connection is established. Delivered exactly once, before any data;
+    /// never delivered for a connect that fails.
+    case connected
+    /// Data arrived: a whole message when the connection has a segmenter,
+    /// otherwise the next bytes of the stream. The view is valid only during
+    /// the callback.
+    case received(ReceivedBytes)
+    /// Bytes and whole sends written to the kernel since the last `sent`
+    /// event. Only when ``Connection/notifiesSent`` is on.
+    case sent(bytes: Int, messages: Int)
+    /// The send queue fell below ``EvplConfig/sendLowWatermark``.
+    case writable
+    /// The connection is over: closed by either side, reset, refused or
+    /// failed. Delivered exactly once, last; `nil` for an orderly close.
+    case disconnected(EvplError?)
+}
+
+/// Where a stream message ends, as decided by a ``Segmenter``.
+public enum SegmentDecision: Sendable, Hashable {
+    /// The next message is this many bytes (including any header).
+    case message(length: Int)
+    /// The bytes so far do not yet say how long the message is.
+    case needMoreBytes
+    /// The stream is malformed; the connection is closed with this reason.
+    case failure(String)
+}
+
+/// Splits a byte stream into messages: given the unconsumed bytes, says how
+/// long the next message is. Called again after each delivered message.
+public typealias Segmenter = (ReceivedBytes) -> SegmentDecision
+
+/// Ready-made segmenters.
+public enum Segmenters {
+    /// Messages prefixed by a 4-byte big-endian length of the payload that
+    /// follows; `maximumPayload` guards against absurd lengths.
+    public static func lengthPrefixed32(maximumPayload: Int = 64 << 20) -> Segmenter {
+        return { bytes in
+            guard bytes.count >= 4 else { return .needMoreBytes }
+            let payload = Int(bytes.loadBigEndianUInt32())
+            guard payload <= maximumPayload else {
+                return .failure("length \(payload) exceeds \(maximumPayload)")
+            }
+            return .message(length: 4 + payload)
+        }
+    }
+
+    /// Fixed-size messages of `length` bytes.
+    public static func fixedLength(_ length: Int) -> Segmenter {
+        precondition(length > 0)
+        return { _ in .message(length: length) }
+    }
+}

@@ -1,0 +1,190 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bound UDP socket on one loop: sends datagrams to any address and
+/// receives datagrams together with their sender's address. No handshake and
+/// no connected/disconnected events; each datagram is delivered whole.
+///
+/// Sends are queued and written at the end of the iteration with one
+/// `sendmmsg` per batch of up to 64 datagrams.
+public final class DatagramEndpoint: PollSource {
+    /// Receives each datagram and its sender. The view is valid only during the call.
+    public typealias Handler = (DatagramEndpoint, ReceivedBytes, SocketAddress) -> Void
+
+    /// The loop the endpoint lives on.
+    public unowned let loop: EventLoop
+    /// The bound local address (with the real port when port 0 was asked for).
+    public let localAddress: SocketAddress
+    /// Receives every datagram.
+    public var handler: Handler
+    /// Arbitrary per-endpoint state for the application.
+    public var context: AnyObject?
+
+    let fd: Int32
+    var token: UInt64 = 0
+    var flushQueued = false
+    private(set) var isClosed = false
+    private let receiveQueue: ReceiveQueue
+    private var outgoing: [(data: IOVec, address: SocketAddress)] = []
+    private let batch = 64
+    private let headers: UnsafeMutablePointer<msghdr>
+    private let vectors: UnsafeMutablePointer<iovec>
+    private let addresses: UnsafeMutablePointer<sockaddr_storage>
+    private var peerStorage = sockaddr_storage()
+
+    init(loop: EventLoop, fd: Int32, localAddress: SocketAddress, handler: @escaping Handler) {
+        self.loop = loop
+        self.fd = fd
+        self.localAddress = localAddress
+        self.handler = handler
+        self.receiveQueue = ReceiveQueue(pool: loop.bufferPool)
+        headers = .allocate(capacity: batch)
+        vectors = .allocate(capacity: batch)
+        addresses = .allocate(capacity: batch)
+    }
+
+    deinit {
+        headers.deallocate()
+        vectors.deallocate()
+        addresses.deallocate()
+    }
+
+    /// Datagrams queued and not yet sent.
+    public var queuedDatagrams: Int { outgoing.count }
+
+    /// Queues a copy of `bytes` as one datagram to `address`.
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` for a datagram larger than a
+    ///   pool buffer, `.invalidAddress` for a non-IP address, `.invalidState`
+    ///   after ``close()``.
+    public func send(to address: SocketAddress, copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
+        guard !isClosed else { throw EvplError(.invalidState, operation: "send datagram", context: "endpoint closed") }
+        guard !address.isUnix else { throw EvplError(.invalidAddress, operation: "send datagram", context: "\(address) is not an IP address") }
+        guard bytes.count <= loop.bufferPool.bufferSize else {
+            throw EvplError(.invalidArgument, operation: "send datagram", context: "\(bytes.count) bytes exceeds buffer size \(loop.bufferPool.bufferSize)")
+        }
+        var iovec = try loop.bufferPool.allocate()
+        if bytes.count > 0 { iovec.baseAddress.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        iovec.length = bytes.count
+        outgoing.append((iovec, address))
+        if !flushQueued {
+            flushQueued = true
+            loop.pendingDatagramFlush.append(self)
+        }
+    }
+
+    /// Queues a copy of `bytes` as one datagram to `address`.
+    public func send(to address: SocketAddress, _ bytes: [UInt8]) throws(EvplError) {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(EvplError) in try send(to: address, copying: raw) }
+        }
+        try result.get()
+    }
+
+    /// Closes the socket and drops unsent datagrams. Closing twice is harmless.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.unregister(token: token)
+        Glibc.close(fd)
+        for (data, _) in outgoing { data.release() }
+        outgoing.removeAll()
+        receiveQueue.releaseAll()
+    }
+
+    func flush() {
+        var sent = 0
+        while sent < outgoing.count && !isClosed {
+            let count = min(batch, outgoing.count - sent)
+            for index in 0..<count {
+                let (data, address) = outgoing[sent + index]
+                vectors[index] = iovec(iov_base: data.baseAddress, iov_len: data.length)
+                let length = address.withSockAddr { raw, length in
+                    UnsafeMutableRawPointer(addresses + index).copyMemory(from: raw, byteCount: Int(length))
+                    return length
+                }
+                headers[index] = msghdr(msg_name: UnsafeMutableRawPointer(addresses + index), msg_namelen: length, msg_iov: vectors + index, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
+            }
+            let result = cevpl_sendmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT))
+            if result < 0 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                if code == EAGAIN { break }
+                // A datagram the kernel rejects (unreachable, too large) is dropped, as UDP would.
+                outgoing[sent].data.release()
+                sent += 1
+                continue
+            }
+            for index in 0..<Int(result) { outgoing[sent + index].data.release() }
+            sent += Int(result)
+        }
+        if sent > 0 { outgoing.removeFirst(sent) }
+    }
+
+    func handleEvents(_ events: UInt32) {
+        if events & UInt32(EPOLLOUT.rawValue) != 0 && !outgoing.isEmpty { flush() }
+        guard events & UInt32(EPOLLIN.rawValue | EPOLLERR.rawValue) != 0 else { return }
+        var reads = 0
+        while !isClosed && reads < 64 {
+            reads += 1
+            let space: UnsafeMutableRawBufferPointer
+            do { space = try receiveQueue.writableSpace() } catch { return }
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let result = withUnsafeMutablePointer(to: &peerStorage) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                    recvfrom(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT), raw, &length)
+                }
+            }
+            if result < 0 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                return  // EAGAIN, or an ICMP error reported on the socket: nothing to read
+            }
+            let sender = withUnsafePointer(to: &peerStorage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }
+            } ?? SocketAddress(storage: .unixUnnamed)
+            receiveQueue.commit(result)
+            handler(self, receiveQueue.view(length: result), sender)
+            if !isClosed { receiveQueue.consume(result) }
+        }
+        if !isClosed {
+            // Burst limit reached: come back next iteration without waiting for an edge.
+            loop.pendingReads.append(self)
+        }
+    }
+}
+
+extension EventLoop {
+    /// Binds a UDP endpoint to `address` (port 0 picks a free port).
+    ///
+    /// - Throws: ``EvplError`` `.addressInUse`, `.invalidAddress` for a Unix
+    ///   address, `.unavailable` for a missing backend.
+    public func bindDatagram(
+        _ address: SocketAddress,
+        protocol evplProtocol: EvplProtocol = .udp,
+        _ handler: @escaping DatagramEndpoint.Handler
+    ) throws(EvplError) -> DatagramEndpoint {
+        assertOnLoopThread()
+        guard evplProtocol.transport == .udp else {
+            throw EvplError(.invalidArgument, operation: "bind datagram", context: "\(evplProtocol) is not a datagram protocol")
+        }
+        try evplProtocol.validate(address, operation: "bind datagram")
+        _ = try evplProtocol.resolvedBackend()
+        let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_DGRAM.rawValue), operation: "bind datagram", context: "\(address)")
+        let status = SocketOps.bind(fd, to: address)
+        guard status == 0 else {
+            Glibc.close(fd)
+            throw EvplError(errno: status, operation: "bind", context: "\(address)")
+        }
+        let endpoint = DatagramEndpoint(loop: self, fd: fd, localAddress: SocketOps.localAddress(of: fd) ?? address, handler: handler)
+        do throws(EvplError) {
+            endpoint.token = try register(fd: fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLET.rawValue), source: endpoint)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return endpoint
+    }
+}

@@ -1,0 +1,87 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EventLoop {
+    /// Opens a stream connection to `address`.
+    ///
+    /// The connection is returned at once; `handler` later sees `connected`,
+    /// or, when nothing listens there, exactly one `disconnected` carrying
+    /// the error (never `connected`).
+    ///
+    /// - Throws: ``EvplError`` when the protocol is not a stream protocol, the
+    ///   address does not suit it, the backend is unavailable, or no socket
+    ///   can be created (for example `.tooManyOpenFiles`).
+    public func connect(
+        to address: SocketAddress,
+        protocol evplProtocol: EvplProtocol = .tcp,
+        segmenter: Segmenter? = nil,
+        _ handler: @escaping Connection.Handler
+    ) throws(EvplError) -> Connection {
+        assertOnLoopThread()
+        guard evplProtocol.isStream else {
+            throw EvplError(.invalidArgument, operation: "connect", context: "\(evplProtocol) is not a stream protocol; use bindDatagram")
+        }
+        try evplProtocol.validate(address, operation: "connect")
+        _ = try evplProtocol.resolvedBackend()
+        let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "connect", context: "\(address)")
+        if evplProtocol.transport == .tcp {
+            SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        }
+        let connection = Connection(loop: self, fd: fd, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
+        connection.segmenter = segmenter
+        let status = address.withSockAddr { Glibc.connect(fd, $0, $1) == 0 ? 0 : Glibc.errno }
+        if status != 0 && status != EINPROGRESS {
+            guard SocketOps.isConnectFailure(status) else {
+                Glibc.close(fd)
+                throw EvplError(errno: status, operation: "connect", context: "\(address)")
+            }
+            connections.insert(connection)
+            connection.tearDownBeforeRegistration(error: EvplError(errno: status, operation: "connect", context: "\(address)"))
+            return connection
+        }
+        do throws(EvplError) {
+            connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        connections.insert(connection)
+        return connection
+    }
+
+    /// Takes over a socket a listener accepted for an attachment on this loop:
+    /// runs the attach callback, then delivers `connected`.
+    func adoptAcceptedSocket(fd: Int32, listenerID: UInt64) {
+        guard let attachment = attachments[listenerID] else {
+            Glibc.close(fd)
+            return
+        }
+        let listener = attachment.listener
+        if listener.evplProtocol.transport == .tcp {
+            SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        }
+        let peer = SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
+        let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
+        do throws(EvplError) {
+            connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
+        } catch {
+            Glibc.close(fd)
+            return
+        }
+        connections.insert(connection)
+        attachment.acceptHandler(connection)
+        guard connection.state != .closed else { return }
+        connection.handler(connection, .connected)
+    }
+}
+
+extension Connection {
+    /// Fails a connect that the kernel refused synchronously: the socket never
+    /// reached epoll, and `disconnected` still arrives asynchronously.
+    func tearDownBeforeRegistration(error: EvplError) {
+        token = UInt64.max
+        tearDown(error: error)
+    }
+}

@@ -1,0 +1,71 @@
+/// A transport choice named at connect, listen or bind time: what kind of
+/// channel (TCP stream, UDP datagrams, Unix stream) over which backend.
+public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
+    /// The channel semantics and addressing.
+    public enum Transport: String, Sendable, Hashable, CaseIterable {
+        /// TCP byte stream over IPv4 or IPv6.
+        case tcp
+        /// UDP datagrams over IPv4 or IPv6.
+        case udp
+        /// Unix-domain byte stream, by path or abstract name.
+        case unix
+    }
+
+    /// The engine that moves the bytes.
+    public enum Backend: String, Sendable, Hashable, CaseIterable {
+        /// The best backend available on this machine.
+        case auto
+        /// Kernel sockets driven by epoll.
+        case socket
+        /// io_uring submission and completion rings.
+        case ioUring = "io_uring"
+        /// RDMA connection manager (needs RDMA hardware).
+        case rdmacm
+        /// NVIDIA XLIO user-space TCP (needs a supported NIC).
+        case xlio
+    }
+
+    /// The channel semantics.
+    public var transport: Transport
+    /// The requested backend.
+    public var backend: Backend
+
+    /// Creates a protocol choice.
+    public init(_ transport: Transport, backend: Backend = .auto) {
+        self.transport = transport
+        self.backend = backend
+    }
+
+    /// TCP on the best available backend.
+    public static let tcp = EvplProtocol(.tcp)
+    /// UDP on the best available backend.
+    public static let udp = EvplProtocol(.udp)
+    /// Unix stream on the best available backend.
+    public static let unix = EvplProtocol(.unix)
+
+    /// Whether the transport is a byte stream (as opposed to datagrams).
+    public var isStream: Bool { transport != .udp }
+
+    /// `tcp/socket`, `udp/auto`, ...
+    public var description: String { "\(transport.rawValue)/\(backend.rawValue)" }
+
+    /// The backend `auto` stands for here, or an `.unavailable` error naming
+    /// why the requested backend cannot be used on this machine.
+    public func resolvedBackend() throws(EvplError) -> Backend {
+        switch backend {
+        case .auto, .socket:
+            return .socket
+        case .ioUring, .rdmacm, .xlio:
+            let reason = Probe.unavailableReason(for: backend) ?? "not implemented for network protocols yet"
+            throw EvplError(.unavailable, operation: "select backend", context: "\(self): \(reason)")
+        }
+    }
+
+    /// Checks that `address` is the kind this transport uses.
+    func validate(_ address: SocketAddress, operation: String) throws(EvplError) {
+        let wantsUnix = transport == .unix
+        if wantsUnix != address.isUnix {
+            throw EvplError(.invalidAddress, operation: operation, context: "\(address) is not a \(transport.rawValue) address")
+        }
+    }
+}

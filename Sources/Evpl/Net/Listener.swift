@@ -1,0 +1,248 @@
+import CEvplLinux
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a ``Listener`` picks the loop for each new connection.
+public enum SteeringPolicy: Sendable, Hashable {
+    /// Each attached loop in turn.
+    case roundRobin
+}
+
+/// Accepts stream connections on an address and hands each one to one of the
+/// loops attached to it, where it lives for good.
+///
+/// Accepting runs on the listener's own thread; a connection reaches its loop
+/// through the loop's remote queue, and the loop's attach callback installs
+/// its handlers before `connected` is delivered. Loops attach with
+/// ``EventLoop/attach(to:_:)`` and detach with ``EventLoop/detach(from:)``.
+public final class Listener: Sendable {
+    /// The bound address (with the real port when port 0 was asked for).
+    public let address: SocketAddress
+    /// The protocol connections use.
+    public let evplProtocol: EvplProtocol
+    /// How connections are spread over attached loops.
+    public let steering: SteeringPolicy
+    private let core: ListenerCore
+
+    /// Binds and listens on `address`, and starts accepting.
+    ///
+    /// - Throws: ``EvplError`` `.addressInUse` when something already listens
+    ///   there, `.invalidAddress` for an address the protocol cannot use,
+    ///   `.unavailable` for a missing backend, or the failing system call.
+    public init(address: SocketAddress, protocol evplProtocol: EvplProtocol = .tcp, steering: SteeringPolicy = .roundRobin, backlog: Int32 = 4096) throws(EvplError) {
+        guard evplProtocol.isStream else {
+            throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
+        }
+        try evplProtocol.validate(address, operation: "listen")
+        _ = try evplProtocol.resolvedBackend()
+        let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "listen", context: "\(address)")
+        if !address.isUnix {
+            SocketOps.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        }
+        do throws(EvplError) {
+            try Self.bind(fd, to: address)
+            if Glibc.listen(fd, backlog) != 0 {
+                throw EvplError.lastErrno("listen", context: "\(address)")
+            }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        self.address = SocketOps.localAddress(of: fd) ?? address
+        self.evplProtocol = evplProtocol
+        self.steering = steering
+        self.core = try ListenerCore(fd: fd, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
+        try core.start()
+    }
+
+    deinit {
+        core.shutdown()
+    }
+
+    /// Stops accepting and closes the socket. Connections already handed to
+    /// loops are unaffected. Closing twice is harmless.
+    public func close() {
+        core.shutdown()
+    }
+
+    /// Number of loops currently attached.
+    public var attachedLoopCount: Int { core.attachedCount }
+
+    func attach(loopID: ObjectIdentifier, remote: EventLoopRemote, attachmentID: UInt64) {
+        core.attach(.init(loopID: loopID, remote: remote, attachmentID: attachmentID))
+    }
+
+    func detach(loopID: ObjectIdentifier) {
+        core.detach(loopID: loopID)
+    }
+
+    private static func bind(_ fd: Int32, to address: SocketAddress) throws(EvplError) {
+        var status = SocketOps.bind(fd, to: address)
+        if status == EADDRINUSE, case .unixPath(let path) = address.storage, isStaleSocket(address) {
+            unlink(path)
+            status = SocketOps.bind(fd, to: address)
+        }
+        if status != 0 {
+            throw EvplError(errno: status, operation: "bind", context: "\(address)")
+        }
+    }
+
+    /// A socket file whose listener is gone refuses connections; a live one
+    /// must not be replaced.
+    private static func isStaleSocket(_ address: SocketAddress) -> Bool {
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { Glibc.close(probe) }
+        let status = address.withSockAddr { Glibc.connect(probe, $0, $1) == 0 ? 0 : Glibc.errno }
+        return status == ECONNREFUSED
+    }
+}
+
+/// The accept thread and the attachment table, shared between the listener
+/// handle and its thread.
+final class ListenerCore: Sendable {
+    struct Attachment: Sendable {
+        let loopID: ObjectIdentifier
+        let remote: EventLoopRemote
+        let attachmentID: UInt64
+    }
+
+    struct State {
+        var attached: [Attachment] = []
+        var next = 0
+        var thread: pthread_t?
+        var closed = false
+    }
+
+    let fd: Int32
+    let stopFD: Int32
+    let unlinkPath: String?
+    private let state = Mutex(State())
+
+    init(fd: Int32, unlinkPath: String?) throws(EvplError) {
+        self.fd = fd
+        self.unlinkPath = unlinkPath
+        let stop = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard stop >= 0 else {
+            Glibc.close(fd)
+            throw EvplError.lastErrno("eventfd", context: "listener")
+        }
+        self.stopFD = stop
+    }
+
+    func start() throws(EvplError) {
+        let thread = try LoopThread.spawn(name: "evpl-accept") { [self] in
+            acceptLoop()
+        }
+        state.withLock { $0.thread = thread }
+    }
+
+    var attachedCount: Int { state.withLock { $0.attached.count } }
+
+    func attach(_ attachment: Attachment) {
+        state.withLock { $0.attached.append(attachment) }
+    }
+
+    func detach(loopID: ObjectIdentifier) {
+        state.withLock { $0.attached.removeAll { $0.loopID == loopID } }
+    }
+
+    func shutdown() {
+        let thread: pthread_t? = state.withLock { state in
+            guard !state.closed else { return nil }
+            state.closed = true
+            defer { state.thread = nil }
+            return state.thread
+        }
+        guard let thread else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(stopFD, &one, 8)
+        if pthread_equal(thread, pthread_self()) == 0 {
+            pthread_join(thread, nil)
+        } else {
+            pthread_detach(thread)
+        }
+        Glibc.close(fd)
+        Glibc.close(stopFD)
+        if let unlinkPath { unlink(unlinkPath) }
+    }
+
+    private func acceptLoop() {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let ready = Glibc.poll(&fds, 2, -1)
+            if ready < 0 {
+                if Glibc.errno == EINTR { continue }
+                return
+            }
+            if fds[1].revents != 0 { return }
+            acceptReady()
+        }
+    }
+
+    private func acceptReady() {
+        while true {
+            let client = cevpl_accept(fd)
+            if client < 0 {
+                switch Glibc.errno {
+                case EINTR, ECONNABORTED: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors: leave the rest in the backlog briefly.
+                    usleep(10_000)
+                    return
+                default:
+                    return
+                }
+            }
+            let target: Attachment? = state.withLock { state in
+                guard !state.attached.isEmpty else { return nil }
+                let chosen = state.attached[state.next % state.attached.count]
+                state.next &+= 1
+                return chosen
+            }
+            guard let target else {
+                Glibc.close(client)
+                continue
+            }
+            target.remote.enqueue(.accepted(fd: client, listenerID: target.attachmentID))
+        }
+    }
+}
+
+/// A loop's record of one listener it is attached to.
+final class ListenerAttachment {
+    let listener: Listener
+    let acceptHandler: (Connection) -> Void
+
+    init(listener: Listener, acceptHandler: @escaping (Connection) -> Void) {
+        self.listener = listener
+        self.acceptHandler = acceptHandler
+    }
+}
+
+private let attachmentCounter = Atomic<UInt64>(1)
+
+extension EventLoop {
+    /// Attaches this loop to `listener`: some of its new connections will
+    /// live here. `onAccept` runs on this loop for each one, before its
+    /// `connected` event, to install the handler, segmenter and context.
+    public func attach(to listener: Listener, _ onAccept: @escaping (Connection) -> Void) {
+        assertOnLoopThread()
+        detach(from: listener)
+        let id = attachmentCounter.wrappingAdd(1, ordering: .relaxed).oldValue
+        attachments[id] = ListenerAttachment(listener: listener, acceptHandler: onAccept)
+        listener.attach(loopID: ObjectIdentifier(self), remote: remote, attachmentID: id)
+    }
+
+    /// Stops receiving new connections from `listener`. Connections already
+    /// here stay.
+    public func detach(from listener: Listener) {
+        assertOnLoopThread()
+        listener.detach(loopID: ObjectIdentifier(self))
+        for (id, attachment) in attachments where attachment.listener === listener {
+            attachments[id] = nil
+        }
+    }
+}

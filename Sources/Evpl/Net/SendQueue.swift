@@ -1,0 +1,163 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bytes queued on a connection, in order, as ranges of pooled buffers that
+/// each hold one reference.
+///
+/// Small copied payloads are packed into a shared *fill* buffer and adjacent
+/// ones coalesce into a single range, so a burst of small sends becomes one
+/// iovec. A flush gathers up to `IOV_MAX` ranges into one `sendmsg`.
+struct SendQueue {
+    private var entries: [IOVec] = []
+    private var head = 0
+    private var headSent = 0
+    private var fill: Buffer?
+    private var fillOffset = 0
+    /// Cumulative byte offsets at which each queued message ends, kept only
+    /// while sent notifications are on.
+    private var messageEnds: [UInt64] = []
+    private var messageHead = 0
+    /// Bytes queued and not yet written.
+    private(set) var count = 0
+    /// Bytes ever queued and ever written, for sent notifications.
+    private(set) var totalQueued: UInt64 = 0
+    private(set) var totalSent: UInt64 = 0
+
+    var isEmpty: Bool { count == 0 }
+
+    init() {
+        entries.reserveCapacity(32)
+    }
+
+    mutating func append(copying bytes: UnsafeRawBufferPointer, pool: BufferPool, trackMessage: Bool) throws(EvplError) {
+        var source = bytes.baseAddress
+        var remaining = bytes.count
+        while remaining > 0 {
+            if let buffer = fill, buffer.referenceCount == 1 {
+                fillOffset = 0
+            } else if fill == nil || fillOffset == fill.unsafelyUnwrapped.capacity {
+                fill?.release()
+                fill = nil
+                fill = try pool.take()
+                fillOffset = 0
+            }
+            let buffer = fill.unsafelyUnwrapped
+            let length = min(remaining, buffer.capacity - fillOffset)
+            (buffer.baseAddress + fillOffset).copyMemory(from: source.unsafelyUnwrapped, byteCount: length)
+            if head < entries.count, let last = entries.last, last.buffer === buffer, last.offset + last.length == fillOffset {
+                entries[entries.count - 1].length += length
+            } else {
+                buffer.retain()
+                entries.append(IOVec(buffer: buffer, offset: fillOffset, length: length))
+            }
+            fillOffset += length
+            source = source.unsafelyUnwrapped + length
+            remaining -= length
+        }
+        noteQueued(bytes.count, trackMessage: trackMessage)
+    }
+
+    /// Queues `iovec`, taking over the reference its caller holds.
+    mutating func append(taking iovec: IOVec, trackMessage: Bool) {
+        entries.append(iovec)
+        noteQueued(iovec.length, trackMessage: trackMessage)
+    }
+
+    /// Marks the end of a message made of several appends.
+    mutating func endMessage() {
+        messageEnds.append(totalQueued)
+    }
+
+    private mutating func noteQueued(_ length: Int, trackMessage: Bool) {
+        count += length
+        totalQueued &+= UInt64(length)
+        if trackMessage { messageEnds.append(totalQueued) }
+    }
+
+    /// Writes as much as the socket takes. Returns the bytes written, or the
+    /// `errno` of a fatal failure. `EAGAIN` is not a failure.
+    mutating func flush(fd: Int32, scratch: UnsafeMutablePointer<iovec>) -> (written: Int, error: Int32) {
+        var written = 0
+        let limit = Int(cevpl_iov_max())
+        while count > 0 {
+            var vectors = 0
+            var attempted = 0
+            var index = head
+            while index < entries.count && vectors < limit {
+                let entry = entries[index]
+                let skip = index == head ? headSent : 0
+                scratch[vectors] = iovec(iov_base: entry.baseAddress + skip, iov_len: entry.length - skip)
+                attempted += entry.length - skip
+                vectors += 1
+                index += 1
+            }
+            var message = msghdr()
+            message.msg_iov = scratch
+            message.msg_iovlen = vectors
+            let result = sendmsg(fd, &message, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if result < 0 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                return (written, code == EAGAIN ? 0 : code)
+            }
+            advance(result)
+            written += result
+            if result < attempted { break }
+        }
+        return (written, 0)
+    }
+
+    private mutating func advance(_ length: Int) {
+        var remaining = length
+        count -= length
+        totalSent &+= UInt64(length)
+        while remaining > 0 {
+            let available = entries[head].length - headSent
+            if remaining < available {
+                headSent += remaining
+                break
+            }
+            remaining -= available
+            entries[head].buffer.release()
+            head += 1
+            headSent = 0
+        }
+        if head == entries.count {
+            entries.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 64 && head * 2 >= entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Number of tracked messages whose last byte has been written since the
+    /// previous call.
+    mutating func takeCompletedMessages() -> Int {
+        var completed = 0
+        while messageHead < messageEnds.count && messageEnds[messageHead] <= totalSent {
+            messageHead += 1
+            completed += 1
+        }
+        if messageHead == messageEnds.count {
+            messageEnds.removeAll(keepingCapacity: true)
+            messageHead = 0
+        }
+        return completed
+    }
+
+    /// Drops everything queued, releasing every reference.
+    mutating func releaseAll() {
+        for index in head..<entries.count { entries[index].buffer.release() }
+        entries.removeAll()
+        head = 0
+        headSent = 0
+        count = 0
+        fill?.release()
+        fill = nil
+        messageEnds.removeAll()
+        messageHead = 0
+    }
+}

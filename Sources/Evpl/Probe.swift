@@ -1,0 +1,89 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What this machine and this build can do: every protocol, backend and
+/// block engine the library knows, each available or not, with the reason
+/// found here.
+public enum Probe {
+    /// One probed capability.
+    public struct Entry: Sendable, Hashable {
+        /// Its name as used on the command line: `tcp`, `io_uring`, `rdmacm`, ...
+        public var name: String
+        /// `protocol`, `backend` or `block-engine`.
+        public var kind: String
+        /// Whether it can be used now.
+        public var available: Bool
+        /// Why not, when it cannot ("" when available).
+        public var reason: String
+    }
+
+    /// Probes everything. Cheap: a few sockets, one syscall, a few paths.
+    public static func entries() -> [Entry] {
+        var result: [Entry] = []
+        for (name, family, type) in [("tcp", AF_INET, SOCK_STREAM), ("udp", AF_INET, SOCK_DGRAM), ("unix", AF_UNIX, SOCK_STREAM)] {
+            let fd = socket(family, Int32(type.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            if fd >= 0 {
+                Glibc.close(fd)
+                result.append(Entry(name: name, kind: "protocol", available: true, reason: ""))
+            } else {
+                result.append(Entry(name: name, kind: "protocol", available: false, reason: "socket(): \(String(cString: strerror(Glibc.errno)))"))
+            }
+        }
+        result.append(Entry(name: "socket", kind: "backend", available: true, reason: ""))
+        for backend in [EvplProtocol.Backend.ioUring, .rdmacm, .xlio] {
+            result.append(Entry(name: backend.rawValue, kind: "backend", available: false, reason: unavailableReason(for: backend) ?? "not implemented in this build"))
+        }
+        let blockReason = "block I/O engines are not implemented in this build yet"
+        for engine in ["io_uring", "libaio", "psync"] {
+            result.append(Entry(name: engine, kind: "block-engine", available: false, reason: blockReason))
+        }
+        result.append(Entry(name: "vfio-nvme", kind: "block-engine", available: false, reason: vfioReason()))
+        return result
+    }
+
+    /// Why `backend` cannot carry network protocols here, or `nil` if it can.
+    public static func unavailableReason(for backend: EvplProtocol.Backend) -> String? {
+        switch backend {
+        case .auto, .socket:
+            return nil
+        case .ioUring:
+            let status = cevpl_io_uring_probe()
+            if status != 0 {
+                return "io_uring_setup failed: \(String(cString: strerror(status)))"
+            }
+            return "kernel supports io_uring, but the io_uring network backend is not implemented in this build"
+        case .rdmacm:
+            if directoryEntries("/sys/class/infiniband").isEmpty {
+                return "no RDMA devices (/sys/class/infiniband is empty or missing)"
+            }
+            return "RDMA devices present, but the rdmacm backend is not implemented in this build"
+        case .xlio:
+            if let handle = dlopen("libxlio.so", RTLD_LAZY) {
+                dlclose(handle)
+                return "libxlio.so found, but the xlio backend is not implemented in this build"
+            }
+            return "libxlio.so not found (XLIO needs an NVIDIA ConnectX NIC and its user-space stack)"
+        }
+    }
+
+    private static func vfioReason() -> String {
+        let bound = directoryEntries("/sys/bus/pci/drivers/vfio-pci").filter { $0.contains(":") }
+        if bound.isEmpty {
+            return "no PCI device bound to vfio-pci (needs an NVMe SSD and IOMMU)"
+        }
+        return "devices bound to vfio-pci, but the vfio-nvme engine is not implemented in this build"
+    }
+
+    private static func directoryEntries(_ path: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}
