@@ -111,6 +111,20 @@ public final class Connection: PollSource {
         scheduleFlush()
     }
 
+    /// Queues one IOVec of pooled memory as one message without copying,
+    /// taking over the caller's reference (released once written). To keep
+    /// using the buffer, ``IOVec/retain()`` it first.
+    public func send(taking iovec: IOVec) throws(EvplError) {
+        do throws(EvplError) {
+            try checkSendable()
+        } catch {
+            iovec.release()
+            throw error
+        }
+        sendQueue.append(taking: iovec, trackMessage: notifiesSent)
+        scheduleFlush()
+    }
+
     /// Flushes everything queued, then closes the connection. Queued bytes are
     /// all delivered before the peer sees the end of the stream.
     public func finish() {
@@ -186,8 +200,9 @@ public final class Connection: PollSource {
         if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
             flush()
         }
-        if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-            readAvailable()
+        let hangup = UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue)
+        if events & (UInt32(EPOLLIN.rawValue) | hangup) != 0 {
+            readAvailable(drain: events & hangup != 0)
         }
     }
 
@@ -206,7 +221,10 @@ public final class Connection: PollSource {
 
     /// Reads until the socket is drained or the burst limit is reached, in
     /// which case the rest is read next iteration so other sources get a turn.
-    func readAvailable() {
+    /// A short read ends it, saving the `EAGAIN` read, unless `drain` says the
+    /// peer hung up: then the end of stream must be read now, as no further
+    /// edge will announce it.
+    func readAvailable(drain: Bool = false) {
         readPending = false
         var reads = 0
         while state == .connected || state == .finishing {
@@ -229,7 +247,7 @@ public final class Connection: PollSource {
             if result > 0 {
                 receiveQueue.commit(result)
                 deliverReceived()
-                if result < space.count { return }
+                if result < space.count && !drain { return }
             } else if result == 0 {
                 peerFinished()
                 return

@@ -89,14 +89,20 @@ public final class Listener: Sendable {
         }
     }
 
-    /// A socket file whose listener is gone refuses connections; a live one
-    /// must not be replaced.
+    /// A socket file left behind by a listener that is gone: no live socket is
+    /// bound to the path in `/proc/net/unix`. (Probing with `connect` would
+    /// hand a live listener a spurious connection.)
     private static func isStaleSocket(_ address: SocketAddress) -> Bool {
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { return false }
-        defer { Glibc.close(probe) }
-        let status = address.withSockAddr { Glibc.connect(probe, $0, $1) == 0 ? 0 : Glibc.errno }
-        return status == ECONNREFUSED
+        guard case .unixPath(let path) = address.storage, let file = fopen("/proc/net/unix", "r") else { return false }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            if text.hasSuffix(" \(path)\n") || text.hasSuffix(" \(path)") { return false }
+        }
+        return true
     }
 }
 

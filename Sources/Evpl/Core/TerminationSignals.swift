@@ -1,0 +1,36 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SIGINT and SIGTERM delivered as a readable fd instead of an async handler,
+/// so servers can shut down cleanly from ordinary code.
+///
+/// Create it on the main thread before starting any other thread: the
+/// signals are blocked in the creating thread, and threads started later
+/// inherit that mask, so the signals only ever reach the fd.
+public final class TerminationSignals: Sendable {
+    /// The signalfd; readable once SIGINT or SIGTERM arrived.
+    public let fd: Int32
+
+    /// Blocks SIGINT and SIGTERM and opens the signalfd.
+    public init() throws(EvplError) {
+        let fd = cevpl_signalfd_for_termination()
+        guard fd >= 0 else { throw EvplError.lastErrno("signalfd") }
+        self.fd = fd
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// Blocks the calling thread until SIGINT or SIGTERM arrives, or until
+    /// `timeoutMilliseconds` passes; returns whether a signal arrived.
+    @discardableResult
+    public func wait(timeoutMilliseconds: Int32 = -1) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = Glibc.poll(&entry, 1, timeoutMilliseconds)
+        guard ready > 0 else { return false }
+        var info = [UInt8](repeating: 0, count: 128)
+        _ = Glibc.read(fd, &info, info.count)
+        return true
+    }
+}

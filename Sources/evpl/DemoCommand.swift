@@ -1,0 +1,59 @@
+import ArgumentParser
+import Evpl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run a server and a client in this process over every available protocol and print a table."
+    )
+
+    @Option(help: "Seconds per measurement.")
+    var seconds: Double = 1.5
+
+    func run() throws {
+        print("swift-evpl demo: server and client in one process, loopback, default config")
+        print("")
+        let header = ["protocol", "mode", "ops/s", "Gbit/s", "p50", "p99"]
+        let widths = [12, 18, 10, 8, 9, 9]
+        print(row(header, widths))
+        print(row(widths.map { String(repeating: "-", count: $0) }, widths))
+        let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
+        for transport in EvplProtocol.Transport.allCases where available.contains(transport.rawValue) {
+            let evplProtocol = EvplProtocol(transport)
+            let path = "/tmp/evpl-demo-\(getpid()).sock"
+            let address = try failing {
+                transport == .unix ? try SocketAddress(unixPath: path) : try SocketAddress(host: "127.0.0.1", port: 0)
+            }
+            let server = try failing { try EchoServer(protocol: evplProtocol, address: address, threads: 1, mode: .perf) }
+            defer { server.stop() }
+            var modes: [(PerfMode, Int)] = [(.pingpong, 64)]
+            if evplProtocol.isStream { modes.append((.stream, 128 * 1024)) }
+            for (mode, size) in modes {
+                let plan = PerfPlan(evplProtocol: evplProtocol, address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1, durationSeconds: seconds)
+                let result = try failing { try PerfClient.run(plan) }
+                let hasLatency = result.latency.count > 0
+                print(row([
+                    evplProtocol.description,
+                    "\(mode.rawValue) \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) B")",
+                    String(Int(result.operationsPerSecond.rounded())),
+                    PerfReport.format2(result.gigabitsPerSecond),
+                    hasLatency ? PerfReport.microseconds(result.latency.value(atQuantile: 0.5)) : "-",
+                    hasLatency ? PerfReport.microseconds(result.latency.value(atQuantile: 0.99)) : "-",
+                ], widths))
+                flushStandardOutput()
+            }
+        }
+        print("")
+        print("unavailable here:")
+        for entry in Probe.entries() where !entry.available {
+            print("  \(entry.kind) \(entry.name): \(entry.reason)")
+        }
+    }
+
+    private func row(_ cells: [String], _ widths: [Int]) -> String {
+        zip(cells, widths).map { cell, width in cell.padding(toLength: width, withPad: " ", startingAt: 0) }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,143 @@
+import Evpl
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server behind `evpl echo` and `evpl perf server`: a listener (or a
+/// UDP endpoint) served by a pool of event-loop threads.
+final class EchoServer: Sendable {
+    enum Mode: Sendable {
+        /// Echo every byte back.
+        case echo
+        /// Read an 8-byte perf handshake first: `EVPLPING` echoes, `EVPLSTRM` discards.
+        case perf
+    }
+
+    let address: SocketAddress
+    private let pool: EventLoopThreadPool<DatagramEndpoint?>
+    private let listener: Listener?
+
+    init(protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int, mode: Mode, config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
+        if evplProtocol.isStream {
+            let listener = try Listener(address: address, protocol: evplProtocol)
+            self.listener = listener
+            self.address = listener.address
+            pool = try EventLoopThreadPool(count: threads, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in
+                loop.attach(to: listener) { connection in
+                    switch mode {
+                    case .echo: connection.handler = Self.echo
+                    case .perf:
+                        connection.context = PerfServerConnection()
+                        connection.handler = Self.perf
+                    }
+                }
+                return nil
+            }
+        } else {
+            guard threads == 1 else {
+                throw EvplError(.invalidArgument, operation: "serve", context: "udp serves from one thread (got --threads \(threads))")
+            }
+            let bound = Mutex<Result<SocketAddress, EvplError>?>(nil)
+            pool = try EventLoopThreadPool(count: 1, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in
+                do throws(EvplError) {
+                    let endpoint = try loop.bindDatagram(address, protocol: evplProtocol) { endpoint, bytes, sender in
+                        bytes.withContiguousBytes { try? endpoint.send(to: sender, copying: $0) }
+                    }
+                    bound.withLock { $0 = .success(endpoint.localAddress) }
+                    return endpoint
+                } catch {
+                    bound.withLock { $0 = .failure(error) }
+                    return nil
+                }
+            } onStop: { _, endpoint in
+                endpoint?.close()
+            }
+            listener = nil
+            switch bound.withLock({ $0 }) {
+            case .success(let local): self.address = local
+            case .failure(let error):
+                pool.stop()
+                throw error
+            case nil:
+                pool.stop()
+                throw EvplError(.system, operation: "serve", context: "udp endpoint not bound")
+            }
+        }
+    }
+
+    /// Stops accepting, closes every connection and joins the threads.
+    func stop() {
+        listener?.close()
+        pool.stop()
+    }
+
+    private static func loopConfig(cpu: Int?) -> @Sendable (Int) -> LoopConfig {
+        { index in LoopConfig(name: "evpl-srv-\(index)", cpuAffinity: cpu.map { [$0] }) }
+    }
+
+    private static func echo(_ connection: Connection, _ event: ConnectionEvent) {
+        guard case .received(let bytes) = event else { return }
+        bytes.forEachSegment { piece in
+            do {
+                try connection.send(copying: piece)
+            } catch {
+                connection.close()
+            }
+        }
+    }
+
+    private static func perf(_ connection: Connection, _ event: ConnectionEvent) {
+        guard case .received(let bytes) = event,
+              let state = connection.context.map({ unsafeDowncast($0, to: PerfServerConnection.self) }) else { return }
+        if state.sink { return }
+        var skip = 0
+        if state.headerBytes < 8 {
+            skip = min(8 - state.headerBytes, bytes.count)
+            for index in 0..<skip { state.header = state.header << 8 | UInt64(bytes[index]) }
+            state.headerBytes += skip
+            if state.headerBytes == 8 {
+                switch state.header {
+                case PerfHandshake.ping: break
+                case PerfHandshake.stream: state.sink = true
+                default: connection.close()
+                }
+            }
+            if state.sink || skip == bytes.count { return }
+        }
+        var offset = 0
+        bytes.forEachSegment { piece in
+            let start = max(0, skip - offset)
+            offset += piece.count
+            guard start < piece.count else { return }
+            do {
+                try connection.send(copying: UnsafeRawBufferPointer(rebasing: piece[start...]))
+            } catch {
+                connection.close()
+            }
+        }
+    }
+}
+
+/// The 8-byte words a perf client opens each stream connection with.
+enum PerfHandshake {
+    /// "EVPLPING": echo everything that follows.
+    static let ping: UInt64 = 0x4556_504C_5049_4E47
+    /// "EVPLSTRM": discard everything that follows.
+    static let stream: UInt64 = 0x4556_504C_5354_524D
+
+    static func bytes(_ word: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: word >> (56 - 8 * UInt64($0))) }
+    }
+}
+
+/// Per-connection handshake state of the perf server.
+final class PerfServerConnection {
+    var header: UInt64 = 0
+    var headerBytes = 0
+    var sink = false
+}
+
+func flushStandardOutput() {
+    fflush(nil)
+}

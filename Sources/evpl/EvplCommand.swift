@@ -1,0 +1,52 @@
+import ArgumentParser
+import Evpl
+
+@main
+struct EvplCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evpl",
+        abstract: "Event-driven network I/O with swift-evpl: probe, echo, perf and demo.",
+        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, DemoCommand.self]
+    )
+}
+
+/// Endpoint options shared by servers and clients.
+struct EndpointOptions: ParsableArguments {
+    @Option(help: "Transport: tcp, udp or unix.")
+    var `protocol`: EvplProtocol.Transport = .tcp
+
+    @Option(help: "Backend: auto or socket (io_uring, rdmacm and xlio are named but unavailable).")
+    var backend: EvplProtocol.Backend = .auto
+
+    @Option(help: "Host for tcp/udp.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port for tcp/udp (0 picks a free one when serving).")
+    var port: UInt16 = 0
+
+    @Option(help: "Socket path for unix (absolute) or @name for an abstract socket.")
+    var path: String?
+
+    var evplProtocol: EvplProtocol { EvplProtocol(`protocol`, backend: backend) }
+
+    func address(defaultPath: String) throws -> SocketAddress {
+        switch `protocol` {
+        case .tcp, .udp:
+            return try SocketAddress(host: host, port: port)
+        case .unix:
+            return try SocketAddress(parsing: path ?? defaultPath)
+        }
+    }
+}
+
+extension EvplProtocol.Transport: ExpressibleByArgument {}
+extension EvplProtocol.Backend: ExpressibleByArgument {}
+
+/// Turns a library error into a clean exit with its message.
+func failing<R>(_ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let error as EvplError {
+        throw ValidationError(error.description)
+    }
+}

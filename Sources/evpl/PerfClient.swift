@@ -1,0 +1,269 @@
+import Evpl
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `evpl perf client` measures.
+enum PerfMode: String, Sendable, CaseIterable {
+    /// Request/response: each message of `size` bytes is echoed back; up to
+    /// `depth` in flight per connection; latency is per round trip.
+    case pingpong
+    /// One-way: the client keeps the connection full of `size`-byte messages
+    /// and the server discards them; throughput only.
+    case stream
+}
+
+/// A perf run's parameters.
+struct PerfPlan: Sendable {
+    var evplProtocol: EvplProtocol
+    var address: SocketAddress
+    var mode: PerfMode
+    var size: Int
+    var depth: Int
+    var connections: Int
+    var threads: Int
+    var durationSeconds: Double
+    var config: EvplConfig? = nil
+    var cpu: Int? = nil
+}
+
+/// A perf run's outcome.
+struct PerfResult: Sendable {
+    var operations: UInt64
+    var bytes: UInt64
+    var seconds: Double
+    var latency: LatencyHistogram
+
+    var operationsPerSecond: Double { Double(operations) / seconds }
+    var bytesPerSecond: Double { Double(bytes) / seconds }
+    var gigabitsPerSecond: Double { bytesPerSecond * 8 / 1e9 }
+}
+
+/// A counter one thread bumps and another reads for progress lines.
+final class ProgressCounter: Sendable {
+    let value = Atomic<UInt64>(0)
+}
+
+/// Runs the client side of a perf measurement on a pool of loop threads.
+enum PerfClient {
+    static func run(_ plan: PerfPlan, progress: ((Int, Double) -> Void)? = nil) throws(EvplError) -> PerfResult {
+        guard plan.size >= 1, plan.depth >= 1, plan.connections >= 1, plan.threads >= 1, plan.durationSeconds > 0 else {
+            throw EvplError(.invalidArgument, operation: "perf", context: "size, depth, connections, threads and duration must be positive")
+        }
+        if plan.mode == .stream && !plan.evplProtocol.isStream {
+            throw EvplError(.invalidArgument, operation: "perf", context: "stream mode needs a stream protocol (tcp or unix)")
+        }
+        if !plan.evplProtocol.isStream && plan.size > 65_000 {
+            throw EvplError(.invalidArgument, operation: "perf", context: "udp messages are at most 65000 bytes")
+        }
+        let counters = (0..<plan.threads).map { _ in ProgressCounter() }
+        let totals = Mutex(PerfResult(operations: 0, bytes: 0, seconds: 0, latency: LatencyHistogram()))
+        let failure = Mutex<EvplError?>(nil)
+        let pool = try EventLoopThreadPool<PerfClientThread>(
+            count: plan.threads,
+            config: plan.config,
+            loopConfig: { index in LoopConfig(name: "evpl-cli-\(index)", cpuAffinity: plan.cpu.map { [$0] }) }
+        ) { loop, index in
+            let share = plan.connections / plan.threads + (index < plan.connections % plan.threads ? 1 : 0)
+            let thread = PerfClientThread(loop: loop, plan: plan, counter: counters[index])
+            do throws(EvplError) {
+                try thread.open(connections: share)
+            } catch {
+                failure.withLock { $0 = error }
+            }
+            return thread
+        } onStop: { _, thread in
+            thread.finish()
+            totals.withLock { total in
+                total.operations += thread.operations
+                total.bytes += thread.bytes
+                total.latency.merge(thread.latency)
+            }
+        }
+        let start = MonotonicClock.nanoseconds()
+        let end = start + UInt64(plan.durationSeconds * 1e9)
+        var lastReport = start
+        var lastOperations: UInt64 = 0
+        var second = 0
+        while true {
+            let now = MonotonicClock.nanoseconds()
+            if now >= end { break }
+            if let error = failure.withLock({ $0 }) {
+                pool.stop()
+                throw error
+            }
+            usleep(UInt32(min(20_000, (end - now) / 1000 + 1)))
+            let after = MonotonicClock.nanoseconds()
+            if let progress, after - lastReport >= 1_000_000_000 {
+                second += 1
+                let operations = counters.reduce(0) { $0 + $1.value.load(ordering: .relaxed) }
+                progress(second, Double(operations - lastOperations) / (Double(after - lastReport) / 1e9))
+                lastOperations = operations
+                lastReport = after
+            }
+        }
+        let elapsed = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        pool.stop()
+        if let error = failure.withLock({ $0 }) { throw error }
+        var result = totals.withLock { $0 }
+        result.seconds = elapsed
+        return result
+    }
+}
+
+/// One client thread's connections and tallies.
+final class PerfClientThread {
+    let loop: EventLoop
+    let plan: PerfPlan
+    let counter: ProgressCounter
+    var operations: UInt64 = 0
+    var bytes: UInt64 = 0
+    var latency = LatencyHistogram()
+    private let payload: UnsafeMutableRawBufferPointer
+    private var streamPayload: [IOVec] = []
+    private var flows: [PerfFlow] = []
+
+    init(loop: EventLoop, plan: PerfPlan, counter: ProgressCounter) {
+        self.loop = loop
+        self.plan = plan
+        self.counter = counter
+        payload = .allocate(byteCount: plan.size, alignment: 64)
+        for index in 0..<plan.size { payload[index] = UInt8(truncatingIfNeeded: index) }
+    }
+
+    deinit {
+        payload.deallocate()
+    }
+
+    func open(connections: Int) throws(EvplError) {
+        if plan.mode == .stream {
+            var remaining = plan.size
+            while remaining > 0 {
+                var iovec = try loop.bufferPool.allocate()
+                iovec.length = min(remaining, iovec.length)
+                for index in 0..<iovec.length { iovec.bytes[index] = UInt8(truncatingIfNeeded: index) }
+                streamPayload.append(iovec)
+                remaining -= iovec.length
+            }
+        }
+        for _ in 0..<connections {
+            let flow = PerfFlow(thread: self)
+            flows.append(flow)
+            if plan.evplProtocol.isStream {
+                _ = try loop.connect(to: plan.address, protocol: plan.evplProtocol) { [unowned flow] connection, event in
+                    flow.handle(connection, event)
+                }
+            } else {
+                let local = try SocketAddress(host: plan.address.description.hasPrefix("[") ? "::1" : "127.0.0.1", port: 0)
+                let endpoint = try loop.bindDatagram(local, protocol: plan.evplProtocol) { [unowned flow] endpoint, bytes, _ in
+                    flow.datagramReceived(endpoint, bytes)
+                }
+                flow.endpoint = endpoint
+                for _ in 0..<plan.depth { flow.sendDatagram(endpoint) }
+            }
+        }
+    }
+
+    func finish() {
+        for flow in flows { flow.endpoint?.close() }
+        for iovec in streamPayload { iovec.release() }
+        streamPayload.removeAll()
+    }
+
+    @inline(__always)
+    func recordOperation(bytes count: Int) {
+        operations &+= 1
+        bytes &+= UInt64(count)
+        counter.value.store(operations, ordering: .relaxed)
+    }
+
+    /// One connection's (or UDP endpoint's) traffic.
+    final class PerfFlow {
+        unowned let thread: PerfClientThread
+        var endpoint: DatagramEndpoint?
+        private var sentAt: [UInt64]
+        private var head = 0
+        private var inFlight = 0
+        private var pendingBytes = 0
+
+        init(thread: PerfClientThread) {
+            self.thread = thread
+            sentAt = Array(repeating: 0, count: thread.plan.depth)
+        }
+
+        func handle(_ connection: Connection, _ event: ConnectionEvent) {
+            switch event {
+            case .connected:
+                let plan = thread.plan
+                do {
+                    try connection.send(PerfHandshake.bytes(plan.mode == .stream ? PerfHandshake.stream : PerfHandshake.ping))
+                    if plan.mode == .stream {
+                        try fill(connection)
+                    } else {
+                        for _ in 0..<plan.depth { try sendRequest(connection) }
+                    }
+                } catch {
+                    connection.close()
+                }
+            case .received(let bytes):
+                pendingBytes += bytes.count
+                let size = thread.plan.size
+                while pendingBytes >= size {
+                    pendingBytes -= size
+                    completeRequest()
+                    do { try sendRequest(connection) } catch { connection.close() }
+                }
+            case .writable:
+                do { try fill(connection) } catch { connection.close() }
+            case .sent, .disconnected:
+                break
+            }
+        }
+
+        private func fill(_ connection: Connection) throws(EvplError) {
+            let window = max(1 << 20, 4 * thread.plan.size)
+            while connection.queuedBytes < window {
+                for iovec in thread.streamPayload {
+                    iovec.retain()
+                    try connection.send(taking: iovec)
+                }
+                thread.recordOperation(bytes: thread.plan.size)
+            }
+        }
+
+        @inline(__always)
+        private func sendRequest(_ connection: Connection) throws(EvplError) {
+            try connection.send(copying: UnsafeRawBufferPointer(thread.payload))
+            stamp()
+        }
+
+        func sendDatagram(_ endpoint: DatagramEndpoint) {
+            let address = thread.plan.address
+            try? endpoint.send(to: address, copying: UnsafeRawBufferPointer(thread.payload))
+            stamp()
+        }
+
+        func datagramReceived(_ endpoint: DatagramEndpoint, _ bytes: ReceivedBytes) {
+            guard inFlight > 0 else { return }
+            completeRequest()
+            sendDatagram(endpoint)
+        }
+
+        @inline(__always)
+        private func stamp() {
+            let depth = sentAt.count
+            sentAt[(head + inFlight) % depth] = MonotonicClock.nanoseconds()
+            inFlight += 1
+        }
+
+        @inline(__always)
+        private func completeRequest() {
+            let now = MonotonicClock.nanoseconds()
+            thread.latency.record(now &- sentAt[head])
+            head = (head + 1) % sentAt.count
+            inFlight -= 1
+            thread.recordOperation(bytes: thread.plan.size)
+        }
+    }
+}

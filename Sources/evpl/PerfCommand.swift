@@ -1,0 +1,126 @@
+import ArgumentParser
+import Evpl
+
+struct PerfCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perf",
+        abstract: "Measure round trips and throughput between a perf server and client.",
+        subcommands: [PerfServerCommand.self, PerfClientCommand.self]
+    )
+}
+
+struct PerfServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Serve perf clients. Prints 'listening on <address>' when ready; exits 0 on SIGINT or SIGTERM."
+    )
+
+    @OptionGroup var endpoint: EndpointOptions
+
+    @Option(help: "Event loop threads serving connections.")
+    var threads: Int = 1
+
+    func run() throws {
+        let signals = try failing { try TerminationSignals() }
+        let server = try failing {
+            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: "/tmp/evpl-perf.sock"), threads: threads, mode: .perf)
+        }
+        print("listening on \(server.address)")
+        flushStandardOutput()
+        signals.wait()
+        server.stop()
+    }
+}
+
+struct PerfClientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Drive a perf server and report ops/s, bytes/s and latency percentiles."
+    )
+
+    @OptionGroup var endpoint: EndpointOptions
+
+    @Option(help: "pingpong (echoed requests, latency) or stream (one-way throughput).")
+    var mode: PerfMode = .pingpong
+
+    @Option(help: "Message size in bytes.")
+    var size: Int = 64
+
+    @Option(help: "Messages in flight per connection (pingpong).")
+    var depth: Int = 1
+
+    @Option(help: "Connections (or UDP endpoints) in total.")
+    var connections: Int = 1
+
+    @Option(help: "Client event loop threads.")
+    var threads: Int = 1
+
+    @Option(help: "Seconds to run.")
+    var duration: Double = 5
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func run() throws {
+        let address = try failing { try endpoint.address(defaultPath: "/tmp/evpl-perf.sock") }
+        guard endpoint.protocol == .unix || endpoint.port != 0 else {
+            throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
+        }
+        let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration)
+        let showProgress = !json && duration > 3
+        let result = try failing {
+            try PerfClient.run(plan, progress: showProgress ? { second, rate in
+                print("[\(String(second).leftPadded(3))s] \(Int(rate.rounded())) ops/s")
+                flushStandardOutput()
+            } : nil)
+        }
+        if json {
+            print(PerfReport.json(result))
+        } else {
+            print(PerfReport.text(plan: plan, result: result))
+        }
+    }
+}
+
+extension PerfMode: ExpressibleByArgument {}
+
+/// Formats perf results.
+enum PerfReport {
+    static func json(_ result: PerfResult) -> String {
+        let latency = result.latency
+        let fields = [
+            "\"min\":\(latency.count == 0 ? 0 : latency.min)",
+            "\"mean\":\(JSON.number(latency.mean))",
+            "\"p50\":\(latency.value(atQuantile: 0.5))",
+            "\"p99\":\(latency.value(atQuantile: 0.99))",
+            "\"p999\":\(latency.value(atQuantile: 0.999))",
+            "\"max\":\(latency.max)",
+        ]
+        return "{\"ops_per_sec\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":{\(fields.joined(separator: ","))}}"
+    }
+
+    static func text(plan: PerfPlan, result: PerfResult) -> String {
+        var lines = ["\(plan.evplProtocol) \(plan.mode.rawValue) size=\(plan.size) depth=\(plan.depth) connections=\(plan.connections) threads=\(plan.threads) duration=\(String(format1(result.seconds)))s"]
+        lines.append("ops/s \(Int(result.operationsPerSecond.rounded()))  Gbit/s \(format2(result.gigabitsPerSecond))")
+        if result.latency.count > 0 {
+            let latency = result.latency
+            lines.append("latency min \(microseconds(latency.min)) mean \(microseconds(UInt64(latency.mean))) p50 \(microseconds(latency.value(atQuantile: 0.5))) p99 \(microseconds(latency.value(atQuantile: 0.99))) p99.9 \(microseconds(latency.value(atQuantile: 0.999))) max \(microseconds(latency.max))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func microseconds(_ nanoseconds: UInt64) -> String {
+        "\(format1(Double(nanoseconds) / 1000))us"
+    }
+
+    static func format1(_ value: Double) -> String {
+        let scaled = (value * 10).rounded()
+        return "\(Int(scaled) / 10).\(abs(Int(scaled)) % 10)"
+    }
+
+    static func format2(_ value: Double) -> String {
+        let scaled = Int((value * 100).rounded())
+        let fraction = abs(scaled) % 100
+        return "\(scaled / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}
