@@ -1,0 +1,39 @@
+import Evpl
+import Testing
+
+/// The README's API example, kept compiling and working.
+@Suite("README example")
+struct ReadmeExampleTests {
+    @Test("length-prefixed echo through run() and stop()")
+    func readmeExample() throws {
+        let loop = try EventLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            connection.handler = { connection, event in
+                if case .received(let message) = event {
+                    message.forEachSegment { try? connection.send(copying: $0) }
+                }
+            }
+        }
+        var replyBytes: [UInt8] = []
+        var disconnectError: EvplError?
+        var disconnected = false
+        _ = try loop.connect(to: listener.address, protocol: .tcp, segmenter: Segmenters.lengthPrefixed32()) { connection, event in
+            switch event {
+            case .connected: try? connection.send([0, 0, 0, 5] + Array("hello".utf8))
+            case .received(let reply): replyBytes = reply.array; connection.finish()
+            case .disconnected(let error): disconnectError = error; disconnected = true; loop.stop()
+            default: break
+            }
+        }
+        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 10_000_000) { _ in loop.stop() }
+        loop.run()
+        guardTimer.cancel()
+        #expect(disconnected)
+        #expect(disconnectError == nil)
+        #expect(replyBytes == [0, 0, 0, 5] + Array("hello".utf8))
+        listener.close()
+        expectNoLeaks(loop)
+    }
+}
