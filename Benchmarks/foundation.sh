@@ -12,14 +12,15 @@ SECS=${2:-3}
 swift build -c release --product evpl >/dev/null
 EVPL=.build/release/evpl
 PORT=17000
-RESULTS=$(mktemp)
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 wait_listening() { for _ in $(seq 50); do grep -q "listening on" "$1" 2>/dev/null && return; sleep 0.1; done; }
 
-evpl_pingpong() { # server-cpu client-cpu -> round trips/s
-    local log; log=$(mktemp); PORT=$((PORT + 1))
+# Each measurement takes its port as its last argument: the functions run in
+# command substitutions (subshells), so they cannot advance a shared counter.
+evpl_pingpong() { # server-cpu client-cpu port -> round trips/s
+    local log; log=$(mktemp); local PORT=$3
     taskset -c "$1" "$EVPL" perf server --port $PORT >"$log" & local pid=$!
     wait_listening "$log"
     taskset -c "$2" "$EVPL" perf client --port $PORT --size 64 --depth 1 --duration "$SECS" --json |
@@ -27,8 +28,8 @@ evpl_pingpong() { # server-cpu client-cpu -> round trips/s
     kill $pid; wait $pid 2>/dev/null || true; rm -f "$log"
 }
 
-sockperf_pingpong() { # server-cpu client-cpu -> round trips/s (sockperf prints one-way latency)
-    PORT=$((PORT + 1))
+sockperf_pingpong() { # server-cpu client-cpu port -> round trips/s (sockperf prints one-way latency)
+    local PORT=$3
     taskset -c "$1" sockperf server --tcp -i 127.0.0.1 -p $PORT >/dev/null 2>&1 & local pid=$!
     sleep 0.5
     taskset -c "$2" sockperf ping-pong --tcp -i 127.0.0.1 -p $PORT -m 64 -t "$SECS" 2>&1 |
@@ -36,8 +37,8 @@ sockperf_pingpong() { # server-cpu client-cpu -> round trips/s (sockperf prints 
     kill $pid; wait $pid 2>/dev/null || true
 }
 
-evpl_stream() { # -> Gbit/s
-    local log; log=$(mktemp); PORT=$((PORT + 1))
+evpl_stream() { # port -> Gbit/s
+    local log; log=$(mktemp); local PORT=$1
     "$EVPL" perf server --port $PORT >"$log" & local pid=$!
     wait_listening "$log"
     "$EVPL" perf client --port $PORT --mode stream --size 131072 --duration "$SECS" --json |
@@ -45,8 +46,8 @@ evpl_stream() { # -> Gbit/s
     kill $pid; wait $pid 2>/dev/null || true; rm -f "$log"
 }
 
-iperf3_stream() { # -> Gbit/s
-    PORT=$((PORT + 1))
+iperf3_stream() { # port -> Gbit/s
+    local PORT=$1
     iperf3 -s -p $PORT -1 >/dev/null 2>&1 & local pid=$!
     sleep 0.5
     iperf3 -c 127.0.0.1 -p $PORT -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
@@ -55,12 +56,13 @@ iperf3_stream() { # -> Gbit/s
 
 declare -A samples
 for run in $(seq "$RUNS"); do
-    samples[evpl_one]+="$(evpl_pingpong 0 0) "
-    samples[sockperf_one]+="$(sockperf_pingpong 0 0) "
-    samples[evpl_two]+="$(evpl_pingpong 0 1) "
-    samples[sockperf_two]+="$(sockperf_pingpong 0 1) "
-    samples[evpl_stream]+="$(evpl_stream) "
-    samples[iperf3_stream]+="$(iperf3_stream) "
+    PORT=$((PORT + 10))
+    samples[evpl_one]+="$(evpl_pingpong 0 0 $((PORT + 1))) "
+    samples[sockperf_one]+="$(sockperf_pingpong 0 0 $((PORT + 2))) "
+    samples[evpl_two]+="$(evpl_pingpong 0 1 $((PORT + 3))) "
+    samples[sockperf_two]+="$(sockperf_pingpong 0 1 $((PORT + 4))) "
+    samples[evpl_stream]+="$(evpl_stream $((PORT + 5))) "
+    samples[iperf3_stream]+="$(iperf3_stream $((PORT + 6))) "
     echo "run $run done" >&2
 done
 
@@ -75,4 +77,3 @@ echo "| TCP stream 128 KiB (Gbit/s) | $(m evpl_stream) | iperf3 $(m iperf3_strea
 echo
 echo "medians of $RUNS runs of ${SECS}s, alternating; raw samples:"
 for key in evpl_one sockperf_one evpl_two sockperf_two evpl_stream iperf3_stream; do echo "  $key: ${samples[$key]}"; done
-rm -f "$RESULTS"

@@ -49,6 +49,8 @@ public final class Connection: PollSource {
     var disconnectQueued = false
     var finalError: EvplError?
     private var shutdownSent = false
+    /// `finish()` was called before the connect completed.
+    private var finishAfterConnect = false
     private var reportedSentBytes: UInt64 = 0
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
@@ -129,7 +131,9 @@ public final class Connection: PollSource {
     /// all delivered before the peer sees the end of the stream.
     public func finish() {
         switch state {
-        case .connecting, .connected:
+        case .connecting:
+            finishAfterConnect = true
+        case .connected:
             state = .finishing
             scheduleFlush()
         case .finishing, .closed:
@@ -146,7 +150,7 @@ public final class Connection: PollSource {
     }
 
     private func checkSendable() throws(EvplError) {
-        guard state == .connected || state == .connecting else {
+        guard (state == .connected || state == .connecting) && !finishAfterConnect else {
             throw EvplError(.invalidState, operation: "send", context: "\(remoteAddress) (connection finishing or closed)")
         }
     }
@@ -215,6 +219,7 @@ public final class Connection: PollSource {
         state = .connected
         handler(self, .connected)
         guard state != .closed else { return }
+        if finishAfterConnect && state == .connected { state = .finishing }
         flush()
         readAvailable()
     }
