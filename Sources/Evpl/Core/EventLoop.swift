@@ -27,19 +27,19 @@ public final class EventLoop {
 
     let epollFD: Int32
     let ownerThread: pthread_t
-    var sources = PollSourceTable()
-    var timers = TimerHeap()
-    var armedDeferrals: [Deferral] = []
-    var runningDeferrals: [Deferral] = []
-    var pendingFlush: [Connection] = []
-    var flushing: [Connection] = []
-    var pendingReads: [PollSource] = []
-    private var readingNow: [PollSource] = []
-    var pendingDisconnects: [Connection] = []
-    var pendingDatagramFlush: [DatagramEndpoint] = []
-    var connections = ConnectionRegistry()
+    @exclusivity(unchecked) var sources = PollSourceTable()
+    @exclusivity(unchecked) var timers = TimerHeap()
+    @exclusivity(unchecked) var armedDeferrals: [Deferral] = []
+    @exclusivity(unchecked) var runningDeferrals: [Deferral] = []
+    @exclusivity(unchecked) var pendingFlush: [Connection] = []
+    @exclusivity(unchecked) var flushing: [Connection] = []
+    @exclusivity(unchecked) var pendingReads: [PollSource] = []
+    @exclusivity(unchecked) private var readingNow: [PollSource] = []
+    @exclusivity(unchecked) var pendingDisconnects: [Connection] = []
+    @exclusivity(unchecked) var pendingDatagramFlush: [DatagramEndpoint] = []
+    @exclusivity(unchecked) var connections = ConnectionRegistry()
     var attachments: [UInt64: ListenerAttachment] = [:]
-    var remoteTasks: [EventLoopRemote.Task] = []
+    @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     let iovecScratch: UnsafeMutablePointer<iovec>
     private let eventMasks: UnsafeMutablePointer<UInt32>
     private let eventTokens: UnsafeMutablePointer<UInt64>

@@ -5,7 +5,7 @@
 /// handed to the user as ``ReceivedBytes`` views over these ranges, so the
 /// common case copies nothing.
 final class ReceiveQueue {
-    private(set) var segments: [IOVec] = []
+    @exclusivity(unchecked) private(set) var segments: [IOVec] = []
     private(set) var head = 0
     /// Bytes of `segments[head]` already consumed.
     private(set) var headConsumed = 0

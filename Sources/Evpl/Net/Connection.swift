@@ -42,7 +42,7 @@ public final class Connection: PollSource {
     var state: State
     var token: UInt64 = 0
     var registrySlot = -1
-    var sendQueue = SendQueue()
+    @exclusivity(unchecked) var sendQueue = SendQueue()
     let receiveQueue: ReceiveQueue
     var flushQueued = false
     var readPending = false

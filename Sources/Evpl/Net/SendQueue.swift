@@ -93,10 +93,15 @@ struct SendQueue {
                 vectors += 1
                 index += 1
             }
-            var message = msghdr()
-            message.msg_iov = scratch
-            message.msg_iovlen = vectors
-            let result = sendmsg(fd, &message, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            let result: Int
+            if vectors == 1 {
+                result = send(fd, scratch[0].iov_base, scratch[0].iov_len, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            } else {
+                var message = msghdr()
+                message.msg_iov = scratch
+                message.msg_iovlen = vectors
+                result = sendmsg(fd, &message, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
             if result < 0 {
                 let code = Glibc.errno
                 if code == EINTR { continue }
