@@ -7,6 +7,15 @@ struct EchoCommand: ParsableCommand {
         abstract: "Run an echo server. Prints one line 'listening on <address>' when ready; exits 0 on SIGINT or SIGTERM."
     )
 
+    @OptionGroup var server: ServerOptions
+
+    func run() throws {
+        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-echo.sock", mode: .echo)
+    }
+}
+
+/// Options of every server command: where to listen and on how many threads.
+struct ServerOptions: ParsableArguments {
     @OptionGroup var endpoint: EndpointOptions
 
     @Option(help: "Event loop threads serving connections.")
@@ -16,10 +25,12 @@ struct EchoCommand: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
-    func run() throws {
+    /// Serves until SIGINT or SIGTERM: prints the one `listening on <address>`
+    /// line once ready, then shuts down cleanly.
+    func serveUntilTerminated(defaultPath: String, mode: EchoServer.Mode) throws {
         let signals = try failing { try TerminationSignals() }
         let server = try failing {
-            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: "/tmp/evpl-echo.sock"), threads: threads, mode: .echo)
+            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode)
         }
         print("listening on \(server.address)")
         flushStandardOutput()

@@ -15,20 +15,10 @@ struct PerfServerCommand: ParsableCommand {
         abstract: "Serve perf clients. Prints 'listening on <address>' when ready; exits 0 on SIGINT or SIGTERM."
     )
 
-    @OptionGroup var endpoint: EndpointOptions
-
-    @Option(help: "Event loop threads serving connections.")
-    var threads: Int = 1
+    @OptionGroup var server: ServerOptions
 
     func run() throws {
-        let signals = try failing { try TerminationSignals() }
-        let server = try failing {
-            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: "/tmp/evpl-perf.sock"), threads: threads, mode: .perf)
-        }
-        print("listening on \(server.address)")
-        flushStandardOutput()
-        signals.wait()
-        server.stop()
+        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-perf.sock", mode: .perf)
     }
 }
 

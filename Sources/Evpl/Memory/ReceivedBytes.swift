@@ -21,13 +21,18 @@ public struct ReceivedBytes {
 
     /// Calls `body` with each contiguous piece, in order.
     public func forEachSegment(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try forEachIOVec { try body(UnsafeRawBufferPointer($0.bytes)) }
+    }
+
+    /// Walks the pooled ranges the bytes occupy, narrowed to this view.
+    private func forEachIOVec(_ body: (IOVec) throws -> Void) rethrows {
         var remaining = count
         var index = segment
         var skip = offset
         while remaining > 0 {
             let iovec = queue.segments[index]
             let length = min(iovec.length - skip, remaining)
-            try body(UnsafeRawBufferPointer(start: iovec.baseAddress + skip, count: length))
+            try body(iovec.slice(from: skip, length: length))
             remaining -= length
             index += 1
             skip = 0
@@ -88,17 +93,9 @@ public struct ReceivedBytes {
     /// caller must ``IOVec/release()`` (or pass to a send call). No copy.
     public func retainedIOVecs() -> [IOVec] {
         var result: [IOVec] = []
-        var remaining = count
-        var index = segment
-        var skip = offset
-        while remaining > 0 {
-            let iovec = queue.segments[index]
-            let length = min(iovec.length - skip, remaining)
+        forEachIOVec { iovec in
             iovec.retain()
-            result.append(iovec.slice(from: skip, length: length))
-            remaining -= length
-            index += 1
-            skip = 0
+            result.append(iovec)
         }
         return result
     }
