@@ -42,11 +42,17 @@ struct EndpointOptions: ParsableArguments {
 extension EvplProtocol.Transport: ExpressibleByArgument {}
 extension EvplProtocol.Backend: ExpressibleByArgument {}
 
-/// Turns a library error into a clean exit with its message.
+/// Turns a library error into a clean exit: its message on stderr, status 1.
 func failing<R>(_ body: () throws -> R) throws -> R {
     do {
         return try body()
     } catch let error as EvplError {
-        throw ValidationError(error.description)
+        throw CommandFailure(message: error.description)
     }
+}
+
+/// A failure the command reports as one line, without usage text.
+struct CommandFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
