@@ -96,6 +96,11 @@ public final class EventLoop {
     }
 
     deinit {
+        // Connections still open lose their sockets without further events:
+        // nothing can run on a loop that is going away.
+        for connection in connections.all() {
+            connection.abandon()
+        }
         Glibc.close(epollFD)
         iovecScratch.deallocate()
         eventMasks.deallocate()

@@ -320,6 +320,17 @@ public final class Connection: PollSource {
         }
     }
 
+    /// Closes the socket and drops its buffers without touching the loop;
+    /// for a loop that is being destroyed.
+    func abandon() {
+        guard state != .closed else { return }
+        state = .closed
+        Glibc.close(fd)
+        sendQueue.releaseAll()
+        receiveQueue.releaseAll()
+        handler = { _, _ in }
+    }
+
     func completeDisconnect() {
         let handler = self.handler
         self.handler = { _, _ in }
