@@ -10,6 +10,8 @@ public final class Deferral {
     unowned let loop: EventLoop
     /// Whether the deferral will run at the end of this iteration.
     public internal(set) var isArmed = false
+    /// Whether the deferral sits in the loop's armed list (disarming leaves it there).
+    var isQueued = false
 
     init(loop: EventLoop, handler: @escaping (Deferral) -> Void) {
         self.loop = loop
@@ -20,6 +22,8 @@ public final class Deferral {
     public func arm() {
         guard !isArmed else { return }
         isArmed = true
+        guard !isQueued else { return }
+        isQueued = true
         loop.armedDeferrals.append(self)
     }
 
@@ -40,7 +44,9 @@ extension EventLoop {
         guard !armedDeferrals.isEmpty else { return false }
         swap(&armedDeferrals, &runningDeferrals)
         var ran = false
-        for deferral in runningDeferrals where deferral.isArmed {
+        for deferral in runningDeferrals {
+            deferral.isQueued = false
+            guard deferral.isArmed else { continue }
             deferral.isArmed = false
             deferral.handler(deferral)
             ran = true

@@ -126,7 +126,7 @@ public final class EventLoop {
         assertOnLoopThread()
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
-        let timeout = active || !armedDeferrals.isEmpty ? 0 : nextTimeoutNanoseconds
+        let timeout = active || hasPendingWork || pinCount > 0 ? 0 : boundedByTimers(nextTimeoutNanoseconds)
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
         if poll(timeoutNanoseconds: timeout) { active = true }
         if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
@@ -154,7 +154,21 @@ public final class EventLoop {
     }
 
     /// Whether the loop will poll without sleeping on its next iteration.
-    public var isPolling: Bool { nextTimeoutNanoseconds == 0 }
+    public var isPolling: Bool { nextTimeoutNanoseconds == 0 || pinCount > 0 || hasPendingWork }
+
+    /// Work queued since the last wait was decided (between iterations).
+    private var hasPendingWork: Bool {
+        !armedDeferrals.isEmpty || !pendingReads.isEmpty || !pendingDisconnects.isEmpty
+            || !pendingFlush.isEmpty || !pendingDatagramFlush.isEmpty
+    }
+
+    /// `timeout`, shortened to the earliest timer (one may have been added since it was decided).
+    private func boundedByTimers(_ timeout: Int64) -> Int64 {
+        guard timeout != 0, let deadline = timers.nextDeadline else { return timeout }
+        let now = MonotonicClock.nanoseconds()
+        let untilTimer = deadline > now ? Int64(deadline - now) : 0
+        return timeout < 0 ? untilTimer : min(timeout, untilTimer)
+    }
 
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()

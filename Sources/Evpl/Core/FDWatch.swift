@@ -17,8 +17,10 @@ public final class FDWatch: PollSource {
         public static let readable = Events(rawValue: UInt32(EPOLLIN.rawValue))
         /// Data can be written.
         public static let writable = Events(rawValue: UInt32(EPOLLOUT.rawValue))
-        /// An error or hang-up is pending on the fd.
-        public static let error = Events(rawValue: UInt32(EPOLLERR.rawValue | EPOLLHUP.rawValue))
+        /// An error is pending on the fd (always reported, whatever the interest).
+        public static let error = Events(rawValue: UInt32(EPOLLERR.rawValue))
+        /// The other end hung up (always reported, whatever the interest).
+        public static let hangUp = Events(rawValue: UInt32(EPOLLHUP.rawValue))
     }
 
     /// The watched descriptor; the watch never closes it.

@@ -26,13 +26,14 @@ final class ReceiveQueue {
         scratch?.deallocate()
     }
 
-    /// Free space to read into, taking a fresh buffer when the fill buffer is
-    /// full or nearly so, and rewinding it when nobody references its data.
-    func writableSpace() throws(EvplError) -> UnsafeMutableRawBufferPointer {
+    /// Free space to read into, at least `minimum` bytes (capped at a whole
+    /// buffer): takes a fresh buffer when the fill buffer has less left, and
+    /// rewinds it when nobody references its data.
+    func writableSpace(minimum: Int = 2048) throws(EvplError) -> UnsafeMutableRawBufferPointer {
         if let buffer = fill {
             if buffer.referenceCount == 1 {
                 fillOffset = 0
-            } else if buffer.capacity - fillOffset < 2048 {
+            } else if buffer.capacity - fillOffset < min(minimum, buffer.capacity) {
                 buffer.release()
                 fill = nil
             }

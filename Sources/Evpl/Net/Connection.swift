@@ -52,6 +52,8 @@ public final class Connection: PollSource {
     /// `finish()` was called before the connect completed.
     private var finishAfterConnect = false
     private var reportedSentBytes: UInt64 = 0
+    /// The peer hung up: every later read pass must read through to the end of stream.
+    private var peerHungUp = false
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
     private static let readBurst = 16
@@ -197,6 +199,7 @@ public final class Connection: PollSource {
     // MARK: Events
 
     func handleEvents(_ events: UInt32) {
+        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
         if state == .connecting {
             completeConnect()
             return
@@ -230,6 +233,7 @@ public final class Connection: PollSource {
     /// peer hung up: then the end of stream must be read now, as no further
     /// edge will announce it.
     func readAvailable(drain: Bool = false) {
+        let drain = drain || peerHungUp
         readPending = false
         var reads = 0
         while state == .connected || state == .finishing {

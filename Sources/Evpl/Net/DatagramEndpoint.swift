@@ -51,6 +51,13 @@ public final class DatagramEndpoint: PollSource {
         addresses.deallocate()
     }
 
+    /// Datagrams dropped on receipt because they were larger than a pool
+    /// buffer (raise `bufferSize` to receive them).
+    public private(set) var truncatedDatagrams = 0
+
+    /// The largest datagram IPv4 or IPv6 UDP can carry.
+    private static let largestDatagram = 65_535
+
     /// Datagrams queued and not yet sent.
     public var queuedDatagrams: Int { outgoing.count }
 
@@ -130,17 +137,21 @@ public final class DatagramEndpoint: PollSource {
         while !isClosed && reads < 64 {
             reads += 1
             let space: UnsafeMutableRawBufferPointer
-            do { space = try receiveQueue.writableSpace() } catch { return }
+            do { space = try receiveQueue.writableSpace(minimum: Self.largestDatagram) } catch { return }
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let result = withUnsafeMutablePointer(to: &peerStorage) { storage in
                 storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                    recvfrom(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT), raw, &length)
+                    recvfrom(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT | MSG_TRUNC), raw, &length)
                 }
             }
             if result < 0 {
                 let code = Glibc.errno
                 if code == EINTR { continue }
                 return  // EAGAIN, or an ICMP error reported on the socket: nothing to read
+            }
+            if result > space.count {
+                truncatedDatagrams += 1  // MSG_TRUNC reports the full length; never deliver a part
+                continue
             }
             let sender = withUnsafePointer(to: &peerStorage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }

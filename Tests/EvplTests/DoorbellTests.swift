@@ -1,0 +1,143 @@
+import Evpl
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Doorbells and remotes")
+struct DoorbellTests {
+    @Test("a doorbell rung from another thread wakes a loop asleep in run() with no timers")
+    func wakesSleepingLoop() throws {
+        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+        var rings = 0
+        var ringThreadMatches = false
+        let loopThread = pthread_self()
+        let doorbell = try loop.addDoorbell { _ in
+            rings += 1
+            ringThreadMatches = pthread_equal(pthread_self(), loopThread) != 0
+            loop.stop()
+        }
+        let ringer = doorbell.ringer
+        let sleepsBefore = loop.statistics.sleeps
+        let start = MonotonicClock.nanoseconds()
+        let remote = loop.remote
+        let watchdog = Watchdog(seconds: 5) { remote.stop() }
+        let ringerThread = TestThread {
+            usleep(100_000)  // long enough for the loop to go to sleep
+            ringer.ring()
+        }
+        loop.run()
+        let elapsed = MonotonicClock.nanoseconds() - start
+        watchdog.standDown()
+        ringerThread.join()
+        #expect(!watchdog.fired, "the doorbell did not wake the loop")
+        #expect(rings == 1)
+        #expect(ringThreadMatches)
+        #expect(loop.statistics.sleeps > sleepsBefore, "the loop never slept")
+        #expect(elapsed >= 100_000_000 && elapsed < 5_000_000_000)
+        doorbell.remove()
+        expectNoLeaks(loop)
+    }
+
+    @Test("two rings before the loop gets to them give at least one callback")
+    func ringsCoalesce() throws {
+        let loop = try makeLoop()
+        var rings = 0
+        let doorbell = try loop.addDoorbell { _ in rings += 1 }
+        let ringer = doorbell.ringer
+        let ringerThread = TestThread {
+            ringer.ring()
+            ringer.ring()
+        }
+        ringerThread.join()
+        try spin(loop, seconds: 5, "the doorbell") { rings >= 1 }
+        try runLoop(loop, forMilliseconds: 20)
+        #expect(rings >= 1 && rings <= 2)
+        #expect(doorbell.isActive)
+        doorbell.remove()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a doorbell removed inside its own callback never fires again")
+    func removeInOwnCallback() throws {
+        let loop = try makeLoop()
+        var rings = 0
+        let doorbell = try loop.addDoorbell { doorbell in
+            rings += 1
+            doorbell.remove()
+            doorbell.remove()
+        }
+        let ringer = doorbell.ringer
+        ringer.ring()
+        try spin(loop, seconds: 5, "the doorbell") { rings >= 1 }
+        #expect(!doorbell.isActive)
+        let ringerThread = TestThread {
+            for _ in 0..<3 {
+                ringer.ring()
+                usleep(2000)
+            }
+        }
+        ringerThread.join()
+        try runLoop(loop, forMilliseconds: 30)
+        #expect(rings == 1)
+        expectNoLeaks(loop)
+    }
+
+    @Test("EventLoopRemote.execute runs work on the loop's thread")
+    func remoteExecute() throws {
+        let loop = try makeLoop()
+        let loopThread = pthread_self()
+        let runs = AtomicCounter()
+        let onLoopThread = AtomicCounter()
+        let remote = loop.remote
+        let poster = TestThread {
+            for _ in 0..<3 {
+                remote.execute { _ in
+                    runs.increment()
+                    if pthread_equal(pthread_self(), loopThread) != 0 { onLoopThread.increment() }
+                }
+            }
+        }
+        poster.join()
+        #expect(runs.value == 0, "work ran before the loop did")
+        try spin(loop, seconds: 5, "the remote work") { runs.value >= 3 }
+        try runLoop(loop, forMilliseconds: 10)
+        #expect(runs.value == 3)
+        #expect(onLoopThread.value == 3)
+        expectNoLeaks(loop)
+    }
+
+    @Test("remote.stop() from another thread stops run()")
+    func remoteStop() throws {
+        let loop = try makeLoop()
+        var timedOut = false
+        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 5_000_000) { _ in
+            timedOut = true
+            loop.stop()
+        }
+        let remote = loop.remote
+        let start = MonotonicClock.nanoseconds()
+        let stopper = TestThread {
+            usleep(100_000)
+            remote.stop()
+        }
+        loop.run()
+        let elapsed = MonotonicClock.nanoseconds() - start
+        stopper.join()
+        guardTimer.cancel()
+        #expect(!timedOut)
+        #expect(elapsed >= 100_000_000 && elapsed < 5_000_000_000, "run() returned after \(elapsed) ns")
+        // The stop request was used up: run() works again afterwards.
+        loop.wakeIfSleeping()
+        var ticks = 0
+        let ticker = try loop.addTimer(everyMicroseconds: 1000) { timer in
+            ticks += 1
+            if ticks == 3 { loop.stop() }
+        }
+        loop.run()
+        ticker.cancel()
+        #expect(ticks == 3)
+        expectNoLeaks(loop)
+    }
+}

@@ -1,0 +1,171 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Framing")
+struct FramingTests {
+    static func bigEndian(_ value: Int) -> [UInt8] {
+        (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * (3 - $0))) }
+    }
+
+    /// A length-prefixed message: 4-byte big-endian payload length, then the payload.
+    static func framed(_ payload: [UInt8]) -> [UInt8] {
+        bigEndian(payload.count) + payload
+    }
+
+    @Test("10,000 framed messages, at most 100 in flight: each echoed once, whole and in order",
+          arguments: StreamCase.core)
+    func windowedEcho(_ streamCase: StreamCase) throws {
+        let total = 10_000
+        let window = 100
+        let loop = try makeLoop()
+        let listener = try Listener(address: streamCase.listenAddress(), protocol: streamCase.evplProtocol)
+
+        var serverMessages = 0
+        var serverMalformed = 0
+        var serverDisconnects = 0
+        var serverError: EvplError?
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            connection.handler = { connection, event in
+                switch event {
+                case .received(let message):
+                    serverMessages += 1
+                    if message.count != 8 { serverMalformed += 1 }
+                    message.forEachSegment { try? connection.send(copying: $0) }
+                case .disconnected(let error):
+                    serverDisconnects += 1
+                    serverError = error
+                default:
+                    break
+                }
+            }
+        }
+
+        var sent = 0
+        var delivered = 0
+        var deliveries = [Int](repeating: 0, count: total)
+        var outOfOrder = 0
+        var malformed = 0
+        var maxInFlight = 0
+        var sendFailures = 0
+        let client = EventLog()
+        func sendMore(_ connection: Connection) {
+            while sent < total && sent - delivered < window {
+                do { try connection.send(Self.framed(Self.bigEndian(sent))) } catch { sendFailures += 1 }
+                sent += 1
+                maxInFlight = max(maxInFlight, sent - delivered)
+            }
+            if delivered == total { connection.finish() }
+        }
+        _ = try loop.connect(to: listener.address, protocol: streamCase.evplProtocol, segmenter: Segmenters.lengthPrefixed32()) { connection, event in
+            switch event {
+            case .connected:
+                client.handle(connection, event)
+                sendMore(connection)
+            case .received(let message):
+                guard message.count == 8, message.loadBigEndianUInt32() == 4 else {
+                    malformed += 1
+                    return
+                }
+                let sequence = Int(message.loadBigEndianUInt32(at: 4))
+                if sequence < total { deliveries[sequence] += 1 } else { malformed += 1 }
+                if sequence != delivered { outOfOrder += 1 }
+                delivered += 1
+                sendMore(connection)
+            default:
+                client.handle(connection, event)
+            }
+        }
+
+        try spin(loop, seconds: 120, "\(total) echoed messages and both disconnects") {
+            client.disconnected == 1 && serverDisconnects == 1
+        }
+        for _ in 0..<10 { loop.runOnceWithoutBlocking() }
+        #expect(sent == total)
+        #expect(delivered == total)
+        #expect(deliveries.allSatisfy { $0 == 1 }, "messages delivered other than exactly once: \(deliveries.indices.filter { deliveries[$0] != 1 }.prefix(10))")
+        #expect(outOfOrder == 0)
+        #expect(malformed == 0 && serverMalformed == 0)
+        #expect(maxInFlight <= window)
+        #expect(sendFailures == 0)
+        #expect(serverMessages == total)
+        #expect(client.connected == 1 && client.eventsAfterDisconnect == 0)
+        #expect(client.disconnectError == nil, "\(String(describing: client.disconnectError))")
+        #expect(serverError == nil, "\(String(describing: serverError))")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a segmenter fed one byte at a time still yields exactly the messages sent",
+          arguments: [StreamCase.tcp4, .unixPath])
+    func oneByteAtATime(_ streamCase: StreamCase) throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: streamCase.listenAddress(), protocol: streamCase.evplProtocol)
+        let server = EventLog()
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            connection.handler = server.handle
+        }
+        let messages = [
+            Self.framed(Array("hello".utf8)),
+            Self.framed([]),
+            Self.framed(patternBytes(from: 1000, count: 17)),
+        ]
+        let stream = messages.flatMap { $0 }
+        let address = listener.address
+        let clientFailed = AtomicCounter()
+        let client = TestThread {
+            let fd = rawConnect(to: address)
+            guard fd >= 0 else {
+                clientFailed.increment()
+                return
+            }
+            for byte in stream {
+                if !rawWriteAll(fd, [byte]) { clientFailed.increment() }
+                usleep(500)
+            }
+            close(fd)
+        }
+        defer { client.join() }
+
+        try spin(loop, seconds: 30, "three messages and the disconnect") { server.disconnected == 1 }
+        client.join()
+        for _ in 0..<10 { loop.runOnceWithoutBlocking() }
+        #expect(clientFailed.value == 0)
+        #expect(server.messages == messages)
+        #expect(server.connected == 1 && server.disconnected == 1)
+        #expect(server.disconnectError == nil, "\(String(describing: server.disconnectError))")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a segmenter failure closes the connection with a framing error; the peer is disconnected too",
+          arguments: StreamCase.allCases)
+    func segmenterFailure(_ streamCase: StreamCase) throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: streamCase.listenAddress(), protocol: streamCase.evplProtocol)
+        let server = EventLog()
+        loop.attach(to: listener) { connection in
+            connection.segmenter = { _ in .failure("rejected by the test") }
+            connection.handler = server.handle
+        }
+        let client = EventLog()
+        _ = try loop.connect(to: listener.address, protocol: streamCase.evplProtocol) { connection, event in
+            client.handle(connection, event)
+            if case .connected = event { try? connection.send(Array("not a valid frame".utf8)) }
+        }
+        try spin(loop, seconds: 10, "both disconnects") { server.disconnected == 1 && client.disconnected == 1 }
+        for _ in 0..<10 { loop.runOnceWithoutBlocking() }
+        #expect(server.connected == 1 && server.disconnected == 1)
+        #expect(server.messages.isEmpty)
+        #expect(server.disconnectError?.code == .framing, "\(String(describing: server.disconnectError))")
+        #expect(server.disconnectError?.context.contains("rejected by the test") == true)
+        #expect(server.eventsAfterDisconnect == 0)
+        #expect(client.connected == 1 && client.disconnected == 1 && client.eventsAfterDisconnect == 0)
+        listener.close()
+        expectNoLeaks(loop)
+    }
+}

@@ -1,0 +1,52 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU time (user + system) the calling thread has used, in nanoseconds.
+private func threadCPUNanoseconds() -> UInt64 {
+    var usage = rusage()
+    // RUSAGE_THREAD (1): the calling thread only, not the whole test process.
+    let status = getrusage(__rusage_who_t(1), &usage)
+    precondition(status == 0, "getrusage failed")
+    func nanoseconds(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000 }
+    return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
+}
+
+@Suite("Idle loop")
+struct IdleTests {
+    @Test("an idle loop with the default spin settings uses under 5% of a core over one second")
+    func idleCPU() throws {
+        let loop = try EventLoop(config: EvplConfig())
+        var timedOut = false
+        try loop.addOneShotTimer(afterMicroseconds: 1_000_000) { _ in loop.stop() }
+        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 10_000_000) { _ in
+            timedOut = true
+            loop.stop()
+        }
+        let wallStart = MonotonicClock.nanoseconds()
+        let cpuStart = threadCPUNanoseconds()
+        loop.run()
+        let cpu = threadCPUNanoseconds() - cpuStart
+        let wall = MonotonicClock.nanoseconds() - wallStart
+        guardTimer.cancel()
+        #expect(!timedOut)
+        #expect(wall >= 1_000_000_000)
+        #expect(Double(cpu) < 0.05 * Double(wall), "used \(cpu / 1000) us of CPU in \(wall / 1000) us")
+        #expect(loop.statistics.sleeps >= 1)
+        expectNoLeaks(loop)
+    }
+
+    @Test("pin() keeps the very next runOnce from sleeping")
+    func pinTakesEffectAtOnce() throws {
+        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+        loop.runOnce()  // a fresh loop polls once, then decides to sleep: nothing to wait for
+        #expect(!loop.isPolling)
+        loop.pin()
+        #expect(loop.isPolling, "isPolling still false after pin()")
+        expectRunOnceDoesNotSleep(loop, "the loop pinned")
+        loop.unpin()
+        expectNoLeaks(loop)
+    }
+}
