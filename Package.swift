@@ -12,7 +12,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CEvplLinux"),
-        .target(name: "Evpl", dependencies: ["CEvplLinux"]),
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .target(name: "Evpl", dependencies: ["CEvplLinux", "CURing"]),
         .executableTarget(
             name: "evpl",
             dependencies: [

@@ -32,7 +32,12 @@ public enum Probe {
             }
         }
         result.append(Entry(name: "socket", kind: "backend", available: true, reason: ""))
-        for backend in [EvplProtocol.Backend.ioUring, .rdmacm, .xlio] {
+        let ioUringReason = unavailableReason(for: .ioUring)
+        result.append(Entry(name: "io_uring", kind: "backend", available: ioUringReason == nil, reason: ioUringReason ?? ""))
+        for feature in URingFeatures.current.features {
+            result.append(Entry(name: "io_uring \(feature.name)", kind: "io_uring-feature", available: feature.available, reason: feature.reason))
+        }
+        for backend in [EvplProtocol.Backend.rdmacm, .xlio] {
             result.append(Entry(name: backend.rawValue, kind: "backend", available: false, reason: unavailableReason(for: backend) ?? "not implemented in this build"))
         }
         let blockReason = "block I/O engines are not implemented in this build yet"
@@ -49,11 +54,7 @@ public enum Probe {
         case .auto, .socket:
             return nil
         case .ioUring:
-            let status = cevpl_io_uring_probe()
-            if status != 0 {
-                return "io_uring_setup failed: \(String(cString: strerror(status)))"
-            }
-            return "kernel supports io_uring, but the io_uring network backend is not implemented in this build"
+            return URingFeatures.current.unavailableReason
         case .rdmacm:
             if directoryEntries("/sys/class/infiniband").isEmpty {
                 return "no RDMA devices (/sys/class/infiniband is empty or missing)"

@@ -40,6 +40,8 @@ public final class EventLoop {
     @exclusivity(unchecked) var connections = ConnectionRegistry()
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
+    /// The loop's io_uring, created by the first io_uring object on the loop.
+    var uring: URing?
     let iovecScratch: UnsafeMutablePointer<iovec>
     private let eventMasks: UnsafeMutablePointer<UInt32>
     private let eventTokens: UnsafeMutablePointer<UInt64>
@@ -101,6 +103,9 @@ public final class EventLoop {
         for connection in connections.all() {
             connection.abandon()
         }
+        // Tearing the ring down cancels what is still in flight; those
+        // operations' references to their targets are never dropped.
+        uring = nil
         Glibc.close(epollFD)
         iovecScratch.deallocate()
         eventMasks.deallocate()
@@ -126,13 +131,19 @@ public final class EventLoop {
         assertOnLoopThread()
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
-        let timeout = active || hasPendingWork || pinCount > 0 ? 0 : boundedByTimers(nextTimeoutNanoseconds)
+        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
+        let timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
         if poll(timeoutNanoseconds: timeout) { active = true }
         if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
+        if let uring, uring.reap() { active = true }
         if processPendingReads() { active = true }
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
+        if let uring {
+            uring.submit()
+            if uring.reap() { active = true }
+        }
         if deliverPendingDisconnects() { active = true }
         decideNextWait(active: active)
     }
@@ -173,8 +184,7 @@ public final class EventLoop {
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()
         if active { lastActivity = now }
-        if !armedDeferrals.isEmpty || !pendingReads.isEmpty || !pendingDisconnects.isEmpty
-            || !pendingFlush.isEmpty || !pendingDatagramFlush.isEmpty {
+        if hasPendingWork || (uring?.hasWork ?? false) {
             nextTimeoutNanoseconds = 0
             return
         }

@@ -1,5 +1,5 @@
 /// Settings shared by every event loop: buffer geometry, the hybrid-wait
-/// spin window and send-queue watermarks.
+/// spin window, send-queue watermarks and io_uring sizing.
 ///
 /// The defaults need no configuration. ``fromEnvironment(_:)`` applies
 /// `EVPL_*` overrides; an invalid value is an error, never silently clamped.
@@ -18,6 +18,20 @@ public struct EvplConfig: Sendable, Hashable {
     public var sendLowWatermark: Int = 256 * 1024
     /// Maximum epoll events handled per poll.
     public var maxEventsPerPoll: Int = 128
+    /// Submission-queue entries of each loop's io_uring.
+    public var ioUringEntries: Int = 256
+    /// Completion-queue entries of each loop's io_uring: room for the
+    /// multishot completions of every connection the loop serves.
+    public var ioUringCompletionEntries: Int = 4096
+    /// Pool buffers lent to each loop's provided-buffer ring for multishot
+    /// receives (a power of two).
+    public var ioUringBufferRingEntries: Int = 256
+    /// Sends of at least this many bytes use io_uring `SEND_ZC`, holding their
+    /// buffers until the kernel's notification. `Int.max` turns it off.
+    public var zeroCopySendThreshold: Int = 16 * 1024
+    /// Whether each loop's io_uring gets a kernel submission-polling thread
+    /// (`SQPOLL`): no syscall to submit, one more busy thread per loop.
+    public var ioUringSQPoll: Bool = false
 
     /// The built-in defaults, ignoring the environment.
     public init() {}
@@ -30,6 +44,11 @@ public struct EvplConfig: Sendable, Hashable {
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
         ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires"),
         ("EVPL_MAX_EVENTS", "epoll events per poll (1...256)"),
+        ("EVPL_URING_ENTRIES", "io_uring submission entries per loop (8...32768)"),
+        ("EVPL_URING_CQ_ENTRIES", "io_uring completion entries per loop (16...65536)"),
+        ("EVPL_URING_BUFFERS", "provided receive buffers per loop, a power of two (1...32768)"),
+        ("EVPL_ZEROCOPY_THRESHOLD", "bytes from which io_uring sends use SEND_ZC"),
+        ("EVPL_URING_SQPOLL", "give each loop's io_uring a kernel polling thread (0 or 1)"),
     ]
 
     /// The defaults with `EVPL_*` overrides from `environment` applied.
@@ -56,6 +75,21 @@ public struct EvplConfig: Sendable, Hashable {
         if let text = environment["EVPL_MAX_EVENTS"] {
             config.maxEventsPerPoll = try parse(text, "EVPL_MAX_EVENTS", 1...256)
         }
+        if let text = environment["EVPL_URING_ENTRIES"] {
+            config.ioUringEntries = try parse(text, "EVPL_URING_ENTRIES", 8...32768)
+        }
+        if let text = environment["EVPL_URING_CQ_ENTRIES"] {
+            config.ioUringCompletionEntries = try parse(text, "EVPL_URING_CQ_ENTRIES", 16...65536)
+        }
+        if let text = environment["EVPL_URING_BUFFERS"] {
+            config.ioUringBufferRingEntries = try parse(text, "EVPL_URING_BUFFERS", 1...32768)
+        }
+        if let text = environment["EVPL_ZEROCOPY_THRESHOLD"] {
+            config.zeroCopySendThreshold = try parse(text, "EVPL_ZEROCOPY_THRESHOLD", 1...Int.max)
+        }
+        if let text = environment["EVPL_URING_SQPOLL"] {
+            config.ioUringSQPoll = try parse(text, "EVPL_URING_SQPOLL", 0...1) == 1
+        }
         try config.validate()
         return config
     }
@@ -76,6 +110,12 @@ public struct EvplConfig: Sendable, Hashable {
         try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
         try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
         try check((1...256).contains(maxEventsPerPoll), "maxEventsPerPoll", maxEventsPerPoll)
+        try check((8...32768).contains(ioUringEntries), "ioUringEntries", ioUringEntries)
+        try check((16...65536).contains(ioUringCompletionEntries) && ioUringCompletionEntries >= ioUringEntries,
+                  "ioUringCompletionEntries", ioUringCompletionEntries)
+        try check((1...32768).contains(ioUringBufferRingEntries) && ioUringBufferRingEntries & (ioUringBufferRingEntries - 1) == 0,
+                  "ioUringBufferRingEntries", ioUringBufferRingEntries)
+        try check(zeroCopySendThreshold > 0, "zeroCopySendThreshold", zeroCopySendThreshold)
     }
 
     private static func parse(_ text: String, _ key: String, _ range: ClosedRange<Int>) throws(EvplError) -> Int {

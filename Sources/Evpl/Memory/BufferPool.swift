@@ -23,6 +23,11 @@ public final class BufferPool {
 
     /// Number of buffers currently referenced (handed out and not yet released).
     public private(set) var buffersInUse: Int = 0
+    /// Of ``buffersInUse``, the buffers a backend has lent to the kernel to
+    /// receive into (io_uring provided buffers): referenced by design, not
+    /// leaked. `buffersInUse - buffersLentToKernel` is what the application
+    /// and the connections hold.
+    public internal(set) var buffersLentToKernel: Int = 0
 
     /// Creates an empty pool; the first slab is mapped on the first allocation.
     public init(bufferSize: Int, buffersPerSlab: Int) {

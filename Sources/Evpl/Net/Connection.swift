@@ -54,6 +54,9 @@ public final class Connection: PollSource {
     private var reportedSentBytes: UInt64 = 0
     /// The peer hung up: every later read pass must read through to the end of stream.
     private var peerHungUp = false
+    /// The io_uring operations of a connection on the io_uring backend; `nil`
+    /// on the socket backend, where epoll readiness drives reads and writes.
+    var uring: URingStream?
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
     private static let readBurst = 16
@@ -77,6 +80,9 @@ public final class Connection: PollSource {
     /// Whether the connection has delivered, or is about to deliver, its
     /// `disconnected` event.
     public var isClosed: Bool { state == .closed }
+
+    /// Connected, and not yet closed (finishing still receives).
+    var isOpen: Bool { state == .connected || state == .finishing }
 
     // MARK: Sending
 
@@ -167,6 +173,11 @@ public final class Connection: PollSource {
     /// when the socket becomes writable.
     func flush() {
         guard state == .connected || state == .finishing else { return }
+        if let uring {
+            uring.flush()
+            shutdownIfFinished()
+            return
+        }
         let before = sendQueue.count
         if before > 0 {
             let result = sendQueue.flush(fd: fd, scratch: loop.iovecScratch)
@@ -177,7 +188,21 @@ public final class Connection: PollSource {
             if result.written > 0 { reportProgress(queuedBefore: before) }
             guard state != .closed else { return }
         }
-        if state == .finishing && sendQueue.isEmpty && !shutdownSent {
+        shutdownIfFinished()
+    }
+
+    /// Records `count` bytes an asynchronous send wrote.
+    func wrote(_ count: Int) {
+        let before = sendQueue.count
+        sendQueue.markWritten(count)
+        reportProgress(queuedBefore: before)
+        guard state != .closed else { return }
+        shutdownIfFinished()
+    }
+
+    /// Sends the end of stream once a finishing connection has written everything.
+    private func shutdownIfFinished() {
+        if state == .finishing && sendQueue.isEmpty && !shutdownSent && !(uring?.sendInFlight ?? false) {
             shutdownSent = true
             Glibc.shutdown(fd, Int32(SHUT_WR))
         }
@@ -201,7 +226,7 @@ public final class Connection: PollSource {
     func handleEvents(_ events: UInt32) {
         if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
         if state == .connecting {
-            completeConnect()
+            connectCompleted(errno: SocketOps.pendingError(of: fd))
             return
         }
         if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
@@ -213,8 +238,9 @@ public final class Connection: PollSource {
         }
     }
 
-    private func completeConnect() {
-        let code = SocketOps.pendingError(of: fd)
+    /// Ends the connecting state: `code` is 0 on success, else the errno.
+    func connectCompleted(errno code: Int32) {
+        guard state == .connecting else { return }
         if code != 0 {
             tearDown(error: EvplError(errno: code, operation: "connect", context: "\(remoteAddress)"))
             return
@@ -224,7 +250,11 @@ public final class Connection: PollSource {
         guard state != .closed else { return }
         if finishAfterConnect && state == .connected { state = .finishing }
         flush()
-        readAvailable()
+        if let uring {
+            uring.armReceive()
+        } else {
+            readAvailable()
+        }
     }
 
     /// Reads until the socket is drained or the burst limit is reached, in
@@ -270,7 +300,7 @@ public final class Connection: PollSource {
         }
     }
 
-    private func deliverReceived() {
+    func deliverReceived() {
         guard let segmenter else {
             let length = receiveQueue.count
             handler(self, .received(receiveQueue.view(length: length)))
@@ -296,7 +326,7 @@ public final class Connection: PollSource {
         }
     }
 
-    private func peerFinished() {
+    func peerFinished() {
         if !sendQueue.isEmpty { flush() }
         guard state != .closed else { return }
         var error: EvplError?
@@ -314,7 +344,11 @@ public final class Connection: PollSource {
         guard state != .closed else { return }
         state = .closed
         finalError = error
-        loop.unregister(token: token)
+        if let uring {
+            uring.cancel()
+        } else {
+            loop.unregister(token: token)
+        }
         Glibc.close(fd)
         sendQueue.releaseAll()
         receiveQueue.releaseAll()

@@ -24,13 +24,24 @@ extension EventLoop {
             throw EvplError(.invalidArgument, operation: "connect", context: "\(evplProtocol) is not a stream protocol; use bindDatagram")
         }
         try evplProtocol.validate(address, operation: "connect")
-        _ = try evplProtocol.resolvedBackend()
+        let backend = try evplProtocol.resolvedBackend()
+        let uring = backend == .ioUring ? try ioURing() : nil
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "connect", context: "\(address)")
         if evplProtocol.transport == .tcp {
             SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         }
         let connection = Connection(loop: self, fd: fd, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
         connection.segmenter = segmenter
+        if let uring {
+            // io_uring waits for the socket itself: it stays blocking.
+            SocketOps.setBlocking(fd)
+            let stream = URingStream(connection: connection, uring: uring)
+            connection.uring = stream
+            connection.token = UInt64.max
+            connections.insert(connection)
+            stream.connect(to: address)
+            return connection
+        }
         let status = address.withSockAddr { Glibc.connect(fd, $0, $1) == 0 ? 0 : Glibc.errno }
         if status != 0 && status != EINPROGRESS {
             guard SocketOps.isConnectFailure(status) else {
@@ -65,7 +76,13 @@ extension EventLoop {
         let peer = SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
         let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
         do throws(EvplError) {
-            connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
+            if listener.backend == .ioUring {
+                SocketOps.setBlocking(fd)
+                connection.uring = URingStream(connection: connection, uring: try ioURing())
+                connection.token = UInt64.max
+            } else {
+                connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
+            }
         } catch {
             Glibc.close(fd)
             return
@@ -74,6 +91,7 @@ extension EventLoop {
         attachment.acceptHandler(connection)
         guard connection.state != .closed else { return }
         connection.handler(connection, .connected)
+        connection.uring?.armReceive()
     }
 }
 

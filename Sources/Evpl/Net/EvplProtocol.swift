@@ -51,11 +51,22 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
 
     /// The backend `auto` stands for here, or an `.unavailable` error naming
     /// why the requested backend cannot be used on this machine.
+    ///
+    /// `auto` means the kernel-socket backend; io_uring is chosen by name.
+    /// Streams (TCP, Unix) run on io_uring; UDP does not yet.
     public func resolvedBackend() throws(EvplError) -> Backend {
         switch backend {
         case .auto, .socket:
             return .socket
-        case .ioUring, .rdmacm, .xlio:
+        case .ioUring:
+            if let reason = Probe.unavailableReason(for: .ioUring) {
+                throw EvplError(.unavailable, operation: "select backend", context: "\(self): \(reason)")
+            }
+            guard isStream else {
+                throw EvplError(.unavailable, operation: "select backend", context: "\(self): datagrams on io_uring are not implemented yet")
+            }
+            return .ioUring
+        case .rdmacm, .xlio:
             let reason = Probe.unavailableReason(for: backend) ?? "not implemented for network protocols yet"
             throw EvplError(.unavailable, operation: "select backend", context: "\(self): \(reason)")
         }

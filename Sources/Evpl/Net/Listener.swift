@@ -24,6 +24,8 @@ public final class Listener: Sendable {
     public let evplProtocol: EvplProtocol
     /// How connections are spread over attached loops.
     public let steering: SteeringPolicy
+    /// The backend its connections run on (`auto` resolved).
+    public let backend: EvplProtocol.Backend
     private let core: ListenerCore
 
     /// Binds and listens on `address`, and starts accepting.
@@ -36,7 +38,7 @@ public final class Listener: Sendable {
             throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
         }
         try evplProtocol.validate(address, operation: "listen")
-        _ = try evplProtocol.resolvedBackend()
+        let backend = try evplProtocol.resolvedBackend()
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "listen", context: "\(address)")
         if !address.isUnix {
             SocketOps.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
@@ -53,7 +55,9 @@ public final class Listener: Sendable {
         self.address = SocketOps.localAddress(of: fd) ?? address
         self.evplProtocol = evplProtocol
         self.steering = steering
-        self.core = try ListenerCore(fd: fd, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
+        self.backend = backend
+        if backend == .ioUring { SocketOps.setBlocking(fd) }
+        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
         try core.start()
     }
 
@@ -125,10 +129,13 @@ final class ListenerCore: Sendable {
     let fd: Int32
     let stopFD: Int32
     let unlinkPath: String?
+    /// Accept with io_uring multishot accept instead of poll + accept4.
+    let multishot: Bool
     private let state = Mutex(State())
 
-    init(fd: Int32, unlinkPath: String?) throws(EvplError) {
+    init(fd: Int32, multishot: Bool, unlinkPath: String?) throws(EvplError) {
         self.fd = fd
+        self.multishot = multishot
         self.unlinkPath = unlinkPath
         let stop = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard stop >= 0 else {
@@ -176,6 +183,14 @@ final class ListenerCore: Sendable {
     }
 
     private func acceptLoop() {
+        if multishot {
+            // Setup was probed when the backend was chosen; should it still
+            // fail here, fall back to poll + accept4.
+            do throws(EvplError) {
+                try URingAcceptor.run(listenFD: fd, stopFD: stopFD) { dispatch($0) }
+                return
+            } catch {}
+        }
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         while true {
             let ready = Glibc.poll(&fds, 2, -1)
@@ -202,18 +217,24 @@ final class ListenerCore: Sendable {
                     return
                 }
             }
-            let target: Attachment? = state.withLock { state in
-                guard !state.attached.isEmpty else { return nil }
-                let chosen = state.attached[state.next % state.attached.count]
-                state.next &+= 1
-                return chosen
-            }
-            guard let target else {
-                Glibc.close(client)
-                continue
-            }
-            target.remote.enqueue(.accepted(fd: client, listenerID: target.attachmentID))
+            dispatch(client)
         }
+    }
+
+    /// Hands an accepted socket to the next attached loop, or closes it when
+    /// no loop is attached.
+    private func dispatch(_ client: Int32) {
+        let target: Attachment? = state.withLock { state in
+            guard !state.attached.isEmpty else { return nil }
+            let chosen = state.attached[state.next % state.attached.count]
+            state.next &+= 1
+            return chosen
+        }
+        guard let target else {
+            Glibc.close(client)
+            return
+        }
+        target.remote.enqueue(.accepted(fd: client, listenerID: target.attachmentID))
     }
 }
 

@@ -82,17 +82,7 @@ struct SendQueue {
         var written = 0
         let limit = Int(cevpl_iov_max())
         while count > 0 {
-            var vectors = 0
-            var attempted = 0
-            var index = head
-            while index < entries.count && vectors < limit {
-                let entry = entries[index]
-                let skip = index == head ? headSent : 0
-                scratch[vectors] = iovec(iov_base: entry.baseAddress + skip, iov_len: entry.length - skip)
-                attempted += entry.length - skip
-                vectors += 1
-                index += 1
-            }
+            let (vectors, attempted) = gather(into: scratch, limit: limit)
             let result: Int
             if vectors == 1 {
                 result = send(fd, scratch[0].iov_base, scratch[0].iov_len, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
@@ -112,6 +102,39 @@ struct SendQueue {
             if result < attempted { break }
         }
         return (written, 0)
+    }
+
+    /// Describes up to `limit` unsent ranges, oldest first, in `vectors`.
+    /// Returns how many and their total length.
+    func gather(into vectors: UnsafeMutablePointer<iovec>, limit: Int) -> (count: Int, bytes: Int) {
+        var count = 0
+        var bytes = 0
+        var index = head
+        while index < entries.count && count < limit {
+            let entry = entries[index]
+            let skip = index == head ? headSent : 0
+            vectors[count] = iovec(iov_base: entry.baseAddress + skip, iov_len: entry.length - skip)
+            bytes += entry.length - skip
+            count += 1
+            index += 1
+        }
+        return (count, bytes)
+    }
+
+    /// Takes an extra reference on the buffers of the first `count` unsent
+    /// ranges, appending them to `held`: an asynchronous send keeps its
+    /// memory alive until the kernel is done with it, whatever the queue does.
+    func retainHead(_ count: Int, into held: inout [Buffer]) {
+        for index in head..<min(head + count, entries.count) {
+            let buffer = entries[index].buffer
+            buffer.retain()
+            held.append(buffer)
+        }
+    }
+
+    /// Marks `length` bytes from the head as written.
+    mutating func markWritten(_ length: Int) {
+        advance(length)
     }
 
     private mutating func advance(_ length: Int) {

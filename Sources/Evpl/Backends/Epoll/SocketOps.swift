@@ -11,6 +11,12 @@ enum SocketOps {
         return fd
     }
 
+    /// Clears `O_NONBLOCK`: io_uring does its own waiting on the sockets it drives.
+    static func setBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+    }
+
     static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
         var value = value
         _ = setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))

@@ -1,0 +1,82 @@
+import CURing
+
+/// A provided-buffer ring: pool buffers lent to the kernel, which picks one
+/// for each multishot receive completion.
+///
+/// Each slot holds one pool buffer and the ring's reference to it. A
+/// completion hands that reference to the receiver (the data stays where the
+/// kernel wrote it); the empty slot is refilled from the pool after each
+/// batch of completions, so a buffer the user releases returns, through the
+/// pool, to the ring.
+final class ProvidedBuffers {
+    /// The buffer group receives select from.
+    let group: UInt16
+    private unowned(unsafe) let uring: URing
+    private unowned(unsafe) let pool: BufferPool
+    private let ring: UnsafeMutablePointer<io_uring_buf_ring>
+    private let entries: Int
+    private let slots: UnsafeMutablePointer<Buffer?>
+    private var emptySlots: [UInt16] = []
+
+    init(uring: URing, pool: BufferPool, entries: Int, group: UInt16) throws(EvplError) {
+        self.uring = uring
+        self.pool = pool
+        self.entries = entries
+        self.group = group
+        var error: Int32 = 0
+        guard let ring = cevpl_uring_register_buffer_ring(uring.ring, UInt32(entries), group, &error) else {
+            throw EvplError(errno: error, operation: "io_uring_register_buf_ring", context: "\(entries) entries")
+        }
+        self.ring = ring
+        slots = .allocate(capacity: entries)
+        slots.initialize(repeating: nil, count: entries)
+        emptySlots = (0..<UInt16(truncatingIfNeeded: entries)).reversed()
+        emptySlots.reserveCapacity(entries)
+        refill()
+    }
+
+    deinit {
+        cevpl_uring_unregister_buffer_ring(uring.ring, ring, UInt32(entries), group)
+        for index in 0..<entries {
+            if let buffer = slots[index] {
+                pool.buffersLentToKernel -= 1
+                buffer.release()
+            }
+        }
+        slots.deinitialize(count: entries)
+        slots.deallocate()
+    }
+
+    /// Buffers currently lent to the kernel.
+    var lentCount: Int { entries - emptySlots.count }
+
+    /// Takes the buffer the kernel filled for buffer id `id`, with the ring's
+    /// reference.
+    func claim(_ id: UInt16) -> Buffer? {
+        let index = Int(id)
+        guard index < entries, let buffer = slots[index] else { return nil }
+        slots[index] = nil
+        emptySlots.append(id)
+        pool.buffersLentToKernel -= 1
+        return buffer
+    }
+
+    /// Lends a fresh pool buffer to every empty slot (as many as the pool can
+    /// give) and publishes them to the kernel with one tail update.
+    func refill() {
+        guard !emptySlots.isEmpty else { return }
+        let mask = io_uring_buf_ring_mask(UInt32(entries))
+        var added: Int32 = 0
+        while let id = emptySlots.last {
+            guard let buffer = try? pool.take() else { break }
+            emptySlots.removeLast()
+            slots[Int(id)] = buffer
+            io_uring_buf_ring_add(ring, buffer.baseAddress, UInt32(buffer.capacity), id, mask, added)
+            added += 1
+        }
+        if added > 0 {
+            pool.buffersLentToKernel += Int(added)
+            io_uring_buf_ring_advance(ring, added)
+        }
+    }
+}

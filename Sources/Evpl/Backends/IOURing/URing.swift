@@ -1,0 +1,166 @@
+import CEvplLinux
+import CURing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One loop's io_uring.
+///
+/// Set up with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (only the loop's
+/// thread submits, and completions are produced when that thread asks for
+/// them), a registered ring fd, and a CQ sized for the multishot completions
+/// of every connection on the loop. Operations queued during an iteration
+/// are submitted together by ``submit()`` with one `io_uring_enter`, which
+/// also collects deferred completions. While the loop polls, ``reap()``
+/// reads the CQ from shared memory and enters the kernel only when the ring
+/// flags say completions are waiting there; while it sleeps, an eventfd
+/// registered with the ring and watched by epoll wakes it.
+final class URing {
+    let ring: UnsafeMutablePointer<io_uring>
+    private(set) var buffers: ProvidedBuffers!
+    private unowned(unsafe) let loop: EventLoop
+    private let eventFD: Int32
+    private var eventToken: UInt64 = 0
+    private let batch: UnsafeMutablePointer<io_uring_cqe>
+    private static let batchSize = 256
+    private let usesSQPoll: Bool
+
+    init(loop: EventLoop) throws(EvplError) {
+        self.loop = loop
+        let config = loop.config
+        ring = .allocate(capacity: 1)
+        ring.initialize(to: io_uring())
+        batch = .allocate(capacity: Self.batchSize)
+        var params = io_uring_params()
+        params.cq_entries = UInt32(config.ioUringCompletionEntries)
+        usesSQPoll = config.ioUringSQPoll
+        if usesSQPoll {
+            params.flags = IORING_SETUP_SQPOLL | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL
+            params.sq_thread_idle = 50
+        } else {
+            params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+                | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL
+        }
+        let status = io_uring_queue_init_params(UInt32(config.ioUringEntries), ring, &params)
+        guard status == 0 else {
+            ring.deallocate()
+            batch.deallocate()
+            throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "\(config.ioUringEntries) entries")
+        }
+        _ = io_uring_register_ring_fd(ring)
+        eventFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        do throws(EvplError) {
+            guard eventFD >= 0 else { throw EvplError.lastErrno("eventfd", context: "io_uring wake-up") }
+            let registered = io_uring_register_eventfd(ring, eventFD)
+            guard registered == 0 else { throw EvplError(errno: -registered, operation: "io_uring_register_eventfd") }
+            buffers = try ProvidedBuffers(uring: self, pool: loop.bufferPool, entries: config.ioUringBufferRingEntries, group: 0)
+            eventToken = try loop.register(fd: eventFD, events: UInt32(EPOLLIN.rawValue | EPOLLET.rawValue), source: URingWakeSource())
+        } catch {
+            buffers = nil
+            if eventFD >= 0 { Glibc.close(eventFD) }
+            io_uring_queue_exit(ring)
+            ring.deallocate()
+            batch.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        buffers = nil
+        loop.unregister(token: eventToken)
+        Glibc.close(eventFD)
+        io_uring_queue_exit(ring)
+        ring.deallocate()
+        batch.deallocate()
+    }
+
+    /// A free submission entry; submits what is queued first when the SQ is full.
+    func submissionEntry() -> UnsafeMutablePointer<io_uring_sqe> {
+        if let entry = io_uring_get_sqe(ring) { return entry }
+        submit()
+        if let entry = io_uring_get_sqe(ring) { return entry }
+        // SUBMIT_ALL consumed every entry unless the kernel is out of memory:
+        // wait for completions to make room.
+        _ = io_uring_submit_and_wait(ring, 1)
+        return io_uring_get_sqe(ring)!
+    }
+
+    /// Whether the kernel holds completions that only an `io_uring_enter`
+    /// will post (deferred task work, or an overflowed CQ).
+    @inline(__always)
+    private var completionsWaitInKernel: Bool {
+        cevpl_uring_sq_flags(ring) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW) != 0
+    }
+
+    /// Whether the loop must not sleep: entries to submit or completions to reap.
+    var hasWork: Bool {
+        io_uring_sq_ready(ring) > 0 || io_uring_cq_ready(ring) > 0 || completionsWaitInKernel
+    }
+
+    /// Submits every queued entry and collects deferred completions, in one
+    /// `io_uring_enter`; nothing when there is nothing to do.
+    func submit() {
+        guard io_uring_sq_ready(ring) > 0 || completionsWaitInKernel else { return }
+        while true {
+            let status = io_uring_submit_and_get_events(ring)
+            if status >= 0 || (status != -EINTR && status != -EAGAIN && status != -EBUSY) { return }
+            if status == -EBUSY || status == -EAGAIN {
+                // The CQ is full: make room by handling completions, then retry.
+                _ = reap()
+            }
+        }
+    }
+
+    /// Handles every completion available. Returns whether there were any.
+    func reap() -> Bool {
+        if completionsWaitInKernel { _ = io_uring_get_events(ring) }
+        var any = false
+        while true {
+            let count = Int(cevpl_uring_take_cqes(ring, batch, UInt32(Self.batchSize)))
+            if count == 0 { break }
+            any = true
+            for index in 0..<count {
+                let completion = batch[index]
+                var buffer: Buffer?
+                if completion.flags & IORING_CQE_F_BUFFER != 0 {
+                    buffer = buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))
+                }
+                URingOperationTarget.dispatch(completion, buffer: buffer)
+            }
+            if count < Self.batchSize && !completionsWaitInKernel { break }
+            if completionsWaitInKernel { _ = io_uring_get_events(ring) }
+        }
+        if any { buffers.refill() }
+        return any
+    }
+
+    /// Cancels every operation on `fd` and submits at once, so that the
+    /// caller may close `fd` right after: operations already issued hold the
+    /// file until they complete (with `-ECANCELED` when cancelled), and none
+    /// is left to resolve the number, which a new socket may reuse, later.
+    /// The cancellation's own completion is skipped on success.
+    func cancelOperations(on fd: Int32) {
+        let entry = submissionEntry()
+        io_uring_prep_cancel_fd(entry, fd, IORING_ASYNC_CANCEL_ALL)
+        entry.pointee.user_data = 0
+        entry.pointee.flags |= UInt8(CEVPL_IOSQE_CQE_SKIP_SUCCESS)
+        submit()
+    }
+}
+
+/// The ring's eventfd in the loop's epoll set: it only wakes the loop, whose
+/// iteration then reaps the ring. The counter is never read; an
+/// edge-triggered eventfd reports every signal without it.
+private final class URingWakeSource: PollSource {
+    func handleEvents(_ events: UInt32) {}
+}
+
+extension EventLoop {
+    /// The loop's io_uring, created on first use.
+    func ioURing() throws(EvplError) -> URing {
+        if let uring { return uring }
+        let created = try URing(loop: self)
+        uring = created
+        return created
+    }
+}

@@ -1,0 +1,40 @@
+import CURing
+
+/// An object with io_uring operations in flight; it receives their
+/// completions on its loop.
+///
+/// Each submitted operation carries the target's address in its user data,
+/// with the operation kind in the low four bits (heap objects are 16-byte
+/// aligned), and holds one strong reference to the target until its final
+/// completion (the first one without `IORING_CQE_F_MORE`). A target therefore
+/// outlives every operation it started, and dispatch costs no lookup.
+class URingOperationTarget {
+    /// Handles one completion of `operation`. `buffer` is the provided
+    /// buffer the kernel filled, if any, with the ring's reference now the
+    /// handler's to keep or release.
+    func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
+        buffer?.release()
+    }
+
+    /// The user data for a new `operation` on this target; retains the target
+    /// until the operation's final completion.
+    final func userData(for operation: UInt8) -> UInt64 {
+        let address = UInt(bitPattern: Unmanaged.passRetained(self).toOpaque())
+        return UInt64(address) | UInt64(operation & 0xF)
+    }
+
+    /// Routes one completion to its target, dropping the operation's
+    /// reference when it is the final one.
+    static func dispatch(_ completion: io_uring_cqe, buffer: Buffer?) {
+        let address = UInt(completion.user_data & ~0xF)
+        guard let pointer = UnsafeRawPointer(bitPattern: address) else {
+            buffer?.release()
+            return
+        }
+        let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
+        target.takeUnretainedValue().complete(UInt8(completion.user_data & 0xF), result: completion.res, flags: completion.flags, buffer: buffer)
+        if completion.flags & IORING_CQE_F_MORE == 0 {
+            target.release()
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import CURing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One `SENDMSG` or `SENDMSG_ZC` in flight for a stream, with the message
+/// header and iovecs the kernel reads and an extra reference on every buffer
+/// they point into.
+///
+/// A plain send lets its buffers go at its completion. A zero-copy send
+/// first completes with the byte count (`IORING_CQE_F_MORE` set), then with
+/// a notification (`IORING_CQE_F_NOTIF`) once the kernel no longer reads the
+/// pages; only then are the buffers released. Objects are recycled through
+/// their stream, so steady-state sends allocate nothing.
+final class URingSend: URingOperationTarget {
+    enum Kind: UInt8 {
+        case plain = 3
+        case zeroCopy = 4
+    }
+
+    /// At most this many iovecs per send; the rest waits for the next one.
+    static let maxVectors = 64
+
+    let message: UnsafeMutablePointer<msghdr>
+    let vectors: UnsafeMutablePointer<iovec>
+    var held: [Buffer] = []
+    /// The stream, kept alive while the operation is in flight.
+    var stream: URingStream?
+
+    override init() {
+        message = .allocate(capacity: 1)
+        message.initialize(to: msghdr())
+        vectors = .allocate(capacity: Self.maxVectors)
+        held.reserveCapacity(Self.maxVectors)
+        super.init()
+    }
+
+    deinit {
+        message.deallocate()
+        vectors.deallocate()
+    }
+
+    /// Queues a send of the first unsent bytes of `queue` on `fd`.
+    func start(on uring: URing, fd: Int32, queue: SendQueue, zeroCopyThreshold: Int, stream: URingStream) {
+        let (count, bytes) = queue.gather(into: vectors, limit: Self.maxVectors)
+        queue.retainHead(count, into: &held)
+        message.pointee.msg_iov = vectors
+        message.pointee.msg_iovlen = count
+        self.stream = stream
+        let entry = uring.submissionEntry()
+        let kind: Kind = bytes >= zeroCopyThreshold ? .zeroCopy : .plain
+        if kind == .zeroCopy {
+            io_uring_prep_sendmsg_zc(entry, fd, message, UInt32(MSG_NOSIGNAL))
+        } else {
+            io_uring_prep_sendmsg(entry, fd, message, UInt32(MSG_NOSIGNAL))
+        }
+        entry.pointee.user_data = userData(for: kind.rawValue)
+    }
+
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
+        buffer?.release()
+        guard let stream else { return }
+        if flags & IORING_CQE_F_NOTIF == 0 {
+            stream.sendCompleted(result: result)
+        }
+        if flags & IORING_CQE_F_MORE == 0 {
+            for buffer in held { buffer.release() }
+            held.removeAll(keepingCapacity: true)
+            self.stream = nil
+            stream.recycle(self)
+        }
+    }
+}

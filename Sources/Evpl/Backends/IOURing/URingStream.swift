@@ -1,0 +1,160 @@
+import CEvplLinux
+import CURing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The io_uring side of one stream connection: connect, a multishot receive
+/// into the loop's provided buffers, and one send in flight at a time.
+///
+/// Received data reaches the connection as IOVecs over the buffers the
+/// kernel filled, with no copy. While any operation is in flight the stream
+/// keeps its connection alive, and after the connection closes, late
+/// completions only give their buffers back: nothing reaches the user after
+/// `disconnected`.
+final class URingStream: URingOperationTarget {
+    enum Operation: UInt8 {
+        case connect = 1
+        case receive = 2
+    }
+
+    private unowned(unsafe) let connection: Connection
+    private unowned(unsafe) let uring: URing
+    private var keepAlive: Connection?
+    private var operationsInFlight = 0
+    private var receiveArmed = false
+    private(set) var sendInFlight = false
+    private var spareSends: [URingSend] = []
+    private var address = sockaddr_storage()
+
+    init(connection: Connection, uring: URing) {
+        self.connection = connection
+        self.uring = uring
+    }
+
+    /// Whether the stream has nothing in flight (for tests and teardown checks).
+    var isQuiescent: Bool { operationsInFlight == 0 }
+
+    private func started() {
+        if operationsInFlight == 0 { keepAlive = connection }
+        operationsInFlight += 1
+    }
+
+    /// Drops the keep-alive with the last operation: this may free the
+    /// connection, so callers touch nothing of it afterwards.
+    private func ended() {
+        operationsInFlight -= 1
+        if operationsInFlight == 0 { keepAlive = nil }
+    }
+
+    // MARK: Connect
+
+    func connect(to remote: SocketAddress) {
+        let length = remote.withSockAddr { raw, length in
+            withUnsafeMutableBytes(of: &address) { $0.baseAddress!.copyMemory(from: raw, byteCount: Int(length)) }
+            return length
+        }
+        let entry = uring.submissionEntry()
+        withUnsafeMutablePointer(to: &address) { storage in
+            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { io_uring_prep_connect(entry, connection.fd, $0, length) }
+        }
+        entry.pointee.user_data = userData(for: Operation.connect.rawValue)
+        started()
+        // Start dialling now, as a socket-backend connect does, rather than
+        // at the end of the iteration.
+        uring.submit()
+    }
+
+    // MARK: Receive
+
+    /// Arms the multishot receive unless it is armed already.
+    func armReceive() {
+        guard !receiveArmed, connection.isOpen else { return }
+        let entry = uring.submissionEntry()
+        io_uring_prep_recv_multishot(entry, connection.fd, nil, 0, 0)
+        entry.pointee.flags |= UInt8(CEVPL_IOSQE_BUFFER_SELECT)
+        entry.pointee.buf_group = uring.buffers.group
+        entry.pointee.user_data = userData(for: Operation.receive.rawValue)
+        receiveArmed = true
+        started()
+    }
+
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
+        switch Operation(rawValue: operation) {
+        case .connect:
+            buffer?.release()
+            connection.connectCompleted(errno: result < 0 ? -result : 0)
+            ended()
+        case .receive:
+            if flags & IORING_CQE_F_MORE == 0 { receiveArmed = false }
+            received(result: result, buffer: buffer)
+            if flags & IORING_CQE_F_MORE == 0 { ended() }
+        case nil:
+            buffer?.release()
+        }
+    }
+
+    private func received(result: Int32, buffer: Buffer?) {
+        guard connection.isOpen else {
+            buffer?.release()
+            return
+        }
+        if result > 0, let buffer {
+            connection.receiveQueue.append(IOVec(buffer: buffer, offset: 0, length: Int(result)))
+            connection.deliverReceived()
+            armReceive()
+            return
+        }
+        buffer?.release()
+        if result == 0 {
+            connection.peerFinished()
+        } else if result == -ENOBUFS {
+            // The ring ran dry: the data waits in the socket. Re-arm; the
+            // submission goes in after this batch has refilled the ring.
+            armReceive()
+        } else if result != -ECANCELED {
+            connection.tearDown(error: EvplError(errno: -result, operation: "receive", context: "\(connection.remoteAddress)"))
+        }
+    }
+
+    // MARK: Send
+
+    /// Starts a send of the queued bytes unless one is in flight.
+    func flush() {
+        guard !sendInFlight, !connection.sendQueue.isEmpty else { return }
+        let send = spareSends.popLast() ?? URingSend()
+        sendInFlight = true
+        started()
+        // Zero-copy sends exist for TCP; a Unix socket copies anyway.
+        let threshold = connection.evplProtocol.transport == .tcp ? connection.loop.config.zeroCopySendThreshold : Int.max
+        send.start(on: uring, fd: connection.fd, queue: connection.sendQueue, zeroCopyThreshold: threshold, stream: self)
+    }
+
+    func sendCompleted(result: Int32) {
+        sendInFlight = false
+        if connection.isOpen {
+            if result >= 0 {
+                connection.wrote(Int(result))
+                flush()
+            } else if result != -EINTR && result != -EAGAIN {
+                connection.tearDown(error: EvplError(errno: -result, operation: "send", context: "\(connection.remoteAddress)"))
+            } else {
+                flush()
+            }
+        }
+    }
+
+    /// Takes back a send whose last completion arrived.
+    func recycle(_ send: URingSend) {
+        spareSends.append(send)
+        ended()
+    }
+
+    // MARK: Close
+
+    /// Cancels every operation in flight before the connection closes its
+    /// socket; their late completions only return buffers.
+    func cancel() {
+        if operationsInFlight > 0 { uring.cancelOperations(on: connection.fd) }
+    }
+}
