@@ -12,6 +12,14 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+/// Send flags for a non-blocking send that never raises SIGPIPE. (The glibc
+/// enum constants are not visible to every Swift file once liburing's
+/// headers have claimed <bits/socket.h>.)
+static const int CEVPL_SEND_FLAGS = MSG_NOSIGNAL | MSG_DONTWAIT;
+
+/// MSG_NOSIGNAL alone, for io_uring sends (io_uring does its own waiting).
+static const int CEVPL_MSG_NOSIGNAL = MSG_NOSIGNAL;
+
 /// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
 static inline int cevpl_iov_max(void) { return 1024; }
 

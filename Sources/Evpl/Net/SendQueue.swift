@@ -85,12 +85,12 @@ struct SendQueue {
             let (vectors, attempted) = gather(into: scratch, limit: limit)
             let result: Int
             if vectors == 1 {
-                result = send(fd, scratch[0].iov_base, scratch[0].iov_len, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                result = send(fd, scratch[0].iov_base, scratch[0].iov_len, CEVPL_SEND_FLAGS)
             } else {
                 var message = msghdr()
                 message.msg_iov = scratch
                 message.msg_iovlen = vectors
-                result = sendmsg(fd, &message, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                result = sendmsg(fd, &message, CEVPL_SEND_FLAGS)
             }
             if result < 0 {
                 let code = Glibc.errno

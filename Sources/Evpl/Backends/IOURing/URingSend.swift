@@ -1,3 +1,4 @@
+import CEvplLinux
 import CURing
 #if canImport(Glibc)
 import Glibc
@@ -50,9 +51,9 @@ final class URingSend: URingOperationTarget {
         let entry = uring.submissionEntry()
         let kind: Kind = bytes >= zeroCopyThreshold ? .zeroCopy : .plain
         if kind == .zeroCopy {
-            io_uring_prep_sendmsg_zc(entry, fd, message, UInt32(MSG_NOSIGNAL))
+            io_uring_prep_sendmsg_zc(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
         } else {
-            io_uring_prep_sendmsg(entry, fd, message, UInt32(MSG_NOSIGNAL))
+            io_uring_prep_sendmsg(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
         }
         entry.pointee.user_data = userData(for: kind.rawValue)
     }
