@@ -127,23 +127,10 @@ struct FinishTests {
     @Test("a reply and end of stream that arrive before the connect is processed are both delivered",
           arguments: StreamCase.core)
     func endOfStreamBeforeConnectProcessed(_ streamCase: StreamCase) throws {
-        let address = try streamCase.listenAddress()
-        let listenFD = socket(address.isUnix ? AF_UNIX : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(listenFD >= 0)
+        let (listenFD, bound) = try rawListen(streamCase.listenAddress())
         defer {
             close(listenFD)
-            if address.isUnix { unlink(address.description) }
-        }
-        #expect(withRawSockAddr(address) { bind(listenFD, $0, $1) } == 0)
-        #expect(listen(listenFD, 8) == 0)
-        var bound = address
-        if !address.isUnix {
-            var raw = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &raw) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listenFD, $0, &length) }
-            }
-            bound = try SocketAddress(host: "127.0.0.1", port: UInt16(bigEndian: raw.sin_port))
+            if bound.isUnix { unlink(bound.description) }
         }
         let reply = Array("hello".utf8)
         let serverFailed = AtomicCounter()

@@ -303,6 +303,22 @@ final class TestThread: Sendable {
     deinit { join() }
 }
 
+/// A plain listening socket on `address` (IPv4 or a Unix path) that the
+/// library knows nothing of, and the address it is bound to.
+func rawListen(_ address: SocketAddress) throws -> (fd: Int32, bound: SocketAddress) {
+    let fd = socket(address.isUnix ? AF_UNIX : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    try #require(withRawSockAddr(address) { bind(fd, $0, $1) } == 0)
+    try #require(listen(fd, 8) == 0)
+    guard !address.isUnix else { return (fd, address) }
+    var raw = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &raw) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return (fd, try SocketAddress(host: "127.0.0.1", port: UInt16(bigEndian: raw.sin_port)))
+}
+
 /// Calls `body` with `address` as a kernel `sockaddr`, for plain POSIX
 /// sockets the tests drive without the library. IPv4 and Unix paths only.
 func withRawSockAddr<R>(_ address: SocketAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {

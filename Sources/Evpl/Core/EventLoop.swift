@@ -52,7 +52,7 @@ public final class EventLoop {
     private var stopRequestedLocally = false
 
     /// Statistics about how the loop has waited, for tests and tuning.
-    public private(set) var statistics = Statistics()
+    public internal(set) var statistics = Statistics()
 
     /// Counters describing the loop's work and waits.
     public struct Statistics: Sendable, Hashable {
@@ -62,6 +62,11 @@ public final class EventLoop {
         public var sleeps: UInt64 = 0
         /// Iterations that polled without sleeping.
         public var spins: UInt64 = 0
+        /// io_uring receives that found the provided-buffer ring empty
+        /// (`ENOBUFS`) and were re-armed once it was refilled.
+        public var receiveBufferShortages: UInt64 = 0
+        /// io_uring sends that went out with `SENDMSG_ZC`.
+        public var zeroCopySends: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.

@@ -101,6 +101,8 @@ final class URing {
     /// `io_uring_enter`; nothing when there is nothing to do.
     func submit() {
         guard io_uring_sq_ready(ring) > 0 || completionsWaitInKernel else { return }
+        // Receives re-armed after ENOBUFS must find the ring refilled.
+        buffers.refill()
         while true {
             let status = io_uring_submit_and_get_events(ring)
             if status >= 0 || (status != -EINTR && status != -EAGAIN && status != -EBUSY) { return }
@@ -111,11 +113,14 @@ final class URing {
         }
     }
 
-    /// Handles every completion available. Returns whether there were any.
+    /// Handles the completions available, at most a few batches so the
+    /// rest of the iteration gets its turn (what is left keeps the loop from
+    /// sleeping). Empty buffer-ring slots are refilled after each batch.
+    /// Returns whether there were any.
     func reap() -> Bool {
-        if completionsWaitInKernel { _ = io_uring_get_events(ring) }
         var any = false
-        while true {
+        for _ in 0..<Self.batchesPerReap {
+            if completionsWaitInKernel { _ = io_uring_get_events(ring) }
             let count = Int(cevpl_uring_take_cqes(ring, batch, UInt32(Self.batchSize)))
             if count == 0 { break }
             any = true
@@ -127,12 +132,12 @@ final class URing {
                 }
                 URingOperationTarget.dispatch(completion, buffer: buffer)
             }
-            if count < Self.batchSize && !completionsWaitInKernel { break }
-            if completionsWaitInKernel { _ = io_uring_get_events(ring) }
+            buffers.refill()
         }
-        if any { buffers.refill() }
         return any
     }
+
+    private static let batchesPerReap = 4
 
     /// Cancels every operation on `fd` and submits at once, so that the
     /// caller may close `fd` right after: operations already issued hold the

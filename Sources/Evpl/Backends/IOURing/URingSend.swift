@@ -41,8 +41,10 @@ final class URingSend: URingOperationTarget {
         vectors.deallocate()
     }
 
-    /// Queues a send of the first unsent bytes of `queue` on `fd`.
-    func start(on uring: URing, fd: Int32, queue: SendQueue, zeroCopyThreshold: Int, stream: URingStream) {
+    /// Queues a send of the first unsent bytes of `queue` on `fd`. Returns
+    /// whether it is a zero-copy send.
+    @discardableResult
+    func start(on uring: URing, fd: Int32, queue: SendQueue, zeroCopyThreshold: Int, stream: URingStream) -> Bool {
         let (count, bytes) = queue.gather(into: vectors, limit: Self.maxVectors)
         queue.retainHead(count, into: &held)
         message.pointee.msg_iov = vectors
@@ -56,6 +58,7 @@ final class URingSend: URingOperationTarget {
             io_uring_prep_sendmsg(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
         }
         entry.pointee.user_data = userData(for: kind.rawValue)
+        return kind == .zeroCopy
     }
 
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {

@@ -111,6 +111,7 @@ final class URingStream: URingOperationTarget {
         } else if result == -ENOBUFS {
             // The ring ran dry: the data waits in the socket. Re-arm; the
             // submission goes in after this batch has refilled the ring.
+            connection.loop.statistics.receiveBufferShortages &+= 1
             armReceive()
         } else if result != -ECANCELED {
             connection.tearDown(error: EvplError(errno: -result, operation: "receive", context: "\(connection.remoteAddress)"))
@@ -127,7 +128,9 @@ final class URingStream: URingOperationTarget {
         started()
         // Zero-copy sends exist for TCP; a Unix socket copies anyway.
         let threshold = connection.evplProtocol.transport == .tcp ? connection.loop.config.zeroCopySendThreshold : Int.max
-        send.start(on: uring, fd: connection.fd, queue: connection.sendQueue, zeroCopyThreshold: threshold, stream: self)
+        if send.start(on: uring, fd: connection.fd, queue: connection.sendQueue, zeroCopyThreshold: threshold, stream: self) {
+            connection.loop.statistics.zeroCopySends &+= 1
+        }
     }
 
     func sendCompleted(result: Int32) {

@@ -1,0 +1,126 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-connection receive state on the server side.
+private final class PatternReceiver {
+    var received = 0
+    var firstMismatch: Int?
+
+    func take(_ bytes: ReceivedBytes) {
+        bytes.forEachSegment { piece in
+            if firstMismatch == nil, let index = patternMismatch(in: piece, at: received) {
+                firstMismatch = received + index
+            }
+            received += piece.count
+        }
+    }
+}
+
+/// Behaviour only the io_uring backend has: provided-buffer exhaustion,
+/// zero-copy sends, multishot accept. The shared scenarios run over it from
+/// the stream suites.
+@Suite("io_uring backend", .enabled(if: StreamCase.backends.contains(.ioUring), "io_uring is unavailable here"))
+struct URingTests {
+    let tcp = EvplProtocol(.tcp, backend: .ioUring)
+
+    @Test("a one-buffer provided ring runs dry (ENOBUFS) and every byte of 8 concurrent streams still arrives")
+    func bufferRingExhaustion() throws {
+        let loop = try makeLoop(bufferSize: 4096) { $0.ioUringBufferRingEntries = 1 }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
+        let streams = 8
+        let perStream = 256 * 1024
+        var receivers: [PatternReceiver] = []
+        var serverDisconnects = 0
+        loop.attach(to: listener) { connection in
+            let receiver = PatternReceiver()
+            receivers.append(receiver)
+            connection.handler = { _, event in
+                switch event {
+                case .received(let bytes): receiver.take(bytes)
+                case .disconnected: serverDisconnects += 1
+                default: break
+                }
+            }
+        }
+        for _ in 0..<streams {
+            _ = try loop.connect(to: listener.address, protocol: tcp) { connection, event in
+                guard case .connected = event else { return }
+                var offset = 0
+                while offset < perStream {
+                    try? connection.send(patternBytes(from: offset, count: 16 * 1024))
+                    offset += 16 * 1024
+                }
+                connection.finish()
+            }
+        }
+        try spin(loop, seconds: 30, "every stream received and closed") { serverDisconnects == streams }
+        #expect(receivers.count == streams)
+        #expect(receivers.allSatisfy { $0.received == perStream }, "\(receivers.map(\.received))")
+        #expect(receivers.allSatisfy { $0.firstMismatch == nil })
+        #expect(loop.statistics.receiveBufferShortages > 0, "the ring never ran dry: the test did not test ENOBUFS")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("close() with a zero-copy send in flight: one disconnected, nothing after it, every buffer back")
+    func closeDuringZeroCopySend() throws {
+        let (listenFD, bound) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))
+        defer { close(listenFD) }
+        let loop = try makeLoop()
+        let client = EventLog()
+        // Nobody reads on the far side: once its socket buffers fill, the send waits in the kernel.
+        let connection = try loop.connect(to: bound, protocol: tcp) { client.handle($0, $1) }
+        try spin(loop, seconds: 5, "connected") { client.connected == 1 }
+        for chunk in 0..<128 {
+            try connection.send(patternBytes(from: chunk * 65536, count: 65536))
+        }
+        for _ in 0..<20 { loop.runOnceWithoutBlocking() }
+        #expect(loop.statistics.zeroCopySends > 0)
+        #expect(connection.queuedBytes > 0, "all 8 MiB left although nobody reads")
+        connection.close()
+        try spin(loop, seconds: 5, "the disconnect") { client.disconnected == 1 }
+        let pool = loop.bufferPool
+        try spin(loop, seconds: 5, "buffers released by late completions") { pool.buffersInUse - pool.buffersLentToKernel == 0 }
+        #expect(client.disconnected == 1)
+        #expect(client.eventsAfterDisconnect == 0)
+        expectNoLeaks(loop)
+    }
+
+    @Test("1,000 connections accepted through multishot accept, each answered once")
+    func thousandAccepts() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
+        var accepted = 0
+        loop.attach(to: listener) { connection in
+            accepted += 1
+            connection.handler = { connection, event in
+                if case .received(let bytes) = event { try? connection.send(bytes.array) }
+            }
+        }
+        let count = 1000
+        var answered = 0
+        var clientDisconnects = 0
+        for index in 0..<count {
+            _ = try loop.connect(to: listener.address, protocol: tcp) { connection, event in
+                switch event {
+                case .connected:
+                    try? connection.send([UInt8(truncatingIfNeeded: index)])
+                case .received(let bytes):
+                    if bytes.array == [UInt8(truncatingIfNeeded: index)] { answered += 1 }
+                    connection.close()
+                case .disconnected:
+                    clientDisconnects += 1
+                default:
+                    break
+                }
+            }
+        }
+        try spin(loop, seconds: 60, "1,000 answers") { answered == count && clientDisconnects == count }
+        #expect(accepted == count)
+        listener.close()
+        expectNoLeaks(loop)
+    }
+}
