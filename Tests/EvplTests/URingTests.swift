@@ -69,7 +69,7 @@ struct URingTests {
     func closeDuringZeroCopySend() throws {
         let (listenFD, bound) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))
         defer { close(listenFD) }
-        let loop = try makeLoop()
+        let loop = try makeLoop { $0.zeroCopyToLoopback = true }
         let client = EventLog()
         // Nobody reads on the far side: once its socket buffers fill, the send waits in the kernel.
         let connection = try loop.connect(to: bound, protocol: tcp) { client.handle($0, $1) }

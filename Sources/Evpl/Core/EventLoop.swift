@@ -136,19 +136,24 @@ public final class EventLoop {
         assertOnLoopThread()
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
-        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
+        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasCompletions ?? false)
         let timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
-        if poll(timeoutNanoseconds: timeout) { active = true }
+        if let uring {
+            // The ring is the wait; the epoll set reports through it.
+            uring.wait(timeoutNanoseconds: timeout)
+            if uring.reap() { active = true }
+            if uring.takeEpollReadiness() && poll(timeoutNanoseconds: 0) {
+                active = true
+                uring.noteEpollBusy()
+            }
+        } else if poll(timeoutNanoseconds: timeout) {
+            active = true
+        }
         if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
-        if let uring, uring.reap() { active = true }
         if processPendingReads() { active = true }
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
-        if let uring {
-            uring.submit()
-            if uring.reap() { active = true }
-        }
         if deliverPendingDisconnects() { active = true }
         decideNextWait(active: active)
     }
@@ -189,7 +194,7 @@ public final class EventLoop {
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()
         if active { lastActivity = now }
-        if hasPendingWork || (uring?.hasWork ?? false) {
+        if hasPendingWork || (uring?.hasCompletions ?? false) {
             nextTimeoutNanoseconds = 0
             return
         }

@@ -29,6 +29,10 @@ public struct EvplConfig: Sendable, Hashable {
     /// Sends of at least this many bytes use io_uring `SEND_ZC`, holding their
     /// buffers until the kernel's notification. `Int.max` turns it off.
     public var zeroCopySendThreshold: Int = 16 * 1024
+    /// Whether zero-copy sends are used toward loopback peers too. Off by
+    /// default: the kernel copies data it delivers locally, so there zero-copy
+    /// only adds a notification per send.
+    public var zeroCopyToLoopback: Bool = false
     /// Whether each loop's io_uring gets a kernel submission-polling thread
     /// (`SQPOLL`): no syscall to submit, one more busy thread per loop.
     public var ioUringSQPoll: Bool = false

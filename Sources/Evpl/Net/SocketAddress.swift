@@ -117,6 +117,15 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether this is an IP loopback address (127.0.0.0/8 or ::1).
+    public var isLoopback: Bool {
+        switch storage {
+        case .inet(let address, _): return UInt32(bigEndian: address) >> 24 == 127
+        case .inet6(let high, let low, _, _): return high == 0 && UInt64(bigEndian: low) == 1
+        default: return false
+        }
+    }
+
     var family: Int32 {
         switch storage {
         case .inet: return AF_INET

@@ -4,23 +4,28 @@ import CURing
 import Glibc
 #endif
 
-/// One loop's io_uring.
+/// One loop's io_uring, and, once it exists, the loop's way of waiting.
 ///
 /// Set up with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (only the loop's
 /// thread submits, and completions are produced when that thread asks for
 /// them), a registered ring fd, and a CQ sized for the multishot completions
-/// of every connection on the loop. Operations queued during an iteration
-/// are submitted together by ``submit()`` with one `io_uring_enter`, which
-/// also collects deferred completions. While the loop polls, ``reap()``
-/// reads the CQ from shared memory and enters the kernel only when the ring
-/// flags say completions are waiting there; while it sleeps, an eventfd
-/// registered with the ring and watched by epoll wakes it.
+/// of every connection on the loop.
+///
+/// The loop's epoll set is watched from the ring by a multishot `POLL_ADD`
+/// on the epoll fd, so a loop with a ring waits in one place: ``wait(timeoutNanoseconds:)``
+/// submits everything queued during the iteration and, when the loop is
+/// idle, sleeps for completions in the same `io_uring_enter`. While the loop
+/// polls, ``reap()`` reads the CQ from shared memory and enters the kernel
+/// only when the ring flags say completions are waiting there, and
+/// `epoll_wait` runs only when the ring reports the epoll set ready: a busy
+/// pass costs no syscall at all.
 final class URing {
     let ring: UnsafeMutablePointer<io_uring>
     private(set) var buffers: ProvidedBuffers!
     private unowned(unsafe) let loop: EventLoop
-    private let eventFD: Int32
-    private var eventToken: UInt64 = 0
+    private var epollWatch: EpollWatch!
+    /// The epoll set reported readiness since the loop last looked.
+    private var epollReady = false
     private let batch: UnsafeMutablePointer<io_uring_cqe>
     private static let batchSize = 256
     private let usesSQPoll: Bool
@@ -48,27 +53,20 @@ final class URing {
             throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "\(config.ioUringEntries) entries")
         }
         _ = io_uring_register_ring_fd(ring)
-        eventFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         do throws(EvplError) {
-            guard eventFD >= 0 else { throw EvplError.lastErrno("eventfd", context: "io_uring wake-up") }
-            let registered = io_uring_register_eventfd(ring, eventFD)
-            guard registered == 0 else { throw EvplError(errno: -registered, operation: "io_uring_register_eventfd") }
             buffers = try ProvidedBuffers(uring: self, pool: loop.bufferPool, entries: config.ioUringBufferRingEntries, group: 0)
-            eventToken = try loop.register(fd: eventFD, events: UInt32(EPOLLIN.rawValue | EPOLLET.rawValue), source: URingWakeSource())
         } catch {
-            buffers = nil
-            if eventFD >= 0 { Glibc.close(eventFD) }
             io_uring_queue_exit(ring)
             ring.deallocate()
             batch.deallocate()
             throw error
         }
+        epollWatch = EpollWatch(uring: self)
+        watchEpoll()
     }
 
     deinit {
         buffers = nil
-        loop.unregister(token: eventToken)
-        Glibc.close(eventFD)
         io_uring_queue_exit(ring)
         ring.deallocate()
         batch.deallocate()
@@ -92,9 +90,51 @@ final class URing {
         cevpl_uring_sq_flags(ring) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW) != 0
     }
 
-    /// Whether the loop must not sleep: entries to submit or completions to reap.
-    var hasWork: Bool {
-        io_uring_sq_ready(ring) > 0 || io_uring_cq_ready(ring) > 0 || completionsWaitInKernel
+    /// Whether the loop must not sleep: completions to reap. (Queued
+    /// submissions do not count: the wait submits them.)
+    var hasCompletions: Bool {
+        io_uring_cq_ready(ring) > 0 || completionsWaitInKernel
+    }
+
+    /// Submits what the iteration queued and collects deferred completions;
+    /// with a non-zero timeout (nanoseconds, negative for none), also sleeps
+    /// until a completion arrives, in the same `io_uring_enter`.
+    func wait(timeoutNanoseconds: Int64) {
+        if timeoutNanoseconds == 0 {
+            submit()
+            return
+        }
+        buffers.refill()
+        var completion: UnsafeMutablePointer<io_uring_cqe>?
+        if timeoutNanoseconds < 0 {
+            _ = io_uring_submit_and_wait_timeout(ring, &completion, 1, nil, nil)
+        } else {
+            var timeout = __kernel_timespec(tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
+            _ = io_uring_submit_and_wait_timeout(ring, &completion, 1, &timeout, nil)
+        }
+    }
+
+    /// Whether the epoll set reported readiness since the last call.
+    func takeEpollReadiness() -> Bool {
+        defer { epollReady = false }
+        return epollReady
+    }
+
+    /// Asks for another look at the epoll set next iteration: the last one
+    /// found events, and level-triggered ones or a full batch may remain.
+    func noteEpollBusy() {
+        epollReady = true
+    }
+
+    fileprivate func epollBecameReady() {
+        epollReady = true
+    }
+
+    /// Arms the multishot poll on the loop's epoll fd.
+    fileprivate func watchEpoll() {
+        let entry = submissionEntry()
+        io_uring_prep_poll_multishot(entry, loop.epollFD, UInt32(POLLIN))
+        entry.pointee.user_data = epollWatch.userData(for: 1)
     }
 
     /// Submits every queued entry and collects deferred completions, in one
@@ -153,11 +193,19 @@ final class URing {
     }
 }
 
-/// The ring's eventfd in the loop's epoll set: it only wakes the loop, whose
-/// iteration then reaps the ring. The counter is never read; an
-/// edge-triggered eventfd reports every signal without it.
-private final class URingWakeSource: PollSource {
-    func handleEvents(_ events: UInt32) {}
+/// Receives the multishot poll completions of the loop's epoll fd.
+private final class EpollWatch: URingOperationTarget {
+    private unowned(unsafe) let uring: URing
+
+    init(uring: URing) {
+        self.uring = uring
+    }
+
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
+        buffer?.release()
+        uring.epollBecameReady()
+        if flags & IORING_CQE_F_MORE == 0 { uring.watchEpoll() }
+    }
 }
 
 extension EventLoop {

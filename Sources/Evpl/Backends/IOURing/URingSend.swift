@@ -4,7 +4,7 @@ import CURing
 import Glibc
 #endif
 
-/// One `SENDMSG` or `SENDMSG_ZC` in flight for a stream, with the message
+/// One send (`SEND`/`SENDMSG`, or their zero-copy forms) in flight for a stream, with the message
 /// header and iovecs the kernel reads and an extra reference on every buffer
 /// they point into.
 ///
@@ -52,10 +52,17 @@ final class URingSend: URingOperationTarget {
         self.stream = stream
         let entry = uring.submissionEntry()
         let kind: Kind = bytes >= zeroCopyThreshold ? .zeroCopy : .plain
-        if kind == .zeroCopy {
-            io_uring_prep_sendmsg_zc(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
-        } else {
-            io_uring_prep_sendmsg(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
+        let flags = CEVPL_MSG_NOSIGNAL
+        switch (kind, count) {
+        case (.zeroCopy, 1):
+            io_uring_prep_send_zc(entry, fd, vectors[0].iov_base, vectors[0].iov_len, flags, 0)
+        case (.zeroCopy, _):
+            io_uring_prep_sendmsg_zc(entry, fd, message, UInt32(flags))
+        case (.plain, 1):
+            // One range: SEND spares the kernel importing a message header.
+            io_uring_prep_send(entry, fd, vectors[0].iov_base, vectors[0].iov_len, flags)
+        case (.plain, _):
+            io_uring_prep_sendmsg(entry, fd, message, UInt32(flags))
         }
         entry.pointee.user_data = userData(for: kind.rawValue)
         return kind == .zeroCopy

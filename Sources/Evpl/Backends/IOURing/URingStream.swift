@@ -25,6 +25,8 @@ final class URingStream: URingOperationTarget {
     private var receiveArmed = false
     private(set) var sendInFlight = false
     private var spareSends: [URingSend] = []
+    /// Sends of at least this many bytes go zero-copy; decided on first use.
+    private var zeroCopyThreshold: Int?
     private var address = sockaddr_storage()
 
     init(connection: Connection, uring: URing) {
@@ -126,8 +128,15 @@ final class URingStream: URingOperationTarget {
         let send = spareSends.popLast() ?? URingSend()
         sendInFlight = true
         started()
-        // Zero-copy sends exist for TCP; a Unix socket copies anyway.
-        let threshold = connection.evplProtocol.transport == .tcp ? connection.loop.config.zeroCopySendThreshold : Int.max
+        if zeroCopyThreshold == nil {
+            // Zero-copy sends exist for TCP only, and the kernel copies what
+            // it delivers to a local socket anyway: there they would only add
+            // a notification per send.
+            let config = connection.loop.config
+            let useful = connection.evplProtocol.transport == .tcp && (config.zeroCopyToLoopback || !connection.remoteAddress.isLoopback)
+            zeroCopyThreshold = useful ? config.zeroCopySendThreshold : Int.max
+        }
+        let threshold = zeroCopyThreshold.unsafelyUnwrapped
         if send.start(on: uring, fd: connection.fd, queue: connection.sendQueue, zeroCopyThreshold: threshold, stream: self) {
             connection.loop.statistics.zeroCopySends &+= 1
         }
