@@ -16,7 +16,7 @@ final class ProvidedBuffers {
     private let ring: UnsafeMutablePointer<io_uring_buf_ring>
     private let entries: Int
     private let slots: UnsafeMutablePointer<Buffer?>
-    private var emptySlots: [UInt16] = []
+    @exclusivity(unchecked) private var emptySlots: [UInt16] = []
 
     init(uring: URing, pool: BufferPool, entries: Int, group: UInt16) throws(EvplError) {
         self.uring = uring

@@ -24,7 +24,7 @@ final class URingSend: URingOperationTarget {
 
     let message: UnsafeMutablePointer<msghdr>
     let vectors: UnsafeMutablePointer<iovec>
-    var held: [Buffer] = []
+    @exclusivity(unchecked) var held: [Buffer] = []
     /// The stream, kept alive while the operation is in flight.
     var stream: URingStream?
 

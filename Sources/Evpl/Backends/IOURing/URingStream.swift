@@ -21,10 +21,10 @@ final class URingStream: URingOperationTarget {
     private unowned(unsafe) let connection: Connection
     private unowned(unsafe) let uring: URing
     private var keepAlive: Connection?
-    private var operationsInFlight = 0
+    @exclusivity(unchecked) private var operationsInFlight = 0
     private var receiveArmed = false
     private(set) var sendInFlight = false
-    private var spareSends: [URingSend] = []
+    @exclusivity(unchecked) private var spareSends: [URingSend] = []
     /// Sends of at least this many bytes go zero-copy; decided on first use.
     private var zeroCopyThreshold: Int?
     private var address = sockaddr_storage()
