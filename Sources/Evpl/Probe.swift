@@ -32,10 +32,12 @@ public enum Probe {
             }
         }
         result.append(Entry(name: "socket", kind: "backend", available: true, reason: ""))
+        result.append(Entry(name: "auto", kind: "backend", available: true, reason: EvplProtocol.autoSelectionReason))
         let ioUringReason = unavailableReason(for: .ioUring)
-        result.append(Entry(name: "io_uring", kind: "backend", available: ioUringReason == nil, reason: ioUringReason ?? ""))
+        result.append(Entry(name: "io_uring", kind: "backend", available: ioUringReason == nil,
+                            reason: ioUringReason ?? "carries tcp and unix streams; udp on io_uring is not implemented yet"))
         for feature in URingFeatures.current.features {
-            result.append(Entry(name: "io_uring \(feature.name)", kind: "io_uring-feature", available: feature.available, reason: feature.reason))
+            result.append(Entry(name: feature.name, kind: "io_uring-feature", available: feature.available, reason: feature.reason))
         }
         for backend in [EvplProtocol.Backend.rdmacm, .xlio] {
             result.append(Entry(name: backend.rawValue, kind: "backend", available: false, reason: unavailableReason(for: backend) ?? "not implemented in this build"))

@@ -19,11 +19,18 @@ struct ProbeCommand: ParsableCommand {
             print("[" + items.joined(separator: ",") + "]")
             return
         }
-        let width = entries.map(\.name.count).max() ?? 0
+        let nameWidth = entries.map(\.name.count).max() ?? 0
+        let kindWidth = entries.map(\.kind.count).max() ?? 0
         for entry in entries {
-            let name = entry.name.padding(toLength: width, withPad: " ", startingAt: 0)
-            let kind = entry.kind.padding(toLength: 12, withPad: " ", startingAt: 0)
-            print("\(kind) \(name)  \(entry.available ? "available" : "unavailable: \(entry.reason)")")
+            let name = entry.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+            let kind = entry.kind.padding(toLength: kindWidth, withPad: " ", startingAt: 0)
+            let status: String
+            if entry.available {
+                status = entry.reason.isEmpty ? "available" : "available: \(entry.reason)"
+            } else {
+                status = "unavailable: \(entry.reason)"
+            }
+            print("\(kind) \(name)  \(status)")
         }
     }
 }

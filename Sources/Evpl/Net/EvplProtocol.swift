@@ -72,6 +72,12 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// What `auto` selects and why, as `evpl probe` reports it.
+    public static var autoSelectionReason: String {
+        let ioUring = Probe.unavailableReason(for: .ioUring) == nil ? "available" : "unavailable"
+        return "selects socket for every protocol; io_uring (\(ioUring)) is chosen by name until it beats the socket backend on small messages (Benchmarks/uring.sh)"
+    }
+
     /// Checks that `address` is the kind this transport uses.
     func validate(_ address: SocketAddress, operation: String) throws(EvplError) {
         let wantsUnix = transport == .unix

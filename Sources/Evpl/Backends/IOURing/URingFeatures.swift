@@ -28,7 +28,8 @@ struct URingFeatures: Sendable {
     /// Opcodes the network backend cannot work without.
     private static let requiredOpcodes: [(String, io_uring_op)] = [
         ("CONNECT", IORING_OP_CONNECT), ("ACCEPT", IORING_OP_ACCEPT), ("RECV", IORING_OP_RECV),
-        ("SENDMSG", IORING_OP_SENDMSG), ("SENDMSG_ZC", IORING_OP_SENDMSG_ZC), ("ASYNC_CANCEL", IORING_OP_ASYNC_CANCEL),
+        ("SEND", IORING_OP_SEND), ("SENDMSG", IORING_OP_SENDMSG), ("SEND_ZC", IORING_OP_SEND_ZC),
+        ("SENDMSG_ZC", IORING_OP_SENDMSG_ZC), ("ASYNC_CANCEL", IORING_OP_ASYNC_CANCEL),
         ("POLL_ADD", IORING_OP_POLL_ADD),
     ]
 

@@ -1,0 +1,39 @@
+import Evpl
+import Testing
+
+@Suite("Probe")
+struct ProbeTests {
+    @Test("every protocol, backend and block engine is listed, and each unavailable one says why")
+    func entriesAreComplete() throws {
+        let entries = Probe.entries()
+        #expect(Set(entries.filter { $0.kind == "protocol" }.map(\.name)) == ["tcp", "udp", "unix"])
+        #expect(Set(entries.filter { $0.kind == "backend" }.map(\.name)) == ["socket", "auto", "io_uring", "rdmacm", "xlio"])
+        #expect(Set(entries.filter { $0.kind == "block-engine" }.map(\.name)).isSuperset(of: ["io_uring", "libaio", "psync", "vfio-nvme"]))
+        #expect(entries.filter { !$0.available }.allSatisfy { !$0.reason.isEmpty })
+        let uring = try #require(entries.first { $0.kind == "backend" && $0.name == "io_uring" })
+        #expect(uring.available == (Probe.unavailableReason(for: .ioUring) == nil))
+        if uring.available {
+            let features = entries.filter { $0.kind == "io_uring-feature" }
+            #expect(features.contains { $0.name == "setup DEFER_TASKRUN" && $0.available })
+            #expect(features.contains { $0.name == "provided buffer ring" && $0.available })
+        }
+    }
+
+    @Test("a backend this build or machine cannot use is a typed unavailable error, not a crash")
+    func unavailableBackends() throws {
+        let loop = try makeLoop()
+        for evplProtocol in [EvplProtocol(.udp, backend: .ioUring), EvplProtocol(.tcp, backend: .rdmacm), EvplProtocol(.tcp, backend: .xlio)] {
+            #expect {
+                _ = try evplProtocol.resolvedBackend()
+            } throws: { error in
+                (error as? EvplError)?.code == .unavailable
+            }
+        }
+        #expect {
+            _ = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.udp, backend: .ioUring)) { _, _, _ in }
+        } throws: { error in
+            (error as? EvplError)?.code == .unavailable
+        }
+        expectNoLeaks(loop)
+    }
+}
