@@ -123,4 +123,34 @@ struct URingTests {
         listener.close()
         expectNoLeaks(loop)
     }
+
+    @Test("with a kernel submission-polling thread (SQPOLL), 1,000 round trips are all answered exactly")
+    func submissionPolling() throws {
+        let loop = try makeLoop { $0.ioUringSQPoll = true }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                if case .received(let bytes) = event { try? connection.send(bytes.array) }
+            }
+        }
+        let rounds = 1000
+        var answered = 0
+        var mismatches = 0
+        _ = try loop.connect(to: listener.address, protocol: tcp, segmenter: Segmenters.fixedLength(4)) { connection, event in
+            switch event {
+            case .connected:
+                try? connection.send(patternBytes(from: 0, count: 4))
+            case .received(let bytes):
+                if bytes.array != patternBytes(from: answered * 4, count: 4) { mismatches += 1 }
+                answered += 1
+                if answered < rounds { try? connection.send(patternBytes(from: answered * 4, count: 4)) } else { connection.finish() }
+            default:
+                break
+            }
+        }
+        try spin(loop, seconds: 30, "1,000 answers") { answered == rounds }
+        #expect(mismatches == 0)
+        listener.close()
+        expectNoLeaks(loop)
+    }
 }
