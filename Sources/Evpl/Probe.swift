@@ -35,7 +35,7 @@ public enum Probe {
         result.append(Entry(name: "auto", kind: "backend", available: true, reason: EvplProtocol.autoSelectionReason))
         let ioUringReason = unavailableReason(for: .ioUring)
         result.append(Entry(name: "io_uring", kind: "backend", available: ioUringReason == nil,
-                            reason: ioUringReason ?? "carries tcp and unix streams; udp on io_uring is not implemented yet"))
+                            reason: ioUringReason ?? "carries tcp, udp and unix"))
         for feature in URingFeatures.current.features {
             result.append(Entry(name: feature.name, kind: "io_uring-feature", available: feature.available, reason: feature.reason))
         }

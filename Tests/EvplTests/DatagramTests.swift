@@ -7,16 +7,17 @@ struct DatagramTests {
     static func maxPayload(_ host: String) -> Int { host.contains(":") ? 65_527 : 65_507 }
 
     @Test("20 datagrams of various sizes arrive whole, in order, from the sender's address",
-          arguments: ["127.0.0.1", "::1"])
-    func variousSizes(host: String) throws {
+          arguments: ["127.0.0.1", "::1"], StreamCase.backends)
+    func variousSizes(host: String, backend: EvplProtocol.Backend) throws {
+        let udp = EvplProtocol(.udp, backend: backend)
         let loop = try makeLoop()
         var received: [[UInt8]] = []
         var senders: [SocketAddress] = []
-        let receiver = try loop.bindDatagram(SocketAddress(host: host, port: 0)) { _, bytes, sender in
+        let receiver = try loop.bindDatagram(SocketAddress(host: host, port: 0), protocol: udp) { _, bytes, sender in
             received.append(bytes.array)
             senders.append(sender)
         }
-        let sender = try loop.bindDatagram(SocketAddress(host: host, port: 0)) { _, _, _ in }
+        let sender = try loop.bindDatagram(SocketAddress(host: host, port: 0), protocol: udp) { _, _, _ in }
         let base = [1, 7, 100, 1400, 8000, 60_000, 0, 2, 512, 1472, 4096, 9000, 32_768, 65_000, 3, 16_384, 1500, 40_000, 250, Self.maxPayload(host)]
         #expect(base.count == 20)
         let datagrams = base.enumerated().map { index, size in patternBytes(from: index * 65_536, count: size) }
@@ -37,16 +38,17 @@ struct DatagramTests {
     }
 
     @Test("a burst of 20 datagrams queued in one iteration arrives complete and in order",
-          arguments: ["127.0.0.1", "::1"])
-    func burst(host: String) throws {
+          arguments: ["127.0.0.1", "::1"], StreamCase.backends)
+    func burst(host: String, backend: EvplProtocol.Backend) throws {
+        let udp = EvplProtocol(.udp, backend: backend)
         let loop = try makeLoop()
         var received: [[UInt8]] = []
         var senders: [SocketAddress] = []
-        let receiver = try loop.bindDatagram(SocketAddress(host: host, port: 0)) { _, bytes, sender in
+        let receiver = try loop.bindDatagram(SocketAddress(host: host, port: 0), protocol: udp) { _, bytes, sender in
             received.append(bytes.array)
             senders.append(sender)
         }
-        let sender = try loop.bindDatagram(SocketAddress(host: host, port: 0)) { _, _, _ in }
+        let sender = try loop.bindDatagram(SocketAddress(host: host, port: 0), protocol: udp) { _, _, _ in }
         let datagrams = (0..<20).map { index in patternBytes(from: index * 4096, count: 1 + (index * 97) % 1400) }
         for datagram in datagrams { try sender.send(to: receiver.localAddress, datagram) }
         #expect(sender.queuedDatagrams == 20)
@@ -60,11 +62,13 @@ struct DatagramTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a datagram larger than a pool buffer is rejected with invalidArgument and nothing is queued")
-    func oversized() throws {
+    @Test("a datagram larger than a pool buffer is rejected with invalidArgument and nothing is queued",
+          arguments: StreamCase.backends)
+    func oversized(backend: EvplProtocol.Backend) throws {
+        let udp = EvplProtocol(.udp, backend: backend)
         let loop = try makeLoop()
-        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, _, _ in }
-        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, _, _ in }
+        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, _, _ in }
+        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, _, _ in }
         let bufferSize = loop.bufferPool.bufferSize
         #expect {
             try sender.send(to: receiver.localAddress, [UInt8](repeating: 7, count: bufferSize + 1))
@@ -72,7 +76,7 @@ struct DatagramTests {
             (error as? EvplError)?.code == .invalidArgument
         }
         #expect(sender.queuedDatagrams == 0)
-        #expect(loop.bufferPool.buffersInUse == 0)
+        #expect(loop.bufferPool.buffersInUse - loop.bufferPool.buffersLentToKernel == 0)
         sender.close()
         receiver.close()
         expectNoLeaks(loop)
@@ -80,12 +84,14 @@ struct DatagramTests {
 
     /// A send queued between iterations leaves the loop with work to do, so
     /// the next `runOnce` must not sleep before flushing it.
-    @Test("a datagram queued between iterations is sent by the next runOnce without sleeping")
-    func sendBetweenIterations() throws {
+    @Test("a datagram queued between iterations is sent by the next runOnce without sleeping",
+          arguments: StreamCase.backends)
+    func sendBetweenIterations(backend: EvplProtocol.Backend) throws {
+        let udp = EvplProtocol(.udp, backend: backend)
         let loop = try makeLoop { $0.spinNanoseconds = 0 }
         var received = 0
-        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, _, _ in received += 1 }
-        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, _, _ in }
+        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, _, _ in received += 1 }
+        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, _, _ in }
         // Let the registration events pass until the loop decides to sleep for good.
         for _ in 0..<5 where loop.isPolling { loop.runOnce() }
         #expect(!loop.isPolling)
@@ -97,16 +103,18 @@ struct DatagramTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a datagram arrives whole even when the user still holds the previous one's buffer")
-    func receiveAfterRetainedDatagram() throws {
+    @Test("a datagram arrives whole even when the user still holds the previous one's buffer",
+          arguments: StreamCase.backends)
+    func receiveAfterRetainedDatagram(backend: EvplProtocol.Backend) throws {
+        let udp = EvplProtocol(.udp, backend: backend)
         let loop = try makeLoop(bufferSize: 8192)
         var received: [[UInt8]] = []
         var held: [IOVec] = []
-        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, bytes, _ in
+        let receiver = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, bytes, _ in
             received.append(bytes.array)
             held += bytes.retainedIOVecs()
         }
-        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0)) { _, _, _ in }
+        let sender = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: udp) { _, _, _ in }
         let datagrams = [patternBytes(from: 0, count: 7000), patternBytes(from: 7000, count: 8192), patternBytes(from: 20_000, count: 3000)]
         for (index, datagram) in datagrams.enumerated() {
             try sender.send(to: receiver.localAddress, datagram)
@@ -121,6 +129,8 @@ struct DatagramTests {
     }
 
     @Test("a datagram larger than the receiver's buffers is counted as truncated, never delivered in part")
+    /// Socket backend only: the io_uring backend receives into as many
+    /// buffers as the largest datagram needs, so nothing is ever cut there.
     func truncatedOnReceipt() throws {
         let sendingLoop = try makeLoop()
         let receivingLoop = try makeLoop(bufferSize: 4096)

@@ -26,7 +26,10 @@ public final class DatagramEndpoint: PollSource {
     var token: UInt64 = 0
     var flushQueued = false
     private(set) var isClosed = false
-    private let receiveQueue: ReceiveQueue
+    let receiveQueue: ReceiveQueue
+    /// The io_uring operations of an endpoint on the io_uring backend; `nil`
+    /// on the socket backend.
+    var uring: URingDatagram?
     private var outgoing: [(data: IOVec, address: SocketAddress)] = []
     private let batch = 64
     private let headers: UnsafeMutablePointer<msghdr>
@@ -94,7 +97,11 @@ public final class DatagramEndpoint: PollSource {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        loop.unregister(token: token)
+        if let uring {
+            uring.cancel()
+        } else {
+            loop.unregister(token: token)
+        }
         Glibc.close(fd)
         for (data, _) in outgoing { data.release() }
         outgoing.removeAll()
@@ -102,6 +109,11 @@ public final class DatagramEndpoint: PollSource {
     }
 
     func flush() {
+        if let uring {
+            for (data, address) in outgoing { uring.send(data, to: address) }
+            outgoing.removeAll(keepingCapacity: true)
+            return
+        }
         var sent = 0
         while sent < outgoing.count && !isClosed {
             let count = min(batch, outgoing.count - sent)
@@ -130,6 +142,18 @@ public final class DatagramEndpoint: PollSource {
         if sent > 0 { outgoing.removeFirst(sent) }
     }
 
+    /// Counts a datagram dropped because it did not fit.
+    func noteTruncated() {
+        truncatedDatagrams += 1
+    }
+
+    /// Hands the `length` bytes at the head of the receive queue to the
+    /// handler as one datagram from `sender`.
+    func deliverQueued(length: Int, from sender: SocketAddress) {
+        handler(self, receiveQueue.view(length: length), sender)
+        if !isClosed { receiveQueue.consume(length) }
+    }
+
     func handleEvents(_ events: UInt32) {
         if events & UInt32(EPOLLOUT.rawValue) != 0 && !outgoing.isEmpty { flush() }
         guard events & UInt32(EPOLLIN.rawValue | EPOLLERR.rawValue) != 0 else { return }
@@ -150,15 +174,14 @@ public final class DatagramEndpoint: PollSource {
                 return  // EAGAIN, or an ICMP error reported on the socket: nothing to read
             }
             if result > space.count {
-                truncatedDatagrams += 1  // MSG_TRUNC reports the full length; never deliver a part
+                noteTruncated()  // MSG_TRUNC reports the full length; never deliver a part
                 continue
             }
             let sender = withUnsafePointer(to: &peerStorage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }
             } ?? SocketAddress(storage: .unixUnnamed)
             receiveQueue.commit(result)
-            handler(self, receiveQueue.view(length: result), sender)
-            if !isClosed { receiveQueue.consume(result) }
+            deliverQueued(length: result, from: sender)
         }
         if !isClosed {
             // Burst limit reached: come back next iteration without waiting for an edge.
@@ -182,7 +205,8 @@ extension EventLoop {
             throw EvplError(.invalidArgument, operation: "bind datagram", context: "\(evplProtocol) is not a datagram protocol")
         }
         try evplProtocol.validate(address, operation: "bind datagram")
-        _ = try evplProtocol.resolvedBackend()
+        let backend = try evplProtocol.resolvedBackend()
+        let uring = backend == .ioUring ? try ioURing() : nil
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_DGRAM.rawValue), operation: "bind datagram", context: "\(address)")
         let status = SocketOps.bind(fd, to: address)
         guard status == 0 else {
@@ -190,6 +214,14 @@ extension EventLoop {
             throw EvplError(errno: status, operation: "bind", context: "\(address)")
         }
         let endpoint = DatagramEndpoint(loop: self, fd: fd, localAddress: SocketOps.localAddress(of: fd) ?? address, handler: handler)
+        if let uring {
+            SocketOps.setBlocking(fd)
+            let datagrams = URingDatagram(endpoint: endpoint, uring: uring, bufferSize: bufferPool.bufferSize)
+            endpoint.uring = datagrams
+            endpoint.token = UInt64.max
+            datagrams.armReceive()
+            return endpoint
+        }
         do throws(EvplError) {
             endpoint.token = try register(fd: fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLET.rawValue), source: endpoint)
         } catch {

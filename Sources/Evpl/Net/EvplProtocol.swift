@@ -53,7 +53,6 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// why the requested backend cannot be used on this machine.
     ///
     /// `auto` means the kernel-socket backend; io_uring is chosen by name.
-    /// Streams (TCP, Unix) run on io_uring; UDP does not yet.
     public func resolvedBackend() throws(EvplError) -> Backend {
         switch backend {
         case .auto, .socket:
@@ -61,9 +60,6 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
         case .ioUring:
             if let reason = Probe.unavailableReason(for: .ioUring) {
                 throw EvplError(.unavailable, operation: "select backend", context: "\(self): \(reason)")
-            }
-            guard isStream else {
-                throw EvplError(.unavailable, operation: "select backend", context: "\(self): datagrams on io_uring are not implemented yet")
             }
             return .ioUring
         case .rdmacm, .xlio:
