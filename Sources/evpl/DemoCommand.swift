@@ -23,6 +23,8 @@ struct DemoCommand: ParsableCommand {
         let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
         for transport in EvplProtocol.Transport.allCases where available.contains(transport.rawValue) {
             let evplProtocol = EvplProtocol(transport)
+            // Show what `auto` resolved to.
+            let label = "\(transport.rawValue)/\((try? evplProtocol.resolvedBackend())?.rawValue ?? "auto")"
             let path = "/tmp/evpl-demo-\(getpid()).sock"
             let address = try failing {
                 transport == .unix ? try SocketAddress(unixPath: path) : try SocketAddress(host: "127.0.0.1", port: 0)
@@ -36,7 +38,7 @@ struct DemoCommand: ParsableCommand {
                 let result = try failing { try PerfClient.run(plan) }
                 let hasLatency = result.latency.count > 0
                 print(row([
-                    evplProtocol.description,
+                    label,
                     "\(mode.rawValue) \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) B")",
                     String(Int(result.operationsPerSecond.rounded())),
                     PerfReport.format2(result.gigabitsPerSecond),

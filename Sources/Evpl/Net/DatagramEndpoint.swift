@@ -61,8 +61,9 @@ public final class DatagramEndpoint: PollSource {
     /// The largest datagram IPv4 or IPv6 UDP can carry.
     private static let largestDatagram = 65_535
 
-    /// Datagrams queued and not yet sent.
-    public var queuedDatagrams: Int { outgoing.count }
+    /// Datagrams queued and not yet handed to the kernel (on io_uring: not
+    /// yet completed).
+    public var queuedDatagrams: Int { outgoing.count + (uring?.sendsInFlight ?? 0) }
 
     /// Queues a copy of `bytes` as one datagram to `address`.
     ///

@@ -52,10 +52,13 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// The backend `auto` stands for here, or an `.unavailable` error naming
     /// why the requested backend cannot be used on this machine.
     ///
-    /// `auto` means the kernel-socket backend; io_uring is chosen by name.
+    /// `auto` means io_uring when the kernel offers everything the backend
+    /// needs (``Probe`` says what it found), and kernel sockets otherwise.
     public func resolvedBackend() throws(EvplError) -> Backend {
         switch backend {
-        case .auto, .socket:
+        case .auto:
+            return Probe.unavailableReason(for: .ioUring) == nil ? .ioUring : .socket
+        case .socket:
             return .socket
         case .ioUring:
             if let reason = Probe.unavailableReason(for: .ioUring) {
@@ -70,8 +73,10 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
 
     /// What `auto` selects and why, as `evpl probe` reports it.
     public static var autoSelectionReason: String {
-        let ioUring = Probe.unavailableReason(for: .ioUring) == nil ? "available" : "unavailable"
-        return "selects socket for every protocol; io_uring (\(ioUring)) is chosen by name until it beats the socket backend on small messages (Benchmarks/uring.sh)"
+        if let reason = Probe.unavailableReason(for: .ioUring) {
+            return "selects socket for every protocol: io_uring is unavailable (\(reason))"
+        }
+        return "selects io_uring for every protocol: the kernel offers every io_uring feature the backend needs"
     }
 
     /// Checks that `address` is the kind this transport uses.

@@ -28,6 +28,8 @@ final class URingDatagram: URingOperationTarget {
     private let sender: UnsafeMutablePointer<sockaddr_storage>
     private let vectorCount: Int
     @exclusivity(unchecked) private var spareSends: [URingDatagramSend] = []
+    /// Sends queued or in flight, not yet completed.
+    private(set) var sendsInFlight = 0
 
     init(endpoint: DatagramEndpoint, uring: URing, bufferSize: Int) {
         self.endpoint = endpoint
@@ -134,11 +136,13 @@ final class URingDatagram: URingOperationTarget {
     /// Queues one `SENDMSG` for `data` to `address`, taking over its reference.
     func send(_ data: IOVec, to address: SocketAddress) {
         let send = spareSends.popLast() ?? URingDatagramSend()
+        sendsInFlight += 1
         started()
         send.start(on: uring, fd: endpoint.fd, data: data, address: address, owner: self)
     }
 
     fileprivate func recycle(_ send: URingDatagramSend) {
+        sendsInFlight -= 1
         spareSends.append(send)
         ended()
     }
