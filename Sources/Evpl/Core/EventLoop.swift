@@ -136,7 +136,7 @@ public final class EventLoop {
         assertOnLoopThread()
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
-        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasCompletions ?? false)
+        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
         let timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
         if let uring {
@@ -194,7 +194,7 @@ public final class EventLoop {
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()
         if active { lastActivity = now }
-        if hasPendingWork || (uring?.hasCompletions ?? false) {
+        if hasPendingWork || (uring?.hasWork ?? false) {
             nextTimeoutNanoseconds = 0
             return
         }

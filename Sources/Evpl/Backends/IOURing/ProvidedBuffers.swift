@@ -47,9 +47,6 @@ final class ProvidedBuffers {
         slots.deallocate()
     }
 
-    /// Buffers currently lent to the kernel.
-    var lentCount: Int { entries - emptySlots.count }
-
     /// Takes the buffer the kernel filled for buffer id `id`, with the ring's
     /// reference.
     func claim(_ id: UInt16) -> Buffer? {

@@ -90,10 +90,10 @@ final class URing {
         cevpl_uring_sq_flags(ring) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW) != 0
     }
 
-    /// Whether the loop must not sleep: completions to reap. (Queued
-    /// submissions do not count: the wait submits them.)
-    var hasCompletions: Bool {
-        io_uring_cq_ready(ring) > 0 || completionsWaitInKernel
+    /// Whether the loop must not sleep: completions to reap, or an epoll set
+    /// to look at. (Queued submissions do not count: the wait submits them.)
+    var hasWork: Bool {
+        epollReady || io_uring_cq_ready(ring) > 0 || completionsWaitInKernel
     }
 
     /// Submits what the iteration queued and collects deferred completions;

@@ -34,9 +34,6 @@ final class URingStream: URingOperationTarget {
         self.uring = uring
     }
 
-    /// Whether the stream has nothing in flight (for tests and teardown checks).
-    var isQuiescent: Bool { operationsInFlight == 0 }
-
     private func started() {
         if operationsInFlight == 0 { keepAlive = connection }
         operationsInFlight += 1
