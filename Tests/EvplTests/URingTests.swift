@@ -153,4 +153,43 @@ struct URingTests {
         listener.close()
         expectNoLeaks(loop)
     }
+
+    @Test("a 16-entry completion queue overflows under 64 busy connections and no completion is lost")
+    func completionQueueOverflow() throws {
+        let loop = try makeLoop { config in
+            config.ioUringEntries = 8
+            config.ioUringCompletionEntries = 16
+        }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
+        var receivers: [PatternReceiver] = []
+        var serverDisconnects = 0
+        loop.attach(to: listener) { connection in
+            let receiver = PatternReceiver()
+            receivers.append(receiver)
+            connection.handler = { _, event in
+                switch event {
+                case .received(let bytes): receiver.take(bytes)
+                case .disconnected: serverDisconnects += 1
+                default: break
+                }
+            }
+        }
+        let streams = 64
+        let perStream = 64 * 1024
+        for _ in 0..<streams {
+            _ = try loop.connect(to: listener.address, protocol: tcp) { connection, event in
+                guard case .connected = event else { return }
+                for chunk in 0..<(perStream / 1024) {
+                    try? connection.send(patternBytes(from: chunk * 1024, count: 1024))
+                }
+                connection.finish()
+            }
+        }
+        try spin(loop, seconds: 60, "every stream received and closed") { serverDisconnects == streams }
+        #expect(receivers.count == streams)
+        #expect(receivers.allSatisfy { $0.received == perStream && $0.firstMismatch == nil })
+        #expect(loop.statistics.completionQueueOverflows > 0, "the CQ never overflowed: the test did not test overflow")
+        listener.close()
+        expectNoLeaks(loop)
+    }
 }

@@ -160,7 +160,9 @@ final class URing {
     func reap() -> Bool {
         var any = false
         for _ in 0..<Self.batchesPerReap {
-            if completionsWaitInKernel { _ = io_uring_get_events(ring) }
+            let flags = cevpl_uring_sq_flags(ring)
+            if flags & IORING_SQ_CQ_OVERFLOW != 0 { loop.statistics.completionQueueOverflows &+= 1 }
+            if flags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW) != 0 { _ = io_uring_get_events(ring) }
             let count = Int(cevpl_uring_take_cqes(ring, batch, UInt32(Self.batchSize)))
             if count == 0 { break }
             any = true
