@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CEvplLinux.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -100,3 +101,7 @@ int cevpl_sendmmsg(int fd, struct msghdr *headers, unsigned int count, int flags
 }
 
 int cevpl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}

@@ -42,11 +42,10 @@ public enum Probe {
         for backend in [EvplProtocol.Backend.rdmacm, .xlio] {
             result.append(Entry(name: backend.rawValue, kind: "backend", available: false, reason: unavailableReason(for: backend) ?? "not implemented in this build"))
         }
-        let blockReason = "block I/O engines are not implemented in this build yet"
-        for engine in ["io_uring", "libaio", "psync"] {
-            result.append(Entry(name: engine, kind: "block-engine", available: false, reason: blockReason))
+        for engine in BlockEngine.allCases {
+            let reason = engine.unavailableReason
+            result.append(Entry(name: engine.rawValue, kind: "block-engine", available: reason == nil, reason: reason ?? ""))
         }
-        result.append(Entry(name: "vfio-nvme", kind: "block-engine", available: false, reason: vfioReason()))
         return result
     }
 
@@ -71,7 +70,15 @@ public enum Probe {
         }
     }
 
-    private static func vfioReason() -> String {
+    static func nvmePassthroughReason() -> String {
+        let devices = directoryEntries("/dev").filter { $0.hasPrefix("ng") }
+        if devices.isEmpty {
+            return "no NVMe generic character devices (/dev/ng*) on this machine"
+        }
+        return "NVMe generic devices present (\(devices.joined(separator: ", "))), but the passthrough engine is not implemented in this build"
+    }
+
+    static func vfioReason() -> String {
         let bound = directoryEntries("/sys/bus/pci/drivers/vfio-pci").filter { $0.contains(":") }
         if bound.isEmpty {
             return "no PCI device bound to vfio-pci (needs an NVMe SSD and IOMMU)"

@@ -20,6 +20,16 @@ static const int CEVPL_SEND_FLAGS = MSG_NOSIGNAL | MSG_DONTWAIT;
 /// MSG_NOSIGNAL alone, for io_uring sends (io_uring does its own waiting).
 static const int CEVPL_MSG_NOSIGNAL = MSG_NOSIGNAL;
 
+/// fallocate modes (linux/falloc.h) and O_DIRECT, which glibc only names
+/// under _GNU_SOURCE.
+static const int CEVPL_FALLOC_KEEP_SIZE = 0x01;
+static const int CEVPL_FALLOC_PUNCH_HOLE = 0x02;
+static const int CEVPL_FALLOC_ZERO_RANGE = 0x10;
+static const int CEVPL_O_DIRECT = 040000;
+
+/// fallocate(2) (glibc declares it only under _GNU_SOURCE); 0 or -1 with errno set.
+int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length);
+
 /// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
 static inline int cevpl_iov_max(void) { return 1024; }
 

@@ -1,0 +1,155 @@
+import CEvplLinux
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The psync block engine: `preadv`/`pwritev`/`fdatasync`/`fallocate` on a
+/// few worker threads. Jobs go to the workers through a locked queue and a
+/// semaphore eventfd; results come back through a locked queue and an
+/// eventfd the loop watches, so every completion still runs on the
+/// device's loop.
+final class PSyncBlockDriver: BlockDriver {
+    /// What a worker needs to run one request, as plain values.
+    struct Job: Sendable {
+        var request: UInt
+        var operation: BlockCompletion.Operation
+        var fd: Int32
+        var offset: UInt64
+        var length: Int
+        var vectors: UInt
+        var vectorCount: Int32
+    }
+
+    /// The state workers and the loop share.
+    final class Shared: Sendable {
+        let jobs = Mutex<(queue: [Job], stopping: Bool)>(([], false))
+        let results = Mutex<[(request: UInt, result: Int)]>([])
+        /// Workers wait on it (a semaphore: one count per job).
+        let wakeFD: Int32
+        /// The loop watches it for finished jobs.
+        let doneFD: Int32
+
+        init(wakeFD: Int32, doneFD: Int32) {
+            self.wakeFD = wakeFD
+            self.doneFD = doneFD
+        }
+
+        func signalDone() {
+            var one: UInt64 = 1
+            _ = Glibc.write(doneFD, &one, 8)
+        }
+    }
+
+    private unowned(unsafe) let device: BlockDevice
+    private let shared: Shared
+    private var watch: FDWatch!
+    private var threads: [pthread_t] = []
+    @exclusivity(unchecked) private var finished: [(request: UInt, result: Int)] = []
+
+    init(device: BlockDevice, loop: EventLoop, workers: Int = 4) throws(EvplError) {
+        self.device = device
+        let wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_SEMAPHORE))
+        let doneFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard wakeFD >= 0, doneFD >= 0 else {
+            let error = EvplError.lastErrno("eventfd", context: "psync workers")
+            if wakeFD >= 0 { Glibc.close(wakeFD) }
+            if doneFD >= 0 { Glibc.close(doneFD) }
+            throw error
+        }
+        shared = Shared(wakeFD: wakeFD, doneFD: doneFD)
+        do throws(EvplError) {
+            watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
+                var counter: UInt64 = 0
+                _ = Glibc.read(watch.fd, &counter, 8)
+                deliver()
+            }
+        } catch {
+            Glibc.close(wakeFD)
+            Glibc.close(doneFD)
+            throw error
+        }
+        for index in 0..<workers {
+            let shared = self.shared
+            threads.append(try LoopThread.spawn(name: "evpl-psync-\(index)") { Self.work(shared) })
+        }
+    }
+
+    deinit {
+        shutdown()
+        watch.remove()
+        Glibc.close(shared.wakeFD)
+        Glibc.close(shared.doneFD)
+    }
+
+    func start(_ request: BlockRequest) {
+        let address = UInt(bitPattern: Unmanaged.passRetained(request).toOpaque())
+        let job = Job(request: address, operation: request.operation, fd: device.fd, offset: request.offset, length: request.length,
+                      vectors: UInt(bitPattern: request.vectors), vectorCount: Int32(request.vectorCount))
+        shared.jobs.withLock { $0.queue.append(job) }
+        var one: UInt64 = 1
+        _ = Glibc.write(shared.wakeFD, &one, 8)
+    }
+
+    /// Lets the workers finish what is queued, then joins them.
+    func shutdown() {
+        guard !threads.isEmpty else { return }
+        shared.jobs.withLock { $0.stopping = true }
+        var count = UInt64(threads.count)
+        _ = Glibc.write(shared.wakeFD, &count, 8)
+        for thread in threads { pthread_join(thread, nil) }
+        threads.removeAll()
+        deliver()
+    }
+
+    /// On the loop: hands every finished job back to the device.
+    private func deliver() {
+        shared.results.withLock { swap(&$0, &finished) }
+        for (address, result) in finished {
+            let request = Unmanaged<BlockRequest>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeRetainedValue()
+            device.finish(request, result: result)
+        }
+        finished.removeAll(keepingCapacity: true)
+    }
+
+    private static func work(_ shared: Shared) {
+        var counter: UInt64 = 0
+        while true {
+            _ = Glibc.read(shared.wakeFD, &counter, 8)
+            let next: Job? = shared.jobs.withLock { state in
+                state.queue.isEmpty ? nil : state.queue.removeFirst()
+            }
+            guard let job = next else {
+                if shared.jobs.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
+                continue
+            }
+            let result = run(job)
+            shared.results.withLock { $0.append((job.request, result)) }
+            shared.signalDone()
+        }
+    }
+
+    /// Runs one job; returns bytes transferred or a negative errno. Short
+    /// transfers are retried until the end of the file, so a short result
+    /// means the request reached past it.
+    private static func run(_ job: Job) -> Int {
+        let vectors = UnsafeMutablePointer<iovec>(bitPattern: job.vectors)
+        switch job.operation {
+        case .read, .write:
+            guard let vectors else { return -Int(EINVAL) }
+            while true {
+                let result = job.operation == .read
+                    ? preadv(job.fd, vectors, job.vectorCount, off_t(job.offset))
+                    : pwritev(job.fd, vectors, job.vectorCount, off_t(job.offset))
+                if result < 0 && Glibc.errno == EINTR { continue }
+                return result < 0 ? -Int(Glibc.errno) : result
+            }
+        case .flush:
+            return fdatasync(job.fd) == 0 ? 0 : -Int(Glibc.errno)
+        case .discard:
+            return cevpl_fallocate(job.fd, CEVPL_FALLOC_PUNCH_HOLE | CEVPL_FALLOC_KEEP_SIZE, Int64(job.offset), Int64(job.length)) == 0 ? 0 : -Int(Glibc.errno)
+        case .writeZeroes:
+            return cevpl_fallocate(job.fd, CEVPL_FALLOC_ZERO_RANGE | CEVPL_FALLOC_KEEP_SIZE, Int64(job.offset), Int64(job.length)) == 0 ? 0 : -Int(Glibc.errno)
+        }
+    }
+}

@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file or block device opened on one loop with one engine.
+///
+/// Reads and writes take pool IOVecs (scatter-gather) at a byte offset;
+/// flush, discard and write-zeroes complete like them. Every completion
+/// reaches ``handler`` on the loop's thread with the tag it was submitted
+/// with. More requests than ``queueDepth`` wait in order inside the device,
+/// never rejected. Request objects are recycled, so steady-state I/O
+/// allocates nothing.
+public final class BlockDevice {
+    /// Receives every completion.
+    public typealias Handler = (BlockDevice, BlockCompletion) -> Void
+
+    /// The loop the device lives on.
+    public unowned let loop: EventLoop
+    /// The path it was opened from.
+    public let path: String
+    /// The engine moving its data.
+    public let engine: BlockEngine
+    /// Whether the device was opened with `O_DIRECT`.
+    public let isDirect: Bool
+    /// Requests in flight at most; more wait in the device.
+    public let queueDepth: Int
+    /// Receives every completion; set it before submitting.
+    public var handler: Handler = { _, _ in }
+
+    let fd: Int32
+    /// Memory and offset alignment `O_DIRECT` needs (1 otherwise).
+    let alignment: Int
+    private var driver: BlockDriver!
+    private var inFlight = 0
+    @exclusivity(unchecked) private var waiting: [BlockRequest] = []
+    private var waitingHead = 0
+    @exclusivity(unchecked) private var spare: [BlockRequest] = []
+    private(set) var isClosed = false
+    private var descriptorClosed = false
+
+    init(loop: EventLoop, path: String, fd: Int32, engine: BlockEngine, direct: Bool, queueDepth: Int) throws(EvplError) {
+        self.loop = loop
+        self.path = path
+        self.fd = fd
+        self.engine = engine
+        self.isDirect = direct
+        self.queueDepth = queueDepth
+        self.alignment = direct ? 4096 : 1
+        switch engine {
+        case .ioUring:
+            driver = URingBlockDriver(device: self, uring: try loop.ioURing())
+        case .psync:
+            driver = try PSyncBlockDriver(device: self, loop: loop)
+        case .null:
+            driver = NullBlockDriver(device: self, loop: loop)
+        case .libaio, .vfioNVMe, .nvmePassthrough:
+            throw EvplError(.unavailable, operation: "open block device", context: "\(path): \(engine.rawValue): \(engine.unavailableReason ?? "")")
+        }
+    }
+
+    deinit {
+        if !descriptorClosed { Glibc.close(fd) }
+    }
+
+    /// The size in bytes (of a file: its length now).
+    public var size: UInt64 {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return 0 }
+        if status.st_mode & S_IFMT == S_IFBLK {
+            var bytes: UInt64 = 0
+            _ = ioctl(fd, 0x8008_1272, &bytes)  // BLKGETSIZE64
+            return bytes
+        }
+        return UInt64(status.st_size)
+    }
+
+    /// Requests submitted and not yet completed.
+    public var pendingRequests: Int { inFlight + waiting.count - waitingHead }
+
+    /// Reads into `iovecs` (the caller keeps its references) from `offset`.
+    public func read(into iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
+        submit(.read, iovecs: iovecs, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag)
+    }
+
+    /// Writes `iovecs` (the caller keeps its references) at `offset`.
+    public func write(_ iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
+        submit(.write, iovecs: iovecs, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag)
+    }
+
+    /// Makes completed writes durable (`fdatasync`).
+    public func flush(tag: UInt64 = 0) {
+        submit(.flush, iovecs: [], offset: 0, length: 0, tag: tag)
+    }
+
+    /// Tells the device `length` bytes at `offset` are unused (advisory; they
+    /// read back as zeros on a file).
+    public func discard(at offset: UInt64, length: Int, tag: UInt64 = 0) {
+        submit(.discard, iovecs: [], offset: offset, length: length, tag: tag)
+    }
+
+    /// Makes `length` bytes at `offset` read back as zeros.
+    public func writeZeroes(at offset: UInt64, length: Int, tag: UInt64 = 0) {
+        submit(.writeZeroes, iovecs: [], offset: offset, length: length, tag: tag)
+    }
+
+    /// Closes the device once its requests have finished; later submissions
+    /// complete with `.invalidState`.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        driver.shutdown()
+        closeDescriptorIfIdle()
+    }
+
+    private func closeDescriptorIfIdle() {
+        guard isClosed, !descriptorClosed, pendingRequests == 0 else { return }
+        descriptorClosed = true
+        Glibc.close(fd)
+    }
+
+    // MARK: Queue
+
+    private func submit(_ operation: BlockCompletion.Operation, iovecs: [IOVec], offset: UInt64, length: Int, tag: UInt64) {
+        loop.assertOnLoopThread()
+        let request = spare.popLast() ?? BlockRequest()
+        request.operation = operation
+        request.offset = offset
+        request.length = length
+        request.tag = tag
+        for iovec in iovecs { iovec.retain() }
+        request.iovecs.append(contentsOf: iovecs)
+        if let error = validate(request) {
+            fail(request, error)
+            return
+        }
+        if inFlight < queueDepth {
+            start(request)
+        } else {
+            waiting.append(request)
+        }
+    }
+
+    private func validate(_ request: BlockRequest) -> EvplError? {
+        if isClosed {
+            return EvplError(.invalidState, operation: "block \(request.operation)", context: "\(path) is closed")
+        }
+        if request.iovecs.count > BlockRequest.maxVectors {
+            return EvplError(.invalidArgument, operation: "block \(request.operation)", context: "\(request.iovecs.count) IOVecs (at most \(BlockRequest.maxVectors))")
+        }
+        if (request.operation == .read || request.operation == .write) && request.length == 0 {
+            return EvplError(.invalidArgument, operation: "block \(request.operation)", context: "\(path): empty transfer")
+        }
+        if isDirect && (request.offset % UInt64(alignment) != 0 || request.length % alignment != 0) {
+            return EvplError(errno: EINVAL, operation: "block \(request.operation)", context: "\(path): O_DIRECT needs offset and length in multiples of \(alignment) bytes (offset \(request.offset), length \(request.length))")
+        }
+        return nil
+    }
+
+    private func start(_ request: BlockRequest) {
+        if request.operation == .read || request.operation == .write {
+            guard request.prepareVectors(alignment: alignment) else {
+                fail(request, EvplError(errno: ENOMEM, operation: "block \(request.operation)", context: "\(path): bounce buffer of \(request.length) bytes"))
+                return
+            }
+        }
+        inFlight += 1
+        request.device = self
+        driver.start(request)
+    }
+
+    /// A request failed before it reached the engine: complete it at the
+    /// end of the iteration, like any other.
+    private func fail(_ request: BlockRequest, _ error: EvplError) {
+        request.device = self
+        inFlight += 1
+        loop.makeDeferral { [self] deferral in finish(request, result: -Int(error.errno == 0 ? EINVAL : error.errno), error: error) }.arm()
+    }
+
+    /// Called by engines on the loop: `result` is bytes transferred or a negative errno.
+    func finish(_ request: BlockRequest, result: Int, error presetError: EvplError? = nil) {
+        inFlight -= 1
+        var error = presetError
+        var bytes = 0
+        if error == nil {
+            if result < 0 {
+                error = EvplError(errno: Int32(-result), operation: "block \(request.operation)", context: "\(path) at \(request.offset)")
+            } else if (request.operation == .read || request.operation == .write) && result != request.length {
+                error = EvplError(errno: EIO, operation: "block \(request.operation)", context: "\(path): short transfer of \(result) of \(request.length) bytes at \(request.offset)")
+            } else {
+                bytes = result
+                if request.operation == .read && request.usedBounce { request.copyBounceOut(result) }
+            }
+        }
+        let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
+        for iovec in request.iovecs { iovec.release() }
+        request.iovecs.removeAll(keepingCapacity: true)
+        request.device = nil
+        spare.append(request)
+        startWaiting()
+        handler(self, completion)
+        closeDescriptorIfIdle()
+    }
+
+    private func startWaiting() {
+        while inFlight < queueDepth && waitingHead < waiting.count {
+            let next = waiting[waitingHead]
+            waitingHead += 1
+            start(next)
+        }
+        if waitingHead == waiting.count {
+            waiting.removeAll(keepingCapacity: true)
+            waitingHead = 0
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A scratch file on the disk (not tmpfs: O_DIRECT needs a real filesystem),
+/// removed when the value goes away.
+private final class ScratchFile {
+    let path = "/var/tmp/evpl-block-\(getpid())-\(UniqueName.next()).img"
+    deinit { unlink(path) }
+}
+
+/// Collects a device's completions by tag.
+private final class Completions {
+    var byTag: [UInt64: BlockCompletion] = [:]
+    var order: [UInt64] = []
+
+    func record(_ completion: BlockCompletion) {
+        byTag[completion.tag] = completion
+        order.append(completion.tag)
+    }
+}
+
+/// Engines that store data; the null engine only completes.
+private let storingEngines: [BlockEngine] = [.ioUring, .psync].filter { $0.unavailableReason == nil }
+
+@Suite("Block devices")
+struct BlockTests {
+    private func open(_ loop: EventLoop, _ file: ScratchFile, _ engine: BlockEngine, direct: Bool = false, depth: Int = 128) throws -> (BlockDevice, Completions) {
+        let device = try loop.openBlockDevice(file.path, engine: engine, direct: direct, create: 1 << 30, queueDepth: depth)
+        let completions = Completions()
+        device.handler = { _, completion in completions.record(completion) }
+        return (device, completions)
+    }
+
+    private func filled(_ loop: EventLoop, from offset: Int, count: Int) throws -> IOVec {
+        var iovec = try loop.bufferPool.allocate()
+        iovec.length = count
+        fillPattern(iovec.bytes, from: offset)
+        return iovec
+    }
+
+    @Test("aligned write, read and flush issued together all complete; the bytes read back", arguments: storingEngines, [false, true])
+    func writeReadFlush(engine: BlockEngine, direct: Bool) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine, direct: direct)
+        let data = try filled(loop, from: 4096, count: 4096)
+        let readBack = try loop.bufferPool.allocate()
+        device.write([data], at: 4096, tag: 1)
+        device.read(into: [readBack.slice(from: 0, length: 4096)], at: 4096, tag: 2)
+        device.flush(tag: 3)
+        try spin(loop, seconds: 10, "three completions") { completions.order.count == 3 }
+        #expect([1, 2, 3].allSatisfy { completions.byTag[$0]?.error == nil }, "\(completions.byTag)")
+        #expect(completions.byTag[1]?.bytes == 4096)
+        // Issued together, the read may run before the write: read again now.
+        device.read(into: [readBack.slice(from: 0, length: 4096)], at: 4096, tag: 4)
+        try spin(loop, seconds: 10, "the second read") { completions.byTag[4] != nil }
+        #expect(completions.byTag[4]?.error == nil)
+        #expect(patternMismatch(in: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(readBack.bytes)[0..<4096]), at: 4096) == nil)
+        data.release()
+        readBack.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("512 writes at queue depth 32 all complete, none rejected", arguments: storingEngines + [.null])
+    func deepQueue(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine, depth: 32)
+        let data = try filled(loop, from: 0, count: 4096)
+        for index in 0..<512 {
+            device.write([data], at: UInt64(index) * 4096, tag: UInt64(index))
+        }
+        #expect(device.pendingRequests == 512)
+        try spin(loop, seconds: 30, "512 completions") { completions.order.count == 512 }
+        #expect(completions.byTag.values.allSatisfy { $0.error == nil && $0.bytes == 4096 })
+        #expect(Set(completions.order) == Set(0..<512))
+        data.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("an unaligned buffer under O_DIRECT goes through a bounce buffer and still round-trips", arguments: storingEngines)
+    func unalignedBuffer(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine, direct: true)
+        let buffer = try loop.bufferPool.allocate()
+        let unaligned = buffer.slice(from: 100, length: 8192)
+        fillPattern(unaligned.bytes, from: 8192)
+        device.write([unaligned], at: 8192, tag: 1)
+        try spin(loop, seconds: 10, "the write") { completions.byTag[1] != nil }
+        let target = try loop.bufferPool.allocate()
+        let unalignedTarget = target.slice(from: 7, length: 8192)
+        device.read(into: [unalignedTarget], at: 8192, tag: 2)
+        try spin(loop, seconds: 10, "the read") { completions.byTag[2] != nil }
+        #expect(completions.byTag[1]?.error == nil && completions.byTag[2]?.error == nil, "\(completions.byTag)")
+        #expect(patternMismatch(in: UnsafeRawBufferPointer(unalignedTarget.bytes), at: 8192) == nil)
+        buffer.release()
+        target.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("discard and write-zeroes read back as zeros", arguments: storingEngines)
+    func discardAndWriteZeroes(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine)
+        let data = try filled(loop, from: 0, count: 65536)
+        device.write([data], at: 0, tag: 1)
+        try spin(loop, seconds: 10, "the write") { completions.byTag[1] != nil }
+        device.discard(at: 0, length: 16384, tag: 2)
+        device.writeZeroes(at: 32768, length: 16384, tag: 3)
+        try spin(loop, seconds: 10, "discard and write-zeroes") { completions.byTag[2] != nil && completions.byTag[3] != nil }
+        let readBack = try loop.bufferPool.allocate()
+        device.read(into: [readBack], at: 0, tag: 4)
+        try spin(loop, seconds: 10, "the read") { completions.byTag[4] != nil }
+        #expect((1...4).allSatisfy { completions.byTag[UInt64($0)]?.error == nil }, "\(completions.byTag)")
+        let bytes = UnsafeRawBufferPointer(readBack.bytes)
+        #expect(bytes[0..<16384].allSatisfy { $0 == 0 })
+        #expect(patternMismatch(in: UnsafeRawBufferPointer(rebasing: bytes[16384..<32768]), at: 16384) == nil)
+        #expect(bytes[32768..<49152].allSatisfy { $0 == 0 })
+        #expect(patternMismatch(in: UnsafeRawBufferPointer(rebasing: bytes[49152..<65536]), at: 49152) == nil)
+        data.release()
+        readBack.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a read past the end completes with an EIO error, not success", arguments: storingEngines)
+    func readPastEnd(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine)
+        let buffer = try loop.bufferPool.allocate()
+        device.read(into: [buffer.slice(from: 0, length: 8192)], at: (1 << 30) - 4096, tag: 1)
+        try spin(loop, seconds: 10, "the read") { completions.byTag[1] != nil }
+        #expect(completions.byTag[1]?.error?.errno == EIO, "\(String(describing: completions.byTag[1]))")
+        buffer.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a missing file is a thrown error naming the path; passthrough and VFIO are unavailable")
+    func openErrors() throws {
+        let loop = try makeLoop()
+        #expect {
+            _ = try loop.openBlockDevice("/var/tmp/evpl-no-such-file-\(getpid())")
+        } throws: { error in
+            guard let error = error as? EvplError else { return false }
+            return error.errno == ENOENT && "\(error)".contains("evpl-no-such-file")
+        }
+        let file = ScratchFile()
+        for engine in [BlockEngine.nvmePassthrough, .vfioNVMe] {
+            #expect {
+                _ = try loop.openBlockDevice(file.path, engine: engine, create: 4096)
+            } throws: { error in
+                (error as? EvplError)?.code == .unavailable
+            }
+        }
+        #expect(throws: EvplError.self) { _ = try loop.openBlockDevice("http://example/disk") }
+        expectNoLeaks(loop)
+    }
+
+    @Test("a block read and a TCP exchange complete in the same loop", arguments: storingEngines)
+    func blockAndNetworkTogether(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine)
+        let data = try filled(loop, from: 0, count: 4096)
+        device.write([data], at: 0, tag: 1)
+        try spin(loop, seconds: 10, "the write") { completions.byTag[1] != nil }
+
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                guard case .received = event else { return }
+                // Answer a request with the block's bytes, read on this very loop.
+                let buffer = try? loop.bufferPool.allocate()
+                guard let buffer else { return }
+                device.handler = { _, completion in
+                    completions.record(completion)
+                    try? connection.send(taking: buffer.slice(from: 0, length: completion.bytes))
+                }
+                device.read(into: [buffer.slice(from: 0, length: 4096)], at: 0, tag: 2)
+            }
+        }
+        var reply: [UInt8] = []
+        _ = try loop.connect(to: listener.address, protocol: .tcp) { connection, event in
+            switch event {
+            case .connected: try? connection.send([1])
+            case .received(let bytes): reply += bytes.array
+            default: break
+            }
+        }
+        try spin(loop, seconds: 10, "the block's bytes over TCP") { reply.count == 4096 }
+        #expect(reply == patternBytes(from: 0, count: 4096))
+        data.release()
+        device.close()
+        listener.close()
+        expectNoLeaks(loop)
+    }
+}
