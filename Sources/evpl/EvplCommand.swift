@@ -6,7 +6,7 @@ struct EvplCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evpl",
         abstract: "Event-driven network I/O with swift-evpl: probe, echo, perf and demo.",
-        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, DemoCommand.self]
+        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, DemoCommand.self]
     )
 }
 

@@ -28,6 +28,8 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case framing
         /// The operation is not valid in the object's current state.
         case invalidState
+        /// A file or device path does not exist (`ENOENT` outside connecting).
+        case notFound
         /// Any other system call failure; see ``EvplError/errno``.
         case system
     }
@@ -51,7 +53,9 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// Creates an error from a failed system call, deriving the code from `errno`.
     public init(errno: Int32, operation: String, context: String = "") {
-        self.init(Self.code(forErrno: errno), operation: operation, errno: errno, context: context)
+        // A missing Unix socket path means nobody listens; a missing file is just missing.
+        let code = errno == ENOENT && !operation.hasPrefix("connect") ? .notFound : Self.code(forErrno: errno)
+        self.init(code, operation: operation, errno: errno, context: context)
     }
 
     static func code(forErrno value: Int32) -> Code {
@@ -90,6 +94,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unavailable: return "unavailable"
         case .framing: return "framing error"
         case .invalidState: return "invalid state"
+        case .notFound: return "not found"
         case .system: return "system error"
         }
     }

@@ -45,6 +45,7 @@ final class PSyncBlockDriver: BlockDriver {
     private let shared: Shared
     private var watch: FDWatch!
     private var threads: [pthread_t] = []
+    private var isShutDown = false
     @exclusivity(unchecked) private var finished: [(request: UInt, result: Int)] = []
 
     init(device: BlockDevice, loop: EventLoop, workers: Int = 4) throws(EvplError) {
@@ -77,9 +78,6 @@ final class PSyncBlockDriver: BlockDriver {
 
     deinit {
         shutdown()
-        watch.remove()
-        Glibc.close(shared.wakeFD)
-        Glibc.close(shared.doneFD)
     }
 
     func start(_ request: BlockRequest) {
@@ -91,15 +89,20 @@ final class PSyncBlockDriver: BlockDriver {
         _ = Glibc.write(shared.wakeFD, &one, 8)
     }
 
-    /// Lets the workers finish what is queued, then joins them.
+    /// Lets the workers finish what is queued, joins them, delivers their
+    /// last results and lets go of the loop.
     func shutdown() {
-        guard !threads.isEmpty else { return }
+        guard !isShutDown else { return }
+        isShutDown = true
         shared.jobs.withLock { $0.stopping = true }
         var count = UInt64(threads.count)
         _ = Glibc.write(shared.wakeFD, &count, 8)
         for thread in threads { pthread_join(thread, nil) }
         threads.removeAll()
         deliver()
+        watch.remove()
+        Glibc.close(shared.wakeFD)
+        Glibc.close(shared.doneFD)
     }
 
     /// On the loop: hands every finished job back to the device.

@@ -1,0 +1,198 @@
+import Evpl
+
+/// The access pattern of an `evpl blk` run.
+enum BlockWorkload: String, CaseIterable {
+    case read, write, randread, randwrite, randrw
+
+    var isRandom: Bool { self == .randread || self == .randwrite || self == .randrw }
+}
+
+/// What to run: fio's knobs.
+struct BlockPlan {
+    var path: String
+    var workload: BlockWorkload
+    var blockSize: Int
+    var depth: Int
+    var size: UInt64
+    var seconds: Double
+    var engine: BlockEngine
+    var direct: Bool
+    var verify: Bool
+}
+
+/// What a run measured.
+struct BlockResult {
+    var operations: UInt64 = 0
+    var bytes: UInt64 = 0
+    var seconds: Double = 0
+    var latency = LatencyHistogram()
+    /// The first failed request, which ends the run.
+    var error: EvplError?
+    /// The file offset of the first byte `--verify` found wrong.
+    var mismatch: UInt64?
+
+    var operationsPerSecond: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+    var bytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds : 0 }
+}
+
+/// Runs a plan on one loop on the calling thread: `depth` requests in
+/// flight, each resubmitted as it completes until the time is up. With
+/// `verify`, the whole range is first written with ``BlockPattern``,
+/// every read is checked against it, and a final pass reads everything
+/// back.
+final class BlockBench {
+    private let plan: BlockPlan
+    private let loop: EventLoop
+    private let device: BlockDevice
+    private var slots: [IOVec] = []
+    private var startedAt: [UInt64]
+    private var isWrite: [Bool]
+    private var offsets: [UInt64]
+    private var random: UInt64 = 0x2545_F491_4F6C_DD1D
+    private var nextSequential: UInt64 = 0
+    private var deadline: UInt64 = 0
+    private var idle = 0
+    private var measuring = false
+    private(set) var result = BlockResult()
+    private let blocks: UInt64
+
+    static func run(_ plan: BlockPlan) throws(EvplError) -> BlockResult {
+        let bench = try BlockBench(plan)
+        return bench.execute()
+    }
+
+    private init(_ plan: BlockPlan) throws(EvplError) {
+        self.plan = plan
+        var config = try EvplConfig.fromProcessEnvironment()
+        config.bufferSize = max(config.bufferSize, (plan.blockSize + 4095) / 4096 * 4096)
+        loop = try EventLoop(config: config)
+        device = try loop.openBlockDevice(plan.path, engine: plan.engine, direct: plan.direct, create: plan.size, queueDepth: plan.depth)
+        blocks = plan.size / UInt64(plan.blockSize)
+        startedAt = Array(repeating: 0, count: plan.depth)
+        isWrite = Array(repeating: false, count: plan.depth)
+        offsets = Array(repeating: 0, count: plan.depth)
+        for _ in 0..<plan.depth {
+            var iovec = try loop.bufferPool.allocate()
+            iovec.length = plan.blockSize
+            slots.append(iovec)
+        }
+    }
+
+    private func execute() -> BlockResult {
+        device.handler = { [unowned self] _, completion in completed(completion) }
+        if plan.verify {
+            sweep(writing: true)
+            guard result.error == nil else { return finish() }
+        }
+        measuring = true
+        let start = MonotonicClock.nanoseconds()
+        deadline = start + UInt64(plan.seconds * 1e9)
+        idle = 0
+        for slot in 0..<plan.depth { issue(slot) }
+        loop.run()
+        result.seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        measuring = false
+        if plan.verify && result.error == nil && result.mismatch == nil {
+            sweep(writing: false)
+        }
+        return finish()
+    }
+
+    private func finish() -> BlockResult {
+        for slot in slots { slot.release() }
+        slots.removeAll()
+        device.close()
+        return result
+    }
+
+    // MARK: Timed phase
+
+    private func issue(_ slot: Int) {
+        let offset: UInt64
+        if plan.workload.isRandom {
+            random ^= random << 13
+            random ^= random >> 7
+            random ^= random << 17
+            offset = (random % blocks) * UInt64(plan.blockSize)
+        } else {
+            offset = nextSequential
+            nextSequential = (nextSequential + UInt64(plan.blockSize)) % (blocks * UInt64(plan.blockSize))
+        }
+        let write: Bool
+        switch plan.workload {
+        case .read, .randread: write = false
+        case .write, .randwrite: write = true
+        case .randrw: write = random & 1 == 0
+        }
+        submit(slot, at: offset, write: write)
+    }
+
+    private func submit(_ slot: Int, at offset: UInt64, write: Bool) {
+        isWrite[slot] = write
+        offsets[slot] = offset
+        if write {
+            if plan.verify { BlockPattern.fill(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offset) }
+            startedAt[slot] = MonotonicClock.nanoseconds()
+            device.write([slots[slot]], at: offset, tag: UInt64(slot))
+        } else {
+            startedAt[slot] = MonotonicClock.nanoseconds()
+            device.read(into: [slots[slot]], at: offset, tag: UInt64(slot))
+        }
+    }
+
+    private func completed(_ completion: BlockCompletion) {
+        let slot = Int(completion.tag)
+        let now = MonotonicClock.nanoseconds()
+        if let error = completion.error, result.error == nil {
+            result.error = error
+        }
+        if completion.error == nil {
+            if !isWrite[slot] && plan.verify && result.mismatch == nil {
+                result.mismatch = BlockPattern.firstMismatch(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offsets[slot])
+            }
+            if measuring {
+                result.operations &+= 1
+                result.bytes &+= UInt64(completion.bytes)
+                result.latency.record(now - startedAt[slot])
+            }
+        }
+        if measuring {
+            if result.error == nil && result.mismatch == nil && now < deadline {
+                issue(slot)
+            } else {
+                retire()
+            }
+        } else {
+            continueSweep(slot)
+        }
+    }
+
+    private func retire() {
+        idle += 1
+        if idle == plan.depth { loop.stop() }
+    }
+
+    // MARK: Verify sweeps
+
+    private var sweepNext: UInt64 = 0
+    private var sweepWriting = false
+
+    /// Writes (or reads and checks) every block in order, `depth` at a time.
+    private func sweep(writing: Bool) {
+        sweepWriting = writing
+        sweepNext = 0
+        idle = 0
+        for slot in 0..<plan.depth { continueSweep(slot, first: true) }
+        loop.run()
+    }
+
+    private func continueSweep(_ slot: Int, first: Bool = false) {
+        if !first && result.error != nil || result.mismatch != nil || sweepNext >= blocks {
+            retire()
+            return
+        }
+        let offset = sweepNext * UInt64(plan.blockSize)
+        sweepNext += 1
+        submit(slot, at: offset, write: sweepWriting)
+    }
+}
