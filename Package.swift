@@ -13,7 +13,8 @@ let package = Package(
     targets: [
         .target(name: "CEvplLinux"),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
-        .target(name: "Evpl", dependencies: ["CEvplLinux", "CURing"]),
+        .systemLibrary(name: "CLibAIO", providers: [.apt(["libaio-dev"])]),
+        .target(name: "Evpl", dependencies: ["CEvplLinux", "CURing", "CLibAIO"]),
         .executableTarget(
             name: "evpl",
             dependencies: [

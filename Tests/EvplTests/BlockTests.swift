@@ -23,7 +23,7 @@ private final class Completions {
 }
 
 /// Engines that store data; the null engine only completes.
-private let storingEngines: [BlockEngine] = [.ioUring, .psync].filter { $0.unavailableReason == nil }
+private let storingEngines: [BlockEngine] = [.ioUring, .libaio, .psync].filter { $0.unavailableReason == nil }
 
 @Suite("Block devices")
 struct BlockTests {

@@ -40,7 +40,7 @@ private func runEvpl(_ arguments: [String]) throws -> (status: Int32, output: St
 
 @Suite("Command line")
 struct CommandLineTests {
-    @Test("evpl blk --verify over 64 MiB of random writes passes", arguments: [BlockEngine.ioUring, .psync].filter { $0.unavailableReason == nil })
+    @Test("evpl blk --verify over 64 MiB of random writes passes", arguments: [BlockEngine.ioUring, .libaio, .psync].filter { $0.unavailableReason == nil })
     func blockVerify(engine: BlockEngine) throws {
         let path = "/var/tmp/evpl-cli-\(getpid())-\(UniqueName.next()).img"
         defer { unlink(path) }

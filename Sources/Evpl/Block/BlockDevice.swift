@@ -53,7 +53,9 @@ public final class BlockDevice {
             driver = try PSyncBlockDriver(device: self, loop: loop)
         case .null:
             driver = NullBlockDriver(device: self, loop: loop)
-        case .libaio, .vfioNVMe, .nvmePassthrough:
+        case .libaio:
+            driver = try LibAIOBlockDriver(device: self, loop: loop, depth: queueDepth)
+        case .vfioNVMe, .nvmePassthrough:
             throw EvplError(.unavailable, operation: "open block device", context: "\(path): \(engine.rawValue): \(engine.unavailableReason ?? "")")
         }
     }

@@ -3,7 +3,8 @@ public enum BlockEngine: String, Sendable, Hashable, CaseIterable {
     /// The loop's io_uring: `READV`/`WRITEV`, `FSYNC`, `FALLOCATE`, completions
     /// reaped with the network's.
     case ioUring = "io_uring"
-    /// Linux native AIO with `O_DIRECT`.
+    /// Linux native AIO (asynchronous with `O_DIRECT`; on buffered files the
+    /// kernel does the I/O inside `io_submit`).
     case libaio
     /// `preadv`/`pwritev` on a small thread pool; completions come back to the
     /// loop through its remote queue. Works everywhere.
@@ -21,10 +22,8 @@ public enum BlockEngine: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .ioUring:
             return Probe.unavailableReason(for: .ioUring)
-        case .psync, .null:
+        case .psync, .null, .libaio:
             return nil
-        case .libaio:
-            return "the libaio engine is not implemented in this build yet"
         case .vfioNVMe:
             return Probe.vfioReason()
         case .nvmePassthrough:

@@ -1,0 +1,163 @@
+import CEvplLinux
+import CLibAIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The libaio block engine: Linux native AIO. Requests queued during an
+/// iteration go in with one `io_submit`; completions signal an eventfd the
+/// loop watches and are collected with a non-blocking `io_getevents`.
+/// Native AIO is asynchronous only with `O_DIRECT`; on buffered files
+/// `io_submit` does the I/O itself. AIO has no discard or write-zeroes, so
+/// those run as `fallocate` on the loop and complete at the end of the
+/// iteration.
+final class LibAIOBlockDriver: BlockDriver {
+    private unowned(unsafe) let device: BlockDevice
+    private var context: io_context_t?
+    private let eventFD: Int32
+    private var watch: FDWatch!
+    private var submitDeferral: Deferral!
+    @exclusivity(unchecked) private var queued: [UnsafeMutablePointer<iocb>?] = []
+    private let events: UnsafeMutablePointer<io_event>
+    private let eventCapacity: Int
+    private var inFlight = 0
+    private var closing = false
+    private var released = false
+    /// One control block per request object, kept across reuse.
+    private var controlBlocks: [ObjectIdentifier: UnsafeMutablePointer<iocb>] = [:]
+
+    init(device: BlockDevice, loop: EventLoop, depth: Int) throws(EvplError) {
+        self.device = device
+        eventCapacity = depth
+        var created: io_context_t?
+        let status = io_setup(Int32(depth), &created)
+        guard status == 0, let created else {
+            throw EvplError(errno: -status, operation: "io_setup", context: "\(device.path): depth \(depth)")
+        }
+        context = created
+        eventFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard eventFD >= 0 else {
+            let error = EvplError.lastErrno("eventfd", context: "libaio")
+            io_destroy(created)
+            throw error
+        }
+        events = .allocate(capacity: depth)
+        do throws(EvplError) {
+            watch = try loop.watch(fd: eventFD, interest: .readable) { [unowned(unsafe) self] _, _ in reap() }
+        } catch {
+            Glibc.close(eventFD)
+            io_destroy(created)
+            events.deallocate()
+            throw error
+        }
+        submitDeferral = loop.makeDeferral { [unowned(unsafe) self] _ in submitQueued() }
+    }
+
+    deinit {
+        release()
+        events.deallocate()
+        for block in controlBlocks.values { block.deallocate() }
+    }
+
+    func start(_ request: BlockRequest) {
+        inFlight += 1
+        switch request.operation {
+        case .discard, .writeZeroes:
+            let mode = request.operation == .discard ? CEVPL_FALLOC_PUNCH_HOLE : CEVPL_FALLOC_ZERO_RANGE
+            let status = cevpl_fallocate(device.fd, mode | CEVPL_FALLOC_KEEP_SIZE, Int64(request.offset), Int64(request.length))
+            let result = status == 0 ? 0 : -Int(Glibc.errno)
+            device.loop.makeDeferral { [unowned(unsafe) self] _ in
+                inFlight -= 1
+                device.finish(request, result: result)
+                releaseIfDone()
+            }.arm()
+            return
+        case .read, .write, .flush:
+            break
+        }
+        let block = controlBlock(for: request)
+        switch request.operation {
+        case .read:
+            io_prep_preadv(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
+        case .write:
+            io_prep_pwritev(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
+        default:
+            io_prep_fdsync(block, device.fd)
+        }
+        io_set_eventfd(block, eventFD)
+        block.pointee.data = Unmanaged.passRetained(request).toOpaque()
+        queued.append(block)
+        submitDeferral.arm()
+    }
+
+    private func controlBlock(for request: BlockRequest) -> UnsafeMutablePointer<iocb> {
+        if let block = controlBlocks[ObjectIdentifier(request)] { return block }
+        let block = UnsafeMutablePointer<iocb>.allocate(capacity: 1)
+        block.initialize(to: iocb())
+        controlBlocks[ObjectIdentifier(request)] = block
+        return block
+    }
+
+    /// One `io_submit` for everything queued this iteration; what the kernel
+    /// could not take yet is retried next iteration, and a rejected request
+    /// completes with the error.
+    private func submitQueued() {
+        guard let context, !queued.isEmpty else { return }
+        let count = queued.count
+        let submitted = queued.withUnsafeMutableBufferPointer { io_submit(context, count, $0.baseAddress) }
+        if submitted == count {
+            queued.removeAll(keepingCapacity: true)
+            return
+        }
+        if submitted > 0 {
+            queued.removeFirst(Int(submitted))
+        } else if submitted == -EAGAIN {
+            // Nothing taken: try again next iteration.
+        } else {
+            // The first request is refused: complete it with the error.
+            let block = queued.removeFirst()!
+            let request = Unmanaged<BlockRequest>.fromOpaque(block.pointee.data!).takeRetainedValue()
+            inFlight -= 1
+            device.finish(request, result: Int(submitted))
+        }
+        submitDeferral.arm()
+    }
+
+    private func reap() {
+        var counter: UInt64 = 0
+        _ = Glibc.read(eventFD, &counter, 8)
+        guard let context else { return }
+        var none = timespec(tv_sec: 0, tv_nsec: 0)
+        while true {
+            let count = io_getevents(context, 0, eventCapacity, events, &none)
+            if count <= 0 { break }
+            for index in 0..<Int(count) {
+                let event = events[index]
+                let request = Unmanaged<BlockRequest>.fromOpaque(event.data!).takeRetainedValue()
+                inFlight -= 1
+                device.finish(request, result: Int(Int64(bitPattern: UInt64(event.res))))
+            }
+            if Int(count) < eventCapacity { break }
+        }
+        releaseIfDone()
+    }
+
+    func shutdown() {
+        closing = true
+        releaseIfDone()
+    }
+
+    private func releaseIfDone() {
+        if closing && inFlight == 0 { release() }
+    }
+
+    /// Lets go of the loop and the kernel context once nothing is in flight.
+    private func release() {
+        guard !released else { return }
+        released = true
+        watch.remove()
+        Glibc.close(eventFD)
+        if let context { io_destroy(context) }
+        context = nil
+    }
+}
