@@ -5,8 +5,8 @@ import Evpl
 struct EvplCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evpl",
-        abstract: "Event-driven network I/O with swift-evpl: probe, echo, perf and demo.",
-        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, DemoCommand.self]
+        abstract: "Event-driven network and block I/O with swift-evpl: probe, echo, perf, blk, blk-serve and demo.",
+        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, BlkServeCommand.self, DemoCommand.self]
     )
 }
 
@@ -15,7 +15,7 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "Transport: tcp, udp or unix.")
     var `protocol`: EvplProtocol.Transport = .tcp
 
-    @Option(help: "Backend: auto or socket (io_uring, rdmacm and xlio are named but unavailable).")
+    @Option(help: "Backend: auto, socket or io_uring (rdmacm and xlio are named but unavailable).")
     var backend: EvplProtocol.Backend = .auto
 
     @Option(help: "Host for tcp/udp.")
