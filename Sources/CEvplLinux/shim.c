@@ -105,3 +105,8 @@ int cevpl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_C
 int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length);
 }
+
+long cevpl_preadv_nowait(int fd, const struct iovec *vectors, int count, int64_t offset) {
+    ssize_t result = preadv2(fd, vectors, count, (off_t)offset, RWF_NOWAIT);
+    return result < 0 ? -errno : (long)result;
+}

@@ -133,10 +133,10 @@ final class BlockBench {
         if write {
             if plan.verify { BlockPattern.fill(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offset) }
             startedAt[slot] = MonotonicClock.nanoseconds()
-            device.write([slots[slot]], at: offset, tag: UInt64(slot))
+            device.write(slots[slot], at: offset, tag: UInt64(slot))
         } else {
             startedAt[slot] = MonotonicClock.nanoseconds()
-            device.read(into: [slots[slot]], at: offset, tag: UInt64(slot))
+            device.read(into: slots[slot], at: offset, tag: UInt64(slot))
         }
     }
 

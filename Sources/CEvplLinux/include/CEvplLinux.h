@@ -30,6 +30,10 @@ static const int CEVPL_O_DIRECT = 040000;
 /// fallocate(2) (glibc declares it only under _GNU_SOURCE); 0 or -1 with errno set.
 int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length);
 
+/// preadv2(..., RWF_NOWAIT): reads only what the page cache holds without
+/// blocking. Returns bytes read, or -errno (-EAGAIN when it would block).
+long cevpl_preadv_nowait(int fd, const struct iovec *vectors, int count, int64_t offset);
+
 /// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
 static inline int cevpl_iov_max(void) { return 1024; }
 

@@ -79,30 +79,40 @@ public final class BlockDevice {
     /// Requests submitted and not yet completed.
     public var pendingRequests: Int { inFlight + waiting.count - waitingHead }
 
-    /// Reads into `iovecs` (the caller keeps its references) from `offset`.
+    /// Reads into `iovecs` (scatter; the caller keeps its references) from `offset`.
     public func read(into iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
-        submit(.read, iovecs: iovecs, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag)
+        submit(.read, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag) { $0.take(iovecs) }
     }
 
-    /// Writes `iovecs` (the caller keeps its references) at `offset`.
+    /// Reads into one IOVec (the caller keeps its reference) from `offset`.
+    public func read(into iovec: IOVec, at offset: UInt64, tag: UInt64 = 0) {
+        submit(.read, offset: offset, length: iovec.length, tag: tag) { $0.take(iovec) }
+    }
+
+    /// Writes `iovecs` (gather; the caller keeps its references) at `offset`.
     public func write(_ iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
-        submit(.write, iovecs: iovecs, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag)
+        submit(.write, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag) { $0.take(iovecs) }
+    }
+
+    /// Writes one IOVec (the caller keeps its reference) at `offset`.
+    public func write(_ iovec: IOVec, at offset: UInt64, tag: UInt64 = 0) {
+        submit(.write, offset: offset, length: iovec.length, tag: tag) { $0.take(iovec) }
     }
 
     /// Makes completed writes durable (`fdatasync`).
     public func flush(tag: UInt64 = 0) {
-        submit(.flush, iovecs: [], offset: 0, length: 0, tag: tag)
+        submit(.flush, offset: 0, length: 0, tag: tag) { _ in }
     }
 
     /// Tells the device `length` bytes at `offset` are unused (advisory; they
     /// read back as zeros on a file).
     public func discard(at offset: UInt64, length: Int, tag: UInt64 = 0) {
-        submit(.discard, iovecs: [], offset: offset, length: length, tag: tag)
+        submit(.discard, offset: offset, length: length, tag: tag) { _ in }
     }
 
     /// Makes `length` bytes at `offset` read back as zeros.
     public func writeZeroes(at offset: UInt64, length: Int, tag: UInt64 = 0) {
-        submit(.writeZeroes, iovecs: [], offset: offset, length: length, tag: tag)
+        submit(.writeZeroes, offset: offset, length: length, tag: tag) { _ in }
     }
 
     /// Closes the device once its requests have finished; later submissions
@@ -122,15 +132,14 @@ public final class BlockDevice {
 
     // MARK: Queue
 
-    private func submit(_ operation: BlockCompletion.Operation, iovecs: [IOVec], offset: UInt64, length: Int, tag: UInt64) {
+    private func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64, buffers: (BlockRequest) -> Void) {
         loop.assertOnLoopThread()
         let request = spare.popLast() ?? BlockRequest()
         request.operation = operation
         request.offset = offset
         request.length = length
         request.tag = tag
-        for iovec in iovecs { iovec.retain() }
-        request.iovecs.append(contentsOf: iovecs)
+        buffers(request)
         if let error = validate(request) {
             fail(request, error)
             return

@@ -7,30 +7,48 @@ protocol BlockDriver: AnyObject {
     func shutdown()
 }
 
-/// The null engine: every request succeeds at the end of the iteration
-/// without touching storage (reads leave the buffers as they are).
-final class NullBlockDriver: BlockDriver {
+/// Requests an engine finished inside ``BlockDriver/start(_:)`` (or never
+/// needed to run), handed back to the device at the end of the iteration so
+/// a completion never runs inside the call that submitted it.
+final class DeferredCompletions {
     private unowned(unsafe) let device: BlockDevice
-    @exclusivity(unchecked) private var done: [BlockRequest] = []
-    @exclusivity(unchecked) private var finishing: [BlockRequest] = []
+    @exclusivity(unchecked) private var done: [(request: BlockRequest, result: Int)] = []
+    @exclusivity(unchecked) private var finishing: [(request: BlockRequest, result: Int)] = []
     private var deferral: Deferral!
+    /// Called after each batch, for engines that count what is in flight.
+    var afterBatch: () -> Void = {}
 
     init(device: BlockDevice, loop: EventLoop) {
         self.device = device
-        deferral = loop.makeDeferral { [unowned self] _ in finishAll() }
+        deferral = loop.makeDeferral { [unowned(unsafe) self] _ in finishAll() }
     }
 
-    func start(_ request: BlockRequest) {
-        done.append(request)
+    func add(_ request: BlockRequest, result: Int) {
+        done.append((request, result))
         deferral.arm()
     }
 
     private func finishAll() {
         swap(&done, &finishing)
-        for request in finishing {
-            device.finish(request, result: request.length)
+        for (request, result) in finishing {
+            device.finish(request, result: result)
         }
         finishing.removeAll(keepingCapacity: true)
+        afterBatch()
+    }
+}
+
+/// The null engine: every request succeeds at the end of the iteration
+/// without touching storage (reads leave the buffers as they are).
+final class NullBlockDriver: BlockDriver {
+    private let completions: DeferredCompletions
+
+    init(device: BlockDevice, loop: EventLoop) {
+        completions = DeferredCompletions(device: device, loop: loop)
+    }
+
+    func start(_ request: BlockRequest) {
+        completions.add(request, result: request.length)
     }
 
     func shutdown() {}

@@ -34,6 +34,20 @@ final class BlockRequest: URingOperationTarget {
         free(bounce)
     }
 
+    /// Holds a reference to each of the caller's buffers until completion.
+    func take(_ buffers: [IOVec]) {
+        for iovec in buffers {
+            iovec.retain()
+            iovecs.append(iovec)
+        }
+    }
+
+    /// Holds a reference to the caller's buffer until completion.
+    func take(_ buffer: IOVec) {
+        buffer.retain()
+        iovecs.append(buffer)
+    }
+
     /// Describes the caller's buffers in `vectors`, or a bounce buffer of the
     /// same total length when `alignment` is not met. Returns false when no
     /// aligned memory could be had.

@@ -17,6 +17,8 @@ final class LibAIOBlockDriver: BlockDriver {
     private let eventFD: Int32
     private var watch: FDWatch!
     private var submitDeferral: Deferral!
+    /// Discard and write-zeroes, run as fallocate on the loop.
+    private var inline: DeferredCompletions!
     @exclusivity(unchecked) private var queued: [UnsafeMutablePointer<iocb>?] = []
     private let events: UnsafeMutablePointer<io_event>
     private let eventCapacity: Int
@@ -51,6 +53,8 @@ final class LibAIOBlockDriver: BlockDriver {
             throw error
         }
         submitDeferral = loop.makeDeferral { [unowned(unsafe) self] _ in submitQueued() }
+        inline = DeferredCompletions(device: device, loop: loop)
+        inline.afterBatch = { [unowned(unsafe) self] in releaseIfDone() }
     }
 
     deinit {
@@ -60,17 +64,11 @@ final class LibAIOBlockDriver: BlockDriver {
     }
 
     func start(_ request: BlockRequest) {
-        inFlight += 1
         switch request.operation {
         case .discard, .writeZeroes:
             let mode = request.operation == .discard ? CEVPL_FALLOC_PUNCH_HOLE : CEVPL_FALLOC_ZERO_RANGE
             let status = cevpl_fallocate(device.fd, mode | CEVPL_FALLOC_KEEP_SIZE, Int64(request.offset), Int64(request.length))
-            let result = status == 0 ? 0 : -Int(Glibc.errno)
-            device.loop.makeDeferral { [unowned(unsafe) self] _ in
-                inFlight -= 1
-                device.finish(request, result: result)
-                releaseIfDone()
-            }.arm()
+            inline.add(request, result: status == 0 ? 0 : -Int(Glibc.errno))
             return
         case .read, .write, .flush:
             break
@@ -86,6 +84,7 @@ final class LibAIOBlockDriver: BlockDriver {
         }
         io_set_eventfd(block, eventFD)
         block.pointee.data = Unmanaged.passRetained(request).toOpaque()
+        inFlight += 1
         queued.append(block)
         submitDeferral.arm()
     }
@@ -148,7 +147,7 @@ final class LibAIOBlockDriver: BlockDriver {
     }
 
     private func releaseIfDone() {
-        if closing && inFlight == 0 { release() }
+        if closing && inFlight == 0 && device.pendingRequests == 0 { release() }
     }
 
     /// Lets go of the loop and the kernel context once nothing is in flight.

@@ -5,7 +5,9 @@ import Glibc
 #endif
 
 /// The psync block engine: `preadv`/`pwritev`/`fdatasync`/`fallocate` on a
-/// few worker threads. Jobs go to the workers through a locked queue and a
+/// few worker threads. A buffered read is first tried on the loop with
+/// `RWF_NOWAIT`, which succeeds from the page cache without blocking; only
+/// what would block goes to a worker. Jobs go to the workers through a locked queue and a
 /// semaphore eventfd; results come back through a locked queue and an
 /// eventfd the loop watches, so every completion still runs on the
 /// device's loop.
@@ -44,6 +46,7 @@ final class PSyncBlockDriver: BlockDriver {
     private unowned(unsafe) let device: BlockDevice
     private let shared: Shared
     private var watch: FDWatch!
+    private let inline: DeferredCompletions
     private var threads: [pthread_t] = []
     private var isShutDown = false
     @exclusivity(unchecked) private var finished: [(request: UInt, result: Int)] = []
@@ -59,6 +62,7 @@ final class PSyncBlockDriver: BlockDriver {
             throw error
         }
         shared = Shared(wakeFD: wakeFD, doneFD: doneFD)
+        inline = DeferredCompletions(device: device, loop: loop)
         do throws(EvplError) {
             watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
                 var counter: UInt64 = 0
@@ -81,6 +85,15 @@ final class PSyncBlockDriver: BlockDriver {
     }
 
     func start(_ request: BlockRequest) {
+        if request.operation == .read && !device.isDirect {
+            // What the page cache holds is read right here, without a trip
+            // to a worker; anything that would block goes to one.
+            let result = cevpl_preadv_nowait(device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
+            if result == request.length {
+                inline.add(request, result: result)
+                return
+            }
+        }
         let address = UInt(bitPattern: Unmanaged.passRetained(request).toOpaque())
         let job = Job(request: address, operation: request.operation, fd: device.fd, offset: request.offset, length: request.length,
                       vectors: UInt(bitPattern: request.vectors), vectorCount: Int32(request.vectorCount))
