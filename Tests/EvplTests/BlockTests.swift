@@ -59,6 +59,9 @@ struct BlockTests {
         try spin(loop, seconds: 10, "the second read") { completions.byTag[4] != nil }
         #expect(completions.byTag[4]?.error == nil)
         #expect(patternMismatch(in: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(readBack.bytes)[0..<4096]), at: 4096) == nil)
+        if engine == .ioUring {
+            #expect(loop.statistics.fixedBufferTransfers >= 3, "pool memory should go through registered fixed buffers")
+        }
         data.release()
         readBack.release()
         device.close()

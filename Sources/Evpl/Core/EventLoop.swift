@@ -67,6 +67,9 @@ public final class EventLoop {
         public var receiveBufferShortages: UInt64 = 0
         /// io_uring sends that went out with `SENDMSG_ZC`.
         public var zeroCopySends: UInt64 = 0
+        /// Block reads and writes issued on pool memory registered with the
+        /// ring (`READ_FIXED`/`WRITE_FIXED`).
+        public var fixedBufferTransfers: UInt64 = 0
         /// Times the io_uring CQ was found overflowed (the kernel kept the
         /// extra completions and the loop collected them).
         public var completionQueueOverflows: UInt64 = 0

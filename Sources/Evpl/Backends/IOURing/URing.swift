@@ -29,6 +29,8 @@ final class URing {
     private let batch: UnsafeMutablePointer<io_uring_cqe>
     private static let batchSize = 256
     private let usesSQPoll: Bool
+    /// Pool slabs registered as fixed buffers, once a block device needs them.
+    var fixedBufferTable: URingFixedBuffers?
 
     init(loop: EventLoop) throws(EvplError) {
         self.loop = loop
@@ -67,6 +69,7 @@ final class URing {
 
     deinit {
         buffers = nil
+        fixedBufferTable = nil
         io_uring_queue_exit(ring)
         ring.deallocate()
         batch.deallocate()

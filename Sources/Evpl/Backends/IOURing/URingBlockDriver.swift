@@ -5,16 +5,28 @@ import Glibc
 #endif
 
 /// The io_uring block engine: each request becomes one SQE on the loop's
-/// ring (`READV`, `WRITEV`, `FSYNC` with `DATASYNC`, `FALLOCATE`), submitted
-/// with the iteration's single `io_uring_enter` and reaped with the
-/// network's completions.
+/// ring, submitted with the iteration's single `io_uring_enter` and reaped
+/// with the network's completions: `READ_FIXED`/`WRITE_FIXED` for one range
+/// of registered pool memory, `READV`/`WRITEV` otherwise, `FSYNC` with
+/// `DATASYNC`, `FALLOCATE` for discard and write-zeroes.
 final class URingBlockDriver: BlockDriver {
     private unowned(unsafe) let device: BlockDevice
     private unowned(unsafe) let uring: URing
+    private let fixed: URingFixedBuffers
 
     init(device: BlockDevice, uring: URing) {
         self.device = device
         self.uring = uring
+        fixed = uring.fixedBuffers(for: device.loop.bufferPool)
+    }
+
+    /// The fixed-buffer slot for a request that reads or writes one range of
+    /// registered pool memory directly (not through a bounce buffer).
+    private func fixedSlot(_ request: BlockRequest) -> Int32? {
+        guard request.vectorCount == 1, request.iovecs.count == 1, !request.usedBounce,
+              let slot = fixed.slot(for: request.iovecs[0].buffer) else { return nil }
+        device.loop.statistics.fixedBufferTransfers &+= 1
+        return slot
     }
 
     func start(_ request: BlockRequest) {
@@ -22,9 +34,17 @@ final class URingBlockDriver: BlockDriver {
         let fd = device.fd
         switch request.operation {
         case .read:
-            io_uring_prep_readv(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+            if let slot = fixedSlot(request) {
+                io_uring_prep_read_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.length), request.offset, slot)
+            } else {
+                io_uring_prep_readv(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+            }
         case .write:
-            io_uring_prep_writev(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+            if let slot = fixedSlot(request) {
+                io_uring_prep_write_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.length), request.offset, slot)
+            } else {
+                io_uring_prep_writev(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+            }
         case .flush:
             io_uring_prep_fsync(entry, fd, IORING_FSYNC_DATASYNC)
         case .discard:
