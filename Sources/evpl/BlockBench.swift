@@ -44,16 +44,16 @@ final class BlockBench {
     private let plan: BlockPlan
     private let loop: EventLoop
     private let device: BlockDevice
-    private var slots: [IOVec] = []
-    private var startedAt: [UInt64]
-    private var isWrite: [Bool]
-    private var offsets: [UInt64]
+    @exclusivity(unchecked) private var slots: [IOVec] = []
+    @exclusivity(unchecked) private var startedAt: [UInt64]
+    @exclusivity(unchecked) private var isWrite: [Bool]
+    @exclusivity(unchecked) private var offsets: [UInt64]
     private var random: UInt64 = 0x2545_F491_4F6C_DD1D
     private var nextSequential: UInt64 = 0
     private var deadline: UInt64 = 0
     private var idle = 0
     private var measuring = false
-    private(set) var result = BlockResult()
+    @exclusivity(unchecked) private(set) var result = BlockResult()
     private let blocks: UInt64
 
     static func run(_ plan: BlockPlan) throws(EvplError) -> BlockResult {

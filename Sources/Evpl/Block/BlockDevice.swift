@@ -31,9 +31,9 @@ public final class BlockDevice {
     /// Memory and offset alignment `O_DIRECT` needs (1 otherwise).
     let alignment: Int
     private var driver: BlockDriver!
-    private var inFlight = 0
+    @exclusivity(unchecked) private var inFlight = 0
     @exclusivity(unchecked) private var waiting: [BlockRequest] = []
-    private var waitingHead = 0
+    @exclusivity(unchecked) private var waitingHead = 0
     @exclusivity(unchecked) private var spare: [BlockRequest] = []
     private(set) var isClosed = false
     private var descriptorClosed = false
@@ -133,7 +133,9 @@ public final class BlockDevice {
     // MARK: Queue
 
     private func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64, buffers: (BlockRequest) -> Void) {
+        #if DEBUG
         loop.assertOnLoopThread()
+        #endif
         let request = spare.popLast() ?? BlockRequest()
         request.operation = operation
         request.offset = offset

@@ -48,6 +48,9 @@ public final class EventLoop {
     private var remoteToken: UInt64 = 0
     private var lastActivity: UInt64 = 0
     private var pinCount = 0
+    /// When the last iteration ended and when the epoll set was last polled.
+    private var lastIterationEnd: UInt64 = 0
+    private var lastEpollPoll: UInt64 = 0
     private var nextTimeoutNanoseconds: Int64 = 0
     private var stopRequestedLocally = false
 
@@ -153,8 +156,12 @@ public final class EventLoop {
                 active = true
                 uring.noteEpollBusy()
             }
-        } else if poll(timeoutNanoseconds: timeout) {
-            active = true
+        } else if timeout == 0 && hasPendingWork && lastIterationEnd &- lastEpollPoll < Self.epollPollInterval {
+            // Work queued inside the loop keeps it busy: look at the epoll
+            // set at most every few microseconds instead of every pass.
+        } else {
+            lastEpollPoll = lastIterationEnd
+            if poll(timeoutNanoseconds: timeout) { active = true }
         }
         if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
         if processPendingReads() { active = true }
@@ -197,8 +204,13 @@ public final class EventLoop {
         return timeout < 0 ? untilTimer : min(timeout, untilTimer)
     }
 
+    /// While work queued inside the loop (deferrals, block completions)
+    /// keeps it iterating, the epoll set is polled at most this often.
+    private static let epollPollInterval: UInt64 = 5_000
+
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()
+        lastIterationEnd = now
         if active { lastActivity = now }
         if hasPendingWork || (uring?.hasWork ?? false) {
             nextTimeoutNanoseconds = 0
