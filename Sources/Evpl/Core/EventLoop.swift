@@ -6,11 +6,12 @@ import Glibc
 /// One event loop: owns every object created on it and runs all of their
 /// callbacks on a single thread.
 ///
-/// An iteration fires expired timers, polls epoll, runs deferrals and
-/// flushes queued sends with one syscall per connection. The **hybrid wait**
-/// then decides how to wait: while activity was seen within
-/// ``EvplConfig/spinNanoseconds`` (or while ``pin()`` is held) the loop polls
-/// again without sleeping; otherwise it sleeps in `epoll_wait` until the next
+/// An iteration fires expired timers, polls epoll (or, once the loop has an
+/// io_uring, submits and reaps the ring, which also watches the epoll set),
+/// runs deferrals and flushes queued sends. The **hybrid wait** then decides
+/// how to wait: while activity was seen within ``EvplConfig/spinNanoseconds``
+/// (or while ``pin()`` is held) the loop polls again without sleeping;
+/// otherwise it sleeps, in `epoll_wait` or `io_uring_enter`, until the next
 /// timer. An idle loop therefore uses no CPU, and a busy one never pays a
 /// wake-up.
 ///
