@@ -7,17 +7,17 @@ import Glibc
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run a server and a client in this process over every available protocol and print a table."
+        abstract: "Run a server and a client in this process over every available protocol, then block I/O on every available engine, and print a table."
     )
 
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 1.5
 
     func run() throws {
-        print("swift-evpl demo: server and client in one process, loopback, default config")
+        print("swift-evpl demo: server and client in one process over loopback, then block I/O on a scratch file; default config")
         print("")
         let header = ["protocol", "mode", "ops/s", "Gbit/s", "p50", "p99"]
-        let widths = [12, 18, 10, 8, 9, 9]
+        let widths = [16, 18, 10, 8, 9, 9]
         print(row(header, widths))
         print(row(widths.map { String(repeating: "-", count: $0) }, widths))
         let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
@@ -48,10 +48,31 @@ struct DemoCommand: ParsableCommand {
                 flushStandardOutput()
             }
         }
+        try blockRows(widths)
         print("")
         print("unavailable here:")
         for entry in Probe.entries() where !entry.available {
             print("  \(entry.kind) \(entry.name): \(entry.reason)")
+        }
+    }
+
+    /// 4 KiB random reads at depth 32 on a 64 MiB scratch file, per engine.
+    private func blockRows(_ widths: [Int]) throws {
+        let path = "/var/tmp/evpl-demo-\(getpid()).img"
+        defer { unlink(path) }
+        for engine in BlockEngine.allCases where engine.unavailableReason == nil && engine != .null {
+            let plan = BlockPlan(path: path, workload: .randread, blockSize: 4096, depth: 32, size: 64 << 20, seconds: seconds,
+                                 engine: engine, direct: false, verify: false)
+            let result = try failing { try BlockBench.run(plan) }
+            print(row([
+                "blk/\(engine.rawValue)",
+                "randread 4 KiB",
+                String(Int(result.operationsPerSecond.rounded())),
+                PerfReport.format2(result.bytesPerSecond * 8 / 1e9),
+                PerfReport.microseconds(result.latency.value(atQuantile: 0.5)),
+                PerfReport.microseconds(result.latency.value(atQuantile: 0.99)),
+            ], widths))
+            flushStandardOutput()
         }
     }
 
