@@ -186,11 +186,14 @@ public final class BlockDevice {
     private func fail(_ request: BlockRequest, _ error: EvplError) {
         request.device = self
         inFlight += 1
-        loop.makeDeferral { [self] deferral in finish(request, result: -Int(error.errno == 0 ? EINVAL : error.errno), error: error) }.arm()
+        loop.makeDeferral { [self] _ in finish(request, result: -Int(error.errno == 0 ? EINVAL : error.errno), error: error) }.arm()
     }
 
     /// Called by engines on the loop: `result` is bytes transferred or a negative errno.
     func finish(_ request: BlockRequest, result: Int, error presetError: EvplError? = nil) {
+        // The request may hold the last reference to this device.
+        let retained = request.device
+        defer { withExtendedLifetime(retained) {} }
         inFlight -= 1
         var error = presetError
         var bytes = 0
