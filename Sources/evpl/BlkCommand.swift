@@ -60,16 +60,7 @@ struct BlkCommand: ParsableCommand {
     }
 
     static func json(_ result: BlockResult) -> String {
-        let latency = result.latency
-        let fields = [
-            "\"min\":\(latency.count == 0 ? 0 : latency.min)",
-            "\"mean\":\(JSON.number(latency.mean))",
-            "\"p50\":\(latency.value(atQuantile: 0.5))",
-            "\"p99\":\(latency.value(atQuantile: 0.99))",
-            "\"p999\":\(latency.value(atQuantile: 0.999))",
-            "\"max\":\(latency.max)",
-        ]
-        return "{\"iops\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":{\(fields.joined(separator: ","))}}"
+        "{\"iops\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":\(PerfReport.latencyJSON(result.latency))}"
     }
 
     static func text(_ plan: BlockPlan, _ result: BlockResult) -> String {

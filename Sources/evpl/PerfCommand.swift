@@ -77,7 +77,11 @@ extension PerfMode: ExpressibleByArgument {}
 /// Formats perf results.
 enum PerfReport {
     static func json(_ result: PerfResult) -> String {
-        let latency = result.latency
+        "{\"ops_per_sec\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":\(latencyJSON(result.latency))}"
+    }
+
+    /// `{"min":…,"mean":…,"p50":…,"p99":…,"p999":…,"max":…}` in nanoseconds.
+    static func latencyJSON(_ latency: LatencyHistogram) -> String {
         let fields = [
             "\"min\":\(latency.count == 0 ? 0 : latency.min)",
             "\"mean\":\(JSON.number(latency.mean))",
@@ -86,7 +90,7 @@ enum PerfReport {
             "\"p999\":\(latency.value(atQuantile: 0.999))",
             "\"max\":\(latency.max)",
         ]
-        return "{\"ops_per_sec\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":{\(fields.joined(separator: ","))}}"
+        return "{\(fields.joined(separator: ","))}"
     }
 
     static func text(plan: PerfPlan, result: PerfResult) -> String {

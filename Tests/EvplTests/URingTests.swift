@@ -26,12 +26,12 @@ private final class PatternReceiver {
 struct URingTests {
     let tcp = EvplProtocol(.tcp, backend: .ioUring)
 
-    @Test("a one-buffer provided ring runs dry (ENOBUFS) and every byte of 8 concurrent streams still arrives")
-    func bufferRingExhaustion() throws {
-        let loop = try makeLoop(bufferSize: 4096) { $0.ioUringBufferRingEntries = 1 }
+    /// `count` io_uring TCP clients each send `bytesEach` pattern bytes in
+    /// `chunk`-sized sends and finish; a listener on the same loop checks
+    /// every byte. Returns the server side's receivers once all have closed.
+    private func sendPatternStreams(on loop: EventLoop, count: Int, bytesEach: Int, chunk: Int) throws -> [PatternReceiver] {
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
-        let streams = 8
-        let perStream = 256 * 1024
+        defer { listener.close() }
         var receivers: [PatternReceiver] = []
         var serverDisconnects = 0
         loop.attach(to: listener) { connection in
@@ -45,23 +45,29 @@ struct URingTests {
                 }
             }
         }
-        for _ in 0..<streams {
+        for _ in 0..<count {
             _ = try loop.connect(to: listener.address, protocol: tcp) { connection, event in
                 guard case .connected = event else { return }
-                var offset = 0
-                while offset < perStream {
-                    try? connection.send(patternBytes(from: offset, count: 16 * 1024))
-                    offset += 16 * 1024
+                for offset in stride(from: 0, to: bytesEach, by: chunk) {
+                    try? connection.send(patternBytes(from: offset, count: chunk))
                 }
                 connection.finish()
             }
         }
-        try spin(loop, seconds: 30, "every stream received and closed") { serverDisconnects == streams }
+        try spin(loop, seconds: 60, "every stream received and closed") { serverDisconnects == count }
+        return receivers
+    }
+
+    @Test("a one-buffer provided ring runs dry (ENOBUFS) and every byte of 8 concurrent streams still arrives")
+    func bufferRingExhaustion() throws {
+        let loop = try makeLoop(bufferSize: 4096) { $0.ioUringBufferRingEntries = 1 }
+        let streams = 8
+        let perStream = 256 * 1024
+        let receivers = try sendPatternStreams(on: loop, count: streams, bytesEach: perStream, chunk: 16 * 1024)
         #expect(receivers.count == streams)
         #expect(receivers.allSatisfy { $0.received == perStream }, "\(receivers.map(\.received))")
         #expect(receivers.allSatisfy { $0.firstMismatch == nil })
         #expect(loop.statistics.receiveBufferShortages > 0, "the ring never ran dry: the test did not test ENOBUFS")
-        listener.close()
         expectNoLeaks(loop)
     }
 
@@ -160,36 +166,12 @@ struct URingTests {
             config.ioUringEntries = 8
             config.ioUringCompletionEntries = 16
         }
-        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
-        var receivers: [PatternReceiver] = []
-        var serverDisconnects = 0
-        loop.attach(to: listener) { connection in
-            let receiver = PatternReceiver()
-            receivers.append(receiver)
-            connection.handler = { _, event in
-                switch event {
-                case .received(let bytes): receiver.take(bytes)
-                case .disconnected: serverDisconnects += 1
-                default: break
-                }
-            }
-        }
         let streams = 64
         let perStream = 64 * 1024
-        for _ in 0..<streams {
-            _ = try loop.connect(to: listener.address, protocol: tcp) { connection, event in
-                guard case .connected = event else { return }
-                for chunk in 0..<(perStream / 1024) {
-                    try? connection.send(patternBytes(from: chunk * 1024, count: 1024))
-                }
-                connection.finish()
-            }
-        }
-        try spin(loop, seconds: 60, "every stream received and closed") { serverDisconnects == streams }
+        let receivers = try sendPatternStreams(on: loop, count: streams, bytesEach: perStream, chunk: 1024)
         #expect(receivers.count == streams)
         #expect(receivers.allSatisfy { $0.received == perStream && $0.firstMismatch == nil })
         #expect(loop.statistics.completionQueueOverflows > 0, "the CQ never overflowed: the test did not test overflow")
-        listener.close()
         expectNoLeaks(loop)
     }
 }

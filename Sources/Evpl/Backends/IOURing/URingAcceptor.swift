@@ -30,27 +30,19 @@ enum URingAcceptor {
         io_uring_prep_poll_add(poll, stopFD, UInt32(POLLIN))
         poll.pointee.user_data = stopTag
 
-        var completion: UnsafeMutablePointer<io_uring_cqe>?
-        while true {
-            let waited = io_uring_submit_and_wait(ring, 1)
-            if waited < 0 && waited != -EINTR { return }
-            while io_uring_peek_cqe(ring, &completion) == 0, let cqe = completion {
-                let tag = cqe.pointee.user_data
-                let result = cqe.pointee.res
-                let more = cqe.pointee.flags & IORING_CQE_F_MORE != 0
-                io_uring_cqe_seen(ring, cqe)
-                if tag == stopTag {
-                    stopAccepting(ring)
-                    return
-                }
-                if result >= 0 {
-                    deliver(result)
-                } else if result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM {
-                    // Out of descriptors: leave the rest in the backlog briefly.
-                    usleep(10_000)
-                }
-                if !more { armAccept(ring, listenFD) }
+        handleCompletions(ring) { tag, result, more in
+            if tag == stopTag {
+                stopAccepting(ring)
+                return false
             }
+            if result >= 0 {
+                deliver(result)
+            } else if result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM {
+                // Out of descriptors: leave the rest in the backlog briefly.
+                usleep(10_000)
+            }
+            if !more { armAccept(ring, listenFD) }
+            return true
         }
     }
 
@@ -61,6 +53,16 @@ enum URingAcceptor {
         guard let entry = io_uring_get_sqe(ring) else { return }
         io_uring_prep_cancel64(entry, acceptTag, 0)
         entry.pointee.user_data = 0
+        handleCompletions(ring) { tag, result, more in
+            if tag == acceptTag && result >= 0 { Glibc.close(result) }
+            if tag == acceptTag && !more { return false }
+            return !(tag == 0 && result == -ENOENT)  // nothing was armed
+        }
+    }
+
+    /// Submits and waits, passing each completion's tag, result and
+    /// `IORING_CQE_F_MORE` to `body` until it returns false (or the ring fails).
+    private static func handleCompletions(_ ring: UnsafeMutablePointer<io_uring>, _ body: (UInt64, Int32, Bool) -> Bool) {
         var completion: UnsafeMutablePointer<io_uring_cqe>?
         while true {
             let waited = io_uring_submit_and_wait(ring, 1)
@@ -70,9 +72,7 @@ enum URingAcceptor {
                 let result = cqe.pointee.res
                 let more = cqe.pointee.flags & IORING_CQE_F_MORE != 0
                 io_uring_cqe_seen(ring, cqe)
-                if tag == acceptTag && result >= 0 { Glibc.close(result) }
-                if tag == acceptTag && !more { return }
-                if tag == 0 && result == -ENOENT { return }  // nothing was armed
+                if !body(tag, result, more) { return }
             }
         }
     }

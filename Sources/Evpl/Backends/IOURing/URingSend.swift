@@ -44,7 +44,7 @@ final class URingSend: URingOperationTarget {
     /// Queues a send of the first unsent bytes of `queue` on `fd`. Returns
     /// whether it is a zero-copy send.
     @discardableResult
-    func start(on uring: URing, fd: Int32, queue: SendQueue, zeroCopyThreshold: Int, stream: URingStream) -> Bool {
+    func start(on uring: URing, fd: Int32, queue: borrowing SendQueue, zeroCopyThreshold: Int, stream: URingStream) -> Bool {
         let (count, bytes) = queue.gather(into: vectors, limit: Self.maxVectors)
         queue.retainHead(count, into: &held)
         message.pointee.msg_iov = vectors
