@@ -25,17 +25,17 @@ public final class BlockDevice {
     /// Requests in flight at most; more wait in the device.
     public let queueDepth: Int
     /// Receives every completion; set it before submitting.
-    public var handler: Handler = { _, _ in }
+    @exclusivity(unchecked) public var handler: Handler = { _, _ in }
 
     let fd: Int32
     /// Memory and offset alignment `O_DIRECT` needs (1 otherwise).
     let alignment: Int
-    private var driver: BlockDriver!
+    @exclusivity(unchecked) private var driver: BlockDriver!
     @exclusivity(unchecked) private var inFlight = 0
     @exclusivity(unchecked) private var waiting: [BlockRequest] = []
     @exclusivity(unchecked) private var waitingHead = 0
     @exclusivity(unchecked) private var spare: [BlockRequest] = []
-    private(set) var isClosed = false
+    @exclusivity(unchecked) private(set) var isClosed = false
     private var descriptorClosed = false
 
     init(loop: EventLoop, path: String, fd: Int32, engine: BlockEngine, direct: Bool, queueDepth: Int) throws(EvplError) {
@@ -191,9 +191,11 @@ public final class BlockDevice {
 
     /// Called by engines on the loop: `result` is bytes transferred or a negative errno.
     func finish(_ request: BlockRequest, result: Int, error presetError: EvplError? = nil) {
-        // The request may hold the last reference to this device.
-        let retained = request.device
-        defer { withExtendedLifetime(retained) {} }
+        // The request may hold the last reference to this device: move it
+        // out so it lives to the end of this call.
+        var owner: BlockDevice?
+        swap(&owner, &request.device)
+        defer { withExtendedLifetime(owner) {} }
         inFlight -= 1
         var error = presetError
         var bytes = 0
@@ -208,9 +210,7 @@ public final class BlockDevice {
             }
         }
         let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
-        for iovec in request.iovecs { iovec.release() }
-        request.iovecs.removeAll(keepingCapacity: true)
-        request.device = nil
+        while let iovec = request.iovecs.popLast() { iovec.release() }
         spare.append(request)
         startWaiting()
         handler(self, completion)
@@ -224,7 +224,7 @@ public final class BlockDevice {
             start(next)
         }
         if waitingHead == waiting.count {
-            waiting.removeAll(keepingCapacity: true)
+            waiting.removeAllKeepingCapacity()
             waitingHead = 0
         }
     }

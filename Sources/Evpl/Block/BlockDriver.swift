@@ -30,10 +30,10 @@ final class DeferredCompletions {
 
     private func finishAll() {
         swap(&done, &finishing)
-        for (request, result) in finishing {
-            device.finish(request, result: result)
+        for index in finishing.indices {
+            device.finish(finishing[index].request, result: finishing[index].result)
         }
-        finishing.removeAll(keepingCapacity: true)
+        finishing.removeAllKeepingCapacity()
         afterBatch()
     }
 }

@@ -10,18 +10,18 @@ final class BlockRequest: URingOperationTarget {
     /// Most IOVecs one request may carry.
     static let maxVectors = 64
 
-    var operation: BlockCompletion.Operation = .read
-    var offset: UInt64 = 0
-    var length = 0
-    var tag: UInt64 = 0
+    @exclusivity(unchecked) var operation: BlockCompletion.Operation = .read
+    @exclusivity(unchecked) var offset: UInt64 = 0
+    @exclusivity(unchecked) var length = 0
+    @exclusivity(unchecked) var tag: UInt64 = 0
     @exclusivity(unchecked) var iovecs: [IOVec] = []
     let vectors: UnsafeMutablePointer<iovec>
-    var vectorCount = 0
+    @exclusivity(unchecked) var vectorCount = 0
     /// Aligned memory standing in for unaligned caller buffers under `O_DIRECT`.
-    var bounce: UnsafeMutableRawPointer?
-    var bounceCapacity = 0
+    @exclusivity(unchecked) var bounce: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) var bounceCapacity = 0
     /// The device, kept alive while the request is in flight.
-    var device: BlockDevice?
+    @exclusivity(unchecked) var device: BlockDevice?
 
     override init() {
         vectors = .allocate(capacity: Self.maxVectors)

@@ -9,9 +9,9 @@ public final class Deferral {
     let handler: (Deferral) -> Void
     unowned let loop: EventLoop
     /// Whether the deferral will run at the end of this iteration.
-    public internal(set) var isArmed = false
+    @exclusivity(unchecked) public internal(set) var isArmed = false
     /// Whether the deferral sits in the loop's armed list (disarming leaves it there).
-    var isQueued = false
+    @exclusivity(unchecked) var isQueued = false
 
     init(loop: EventLoop, handler: @escaping (Deferral) -> Void) {
         self.loop = loop
@@ -44,14 +44,15 @@ extension EventLoop {
         guard !armedDeferrals.isEmpty else { return false }
         swap(&armedDeferrals, &runningDeferrals)
         var ran = false
-        for deferral in runningDeferrals {
+        for index in runningDeferrals.indices {
+            let deferral = runningDeferrals[index]
             deferral.isQueued = false
             guard deferral.isArmed else { continue }
             deferral.isArmed = false
             deferral.handler(deferral)
             ran = true
         }
-        runningDeferrals.removeAll(keepingCapacity: true)
+        runningDeferrals.removeAllKeepingCapacity()
         return ran
     }
 }

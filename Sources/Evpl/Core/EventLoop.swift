@@ -56,7 +56,7 @@ public final class EventLoop {
     private var stopRequestedLocally = false
 
     /// Statistics about how the loop has waited, for tests and tuning.
-    public internal(set) var statistics = Statistics()
+    @exclusivity(unchecked) public internal(set) var statistics = Statistics()
 
     /// Counters describing the loop's work and waits.
     public struct Statistics: Sendable, Hashable {
@@ -278,7 +278,7 @@ public final class EventLoop {
         for source in readingNow {
             source.handleEvents(UInt32(EPOLLIN.rawValue))
         }
-        readingNow.removeAll(keepingCapacity: true)
+        readingNow.removeAllKeepingCapacity()
         return true
     }
 
@@ -291,12 +291,12 @@ public final class EventLoop {
                 connection.flushQueued = false
                 connection.flush()
             }
-            flushing.removeAll(keepingCapacity: true)
+            flushing.removeAllKeepingCapacity()
         }
         if !pendingDatagramFlush.isEmpty {
             worked = true
             let endpoints = pendingDatagramFlush
-            pendingDatagramFlush.removeAll(keepingCapacity: true)
+            pendingDatagramFlush.removeAllKeepingCapacity()
             for endpoint in endpoints {
                 endpoint.flushQueued = false
                 endpoint.flush()
@@ -323,7 +323,7 @@ public final class EventLoop {
                 adoptAcceptedSocket(fd: fd, listenerID: listenerID)
             }
         }
-        remoteTasks.removeAll(keepingCapacity: true)
+        remoteTasks.removeAllKeepingCapacity()
     }
 
     // MARK: Shutdown

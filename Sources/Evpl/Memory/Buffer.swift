@@ -14,7 +14,7 @@ public final class Buffer {
     public let capacity: Int
     /// Index of the slab the memory comes from, for backends that registered it.
     public let slabIndex: Int
-    @usableFromInline var referenceCount: Int = 0
+    @usableFromInline @exclusivity(unchecked) var referenceCount: Int = 0
     @usableFromInline unowned(unsafe) let pool: BufferPool
 
     init(baseAddress: UnsafeMutableRawPointer, capacity: Int, slabIndex: Int, pool: BufferPool) {

@@ -17,12 +17,12 @@ public final class BufferPool {
     /// Buffers per slab.
     public let buffersPerSlab: Int
     private var slabs: [UnsafeMutableRawBufferPointer] = []
-    private var free: [Buffer] = []
+    @exclusivity(unchecked) private var free: [Buffer] = []
     private var hooks: [RegistrationHook] = []
     private var everCreated: [Buffer] = []
 
     /// Number of buffers currently referenced (handed out and not yet released).
-    public private(set) var buffersInUse: Int = 0
+    @exclusivity(unchecked) public private(set) var buffersInUse: Int = 0
     /// Of ``buffersInUse``, the buffers a backend has lent to the kernel to
     /// receive into (io_uring provided buffers): referenced by design, not
     /// leaked. `buffersInUse - buffersLentToKernel` is what the application

@@ -6,8 +6,11 @@
 /// one reference that its owner gives back with ``release()`` or hands to a
 /// send call.
 public struct IOVec {
-    /// The pooled buffer the bytes live in.
-    public let buffer: Buffer
+    /// The pooled buffer the bytes live in. Not a counted Swift reference:
+    /// the pool owns every buffer for its whole life (as it owns the memory
+    /// behind ``baseAddress``), so copying an `IOVec` costs no atomic
+    /// reference-count traffic.
+    public unowned(unsafe) let buffer: Buffer
     /// Offset of the first byte within the buffer.
     public var offset: Int
     /// Number of bytes.

@@ -89,7 +89,7 @@ final class ReceiveQueue {
             headConsumed = 0
         }
         if head == segments.count {
-            segments.removeAll(keepingCapacity: true)
+            segments.removeAllKeepingCapacity()
             head = 0
         } else if head >= 64 && head * 2 >= segments.count {
             segments.removeFirst(head)

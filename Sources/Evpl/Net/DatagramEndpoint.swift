@@ -112,7 +112,7 @@ public final class DatagramEndpoint: PollSource {
     func flush() {
         if let uring {
             for (data, address) in outgoing { uring.send(data, to: address) }
-            outgoing.removeAll(keepingCapacity: true)
+            outgoing.removeAllKeepingCapacity()
             return
         }
         var sent = 0

@@ -153,7 +153,7 @@ struct SendQueue {
             headSent = 0
         }
         if head == entries.count {
-            entries.removeAll(keepingCapacity: true)
+            entries.removeAllKeepingCapacity()
             head = 0
         } else if head >= 64 && head * 2 >= entries.count {
             entries.removeFirst(head)
@@ -170,7 +170,7 @@ struct SendQueue {
             completed += 1
         }
         if messageHead == messageEnds.count {
-            messageEnds.removeAll(keepingCapacity: true)
+            messageEnds.removeAllKeepingCapacity()
             messageHead = 0
         }
         return completed

@@ -76,7 +76,7 @@ final class URingSend: URingOperationTarget {
         }
         if flags & IORING_CQE_F_MORE == 0 {
             for buffer in held { buffer.release() }
-            held.removeAll(keepingCapacity: true)
+            held.removeAllKeepingCapacity()
             self.stream = nil
             stream.recycle(self)
         }

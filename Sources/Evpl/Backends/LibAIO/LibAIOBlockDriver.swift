@@ -107,7 +107,7 @@ final class LibAIOBlockDriver: BlockDriver {
         let count = queued.count
         let submitted = queued.withUnsafeMutableBufferPointer { io_submit(context, count, $0.baseAddress) }
         if submitted == count {
-            queued.removeAll(keepingCapacity: true)
+            queued.removeAllKeepingCapacity()
             collect()
             return
         }

@@ -125,7 +125,7 @@ final class PSyncBlockDriver: BlockDriver {
             let request = Unmanaged<BlockRequest>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeRetainedValue()
             device.finish(request, result: result)
         }
-        finished.removeAll(keepingCapacity: true)
+        finished.removeAllKeepingCapacity()
     }
 
     private static func work(_ shared: Shared) {
