@@ -22,7 +22,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EvplTests", dependencies: ["Evpl"]),
+        // Test-only: an interposed malloc that counts the test thread's allocations.
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
+        .testTarget(name: "EvplTests", dependencies: ["Evpl", "CAllocationCounter"]),
     ],
     swiftLanguageModes: [.v6]
 )

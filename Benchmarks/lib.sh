@@ -1,57 +1,102 @@
-# Shared helpers for the side-by-side benchmark scripts (source it).
-# Each measurement takes its port as an argument: the functions run in
-# command substitutions (subshells), so they cannot advance a shared counter.
+# Measurement functions for Benchmarks/run.sh (source it). Each prints one
+# number. Each takes its port as an argument: the functions run in command
+# substitutions (subshells), so they cannot advance a shared counter.
+# SECS (seconds per measurement) must be set.
 
 EVPL=${EVPL:-.build/release/evpl}
+NIO_PERF=${NIO_PERF:-Benchmarks/NIOPeer/.build/release/nio-perf}
+BLOCK_FILE=${BLOCK_FILE:-/var/tmp/evpl-bench-1g.img}
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+wait_listening() { for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && return; sleep 0.05; done; }
+json_field() { sed -nE "s/.*\"$1\":([0-9.e+-]+).*/\1/p"; }
+stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 
-wait_listening() { for _ in $(seq 50); do grep -q "listening on" "$1" 2>/dev/null && return; sleep 0.1; done; }
-
-# evpl_pingpong BACKEND SERVER_CPU CLIENT_CPU DEPTH PORT -> round trips/s
+# evpl_pingpong TRANSPORT BACKEND SERVER_CPU CLIENT_CPU DEPTH PORT [SPIN_NS] -> round trips/s
+# SPIN_NS, when given, sets EVPL_SPIN_NS on both ends (0 turns busy-polling off).
 evpl_pingpong() {
-    local log; log=$(mktemp); local port=$5
-    taskset -c "$2" "$EVPL" perf server --backend "$1" --port "$port" >"$log" & local pid=$!
+    local log; log=$(mktemp)
+    local spin=(); [ -n "${7:-}" ] && spin=(env EVPL_SPIN_NS="$7")
+    "${spin[@]}" taskset -c "$3" "$EVPL" perf server --protocol "$1" --backend "$2" --port "$6" >"$log" & local pid=$!
     wait_listening "$log"
-    taskset -c "$3" "$EVPL" perf client --backend "$1" --port "$port" --size 64 --depth "$4" --duration "$SECS" --json |
-        sed -E 's/.*"ops_per_sec":([0-9.]+).*/\1/'
-    kill $pid; wait $pid 2>/dev/null || true; rm -f "$log"
+    "${spin[@]}" taskset -c "$4" "$EVPL" perf client --protocol "$1" --backend "$2" --port "$6" --size 64 --depth "$5" --duration "$SECS" --json | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
+# evpl_scaling THREADS PORT -> round trips/s with THREADS server and client loops, one connection each, depth 16
+evpl_scaling() {
+    local log; log=$(mktemp)
+    "$EVPL" perf server --threads "$1" --port "$2" >"$log" & local pid=$!
+    wait_listening "$log"
+    "$EVPL" perf client --threads "$1" --connections "$1" --port "$2" --size 64 --depth 16 --duration "$SECS" --json | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
 }
 
 # evpl_stream BACKEND PORT -> Gbit/s (128 KiB messages, unpinned)
 evpl_stream() {
-    local log; log=$(mktemp); local port=$2
-    "$EVPL" perf server --backend "$1" --port "$port" >"$log" & local pid=$!
+    local log; log=$(mktemp)
+    "$EVPL" perf server --backend "$1" --port "$2" >"$log" & local pid=$!
     wait_listening "$log"
-    "$EVPL" perf client --backend "$1" --port "$port" --mode stream --size 131072 --duration "$SECS" --json |
-        sed -E 's/.*"bytes_per_sec":([0-9.]+).*/\1/' | awk '{printf "%.2f\n", $1 * 8 / 1e9}'
-    kill $pid; wait $pid 2>/dev/null || true; rm -f "$log"
+    "$EVPL" perf client --backend "$1" --port "$2" --mode stream --size 131072 --duration "$SECS" --json |
+        json_field bytes_per_sec | awk '{printf "%.2f\n", $1 * 8 / 1e9}'
+    stop_server $pid; rm -f "$log"
 }
 
-# sockperf_pingpong SERVER_CPU CLIENT_CPU PORT -> round trips/s (sockperf prints one-way latency)
+# nio_pingpong TRANSPORT SERVER_CPU CLIENT_CPU DEPTH PORT -> round trips/s
+nio_pingpong() {
+    local log; log=$(mktemp)
+    local udp=(); [ "$1" = udp ] && udp=(--udp)
+    taskset -c "$2" "$NIO_PERF" server "${udp[@]}" --port "$5" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c "$3" "$NIO_PERF" client "${udp[@]}" --port "$5" --size 64 --depth "$4" --duration "$SECS" | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
+# nio_stream PORT -> Gbit/s (128 KiB writes, unpinned)
+nio_stream() {
+    local log; log=$(mktemp)
+    "$NIO_PERF" server --port "$1" >"$log" & local pid=$!
+    wait_listening "$log"
+    "$NIO_PERF" client --port "$1" --mode stream --size 131072 --duration "$SECS" |
+        json_field bytes_per_sec | awk '{printf "%.2f\n", $1 * 8 / 1e9}'
+    stop_server $pid; rm -f "$log"
+}
+
+# sockperf_pingpong TRANSPORT SERVER_CPU CLIENT_CPU PORT -> round trips/s (sockperf prints one-way latency)
 sockperf_pingpong() {
-    local port=$3
-    taskset -c "$1" sockperf server --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 & local pid=$!
+    local tcp=(); [ "$1" = tcp ] && tcp=(--tcp)
+    taskset -c "$2" sockperf server "${tcp[@]}" -i 127.0.0.1 -p "$4" >/dev/null 2>&1 & local pid=$!
     sleep 0.5
-    taskset -c "$2" sockperf ping-pong --tcp -i 127.0.0.1 -p "$port" -m 64 -t "$SECS" 2>&1 |
+    taskset -c "$3" sockperf ping-pong "${tcp[@]}" -i 127.0.0.1 -p "$4" -m 64 -t "$SECS" 2>&1 |
         sed -nE 's/.*Summary: Latency is ([0-9.]+) usec.*/\1/p' | awk '{printf "%.1f\n", 1e6 / (2 * $1)}'
-    kill $pid; wait $pid 2>/dev/null || true
+    stop_server $pid
 }
 
 # iperf3_stream PORT -> Gbit/s
 iperf3_stream() {
-    local port=$1
-    iperf3 -s -p "$port" -1 >/dev/null 2>&1 & local pid=$!
+    iperf3 -s -p "$1" -1 >/dev/null 2>&1 & local pid=$!
     sleep 0.5
-    iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
+    iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
     wait $pid 2>/dev/null || true
 }
 
-declare -A samples
-# sample KEY VALUE: records one measurement.
-sample() { samples[$1]+="$2 "; }
-# m KEY: the median of KEY's samples.
-m() { echo "${samples[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
-# raw KEY...: prints every key's samples.
-raw() { for key in "$@"; do echo "  $key: ${samples[$key]}"; done; }
+# evpl_blk ENGINE DEPTH DIRECT(0/1) -> IOPS of 4 KiB random reads over BLOCK_FILE
+evpl_blk() {
+    local direct=(); [ "$3" = 1 ] && direct=(--direct)
+    "$EVPL" blk --path "$BLOCK_FILE" --rw randread --bs 4096 --iodepth "$2" --size 1073741824 --runtime "$SECS" --engine "$1" "${direct[@]}" --json |
+        json_field iops
+}
+
+# fio_blk ENGINE DEPTH DIRECT(0/1) -> IOPS of the same job (page cache kept: --invalidate=0)
+fio_blk() {
+    fio --name=r --filename="$BLOCK_FILE" --size=1g --rw=randread --bs=4k --ioengine="$1" --iodepth="$2" --direct="$3" \
+        --runtime="$SECS" --time_based --invalidate=0 --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; text=sys.stdin.read(); print("%.1f" % json.loads(text[text.index("{"):])["jobs"][0]["read"]["iops"])'
+}
+
+# prepare_block_file: a real 1 GiB of data (not a hole), read once into the page cache.
+prepare_block_file() {
+    if [ "$(stat -c %s "$BLOCK_FILE" 2>/dev/null || echo 0)" != "1073741824" ]; then
+        "$EVPL" blk --path "$BLOCK_FILE" --rw write --bs 1048576 --iodepth 8 --size 1073741824 --runtime 600 --engine io_uring --verify >/dev/null
+    fi
+    cat "$BLOCK_FILE" >/dev/null
+}

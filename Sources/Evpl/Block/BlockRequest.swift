@@ -36,9 +36,9 @@ final class BlockRequest: URingOperationTarget {
 
     /// Holds a reference to each of the caller's buffers until completion.
     func take(_ buffers: [IOVec]) {
-        for iovec in buffers {
-            iovec.retain()
-            iovecs.append(iovec)
+        for index in buffers.indices {
+            buffers[index].retain()
+            iovecs.append(buffers[index])
         }
     }
 
@@ -56,8 +56,8 @@ final class BlockRequest: URingOperationTarget {
             Int(bitPattern: $0.baseAddress) % alignment == 0 && $0.length % alignment == 0
         }
         if aligned {
-            for (index, iovec) in iovecs.enumerated() {
-                vectors[index] = Glibc.iovec(iov_base: iovec.baseAddress, iov_len: iovec.length)
+            for index in iovecs.indices {
+                vectors[index] = Glibc.iovec(iov_base: iovecs[index].baseAddress, iov_len: iovecs[index].length)
             }
             vectorCount = iovecs.count
             return true

@@ -38,6 +38,7 @@ public final class EventLoop {
     @exclusivity(unchecked) private var readingNow: [PollSource] = []
     @exclusivity(unchecked) var pendingDisconnects: [Connection] = []
     @exclusivity(unchecked) var pendingDatagramFlush: [DatagramEndpoint] = []
+    @exclusivity(unchecked) private var flushingDatagrams: [DatagramEndpoint] = []
     @exclusivity(unchecked) var connections = ConnectionRegistry()
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
@@ -275,8 +276,8 @@ public final class EventLoop {
     private func processPendingReads() -> Bool {
         guard !pendingReads.isEmpty else { return false }
         swap(&pendingReads, &readingNow)
-        for source in readingNow {
-            source.handleEvents(UInt32(EPOLLIN.rawValue))
+        for index in readingNow.indices {
+            readingNow[index].handleEvents(UInt32(EPOLLIN.rawValue))
         }
         readingNow.removeAllKeepingCapacity()
         return true
@@ -287,7 +288,8 @@ public final class EventLoop {
         if !pendingFlush.isEmpty {
             worked = true
             swap(&pendingFlush, &flushing)
-            for connection in flushing {
+            for index in flushing.indices {
+                let connection = flushing[index]
                 connection.flushQueued = false
                 connection.flush()
             }
@@ -295,12 +297,13 @@ public final class EventLoop {
         }
         if !pendingDatagramFlush.isEmpty {
             worked = true
-            let endpoints = pendingDatagramFlush
-            pendingDatagramFlush.removeAllKeepingCapacity()
-            for endpoint in endpoints {
+            swap(&pendingDatagramFlush, &flushingDatagrams)
+            for index in flushingDatagrams.indices {
+                let endpoint = flushingDatagrams[index]
                 endpoint.flushQueued = false
                 endpoint.flush()
             }
+            flushingDatagrams.removeAllKeepingCapacity()
         }
         return worked
     }

@@ -83,8 +83,8 @@ extension EventLoop {
 struct TimerHeap {
     private var heap: [EvplTimer] = []
 
-    var first: EvplTimer? { heap.first }
-    var nextDeadline: UInt64? { heap.first?.deadline }
+    var first: EvplTimer? { heap.isEmpty ? nil : heap[0] }
+    var nextDeadline: UInt64? { heap.isEmpty ? nil : heap[0].deadline }
     var count: Int { heap.count }
 
     mutating func insert(_ timer: EvplTimer) {

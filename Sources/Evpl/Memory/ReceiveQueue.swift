@@ -50,7 +50,7 @@ final class ReceiveQueue {
     /// `writableSpace()`.
     func commit(_ length: Int) {
         let buffer = fill.unsafelyUnwrapped
-        if head < segments.count, let last = segments.last, last.buffer === buffer, last.offset + last.length == fillOffset {
+        if head < segments.count, case let last = segments[segments.count - 1], last.buffer === buffer, last.offset + last.length == fillOffset {
             segments[segments.count - 1].length += length
         } else {
             buffer.retain()

@@ -114,8 +114,8 @@ public final class Connection: PollSource {
             for iovec in iovecs { iovec.release() }
             throw error
         }
-        for iovec in iovecs {
-            sendQueue.append(taking: iovec, trackMessage: false)
+        for index in iovecs.indices {
+            sendQueue.append(taking: iovecs[index], trackMessage: false)
         }
         if notifiesSent { sendQueue.endMessage() }
         scheduleFlush()

@@ -111,7 +111,7 @@ public final class DatagramEndpoint: PollSource {
 
     func flush() {
         if let uring {
-            for (data, address) in outgoing { uring.send(data, to: address) }
+            for index in outgoing.indices { uring.send(outgoing[index].data, to: outgoing[index].address) }
             outgoing.removeAllKeepingCapacity()
             return
         }

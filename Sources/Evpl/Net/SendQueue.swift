@@ -46,7 +46,7 @@ struct SendQueue {
             let buffer = fill.unsafelyUnwrapped
             let length = min(remaining, buffer.capacity - fillOffset)
             (buffer.baseAddress + fillOffset).copyMemory(from: source.unsafelyUnwrapped, byteCount: length)
-            if head < entries.count, let last = entries.last, last.buffer === buffer, last.offset + last.length == fillOffset {
+            if head < entries.count, case let last = entries[entries.count - 1], last.buffer === buffer, last.offset + last.length == fillOffset {
                 entries[entries.count - 1].length += length
             } else {
                 buffer.retain()

@@ -64,9 +64,9 @@ final class ProvidedBuffers {
         guard !emptySlots.isEmpty else { return }
         let mask = io_uring_buf_ring_mask(UInt32(entries))
         var added: Int32 = 0
-        while let id = emptySlots.last {
+        while !emptySlots.isEmpty {
             guard let buffer = try? pool.take() else { break }
-            emptySlots.removeLast()
+            let id = emptySlots.removeLast()
             slots[Int(id)] = buffer
             io_uring_buf_ring_add(ring, buffer.baseAddress, UInt32(buffer.capacity), id, mask, added)
             added += 1

@@ -70,8 +70,8 @@ final class URingDatagram: URingOperationTarget {
             guard let buffer = try? endpoint.loop.bufferPool.take() else { return }
             receiveBuffers.append(buffer)
         }
-        for (index, buffer) in receiveBuffers.enumerated() {
-            vectors[index] = iovec(iov_base: buffer.baseAddress, iov_len: buffer.capacity)
+        for index in receiveBuffers.indices {
+            vectors[index] = iovec(iov_base: receiveBuffers[index].baseAddress, iov_len: receiveBuffers[index].capacity)
         }
         message.pointee = msghdr()
         message.pointee.msg_name = UnsafeMutableRawPointer(sender)

@@ -75,8 +75,7 @@ final class URingSend: URingOperationTarget {
             stream.sendCompleted(result: result)
         }
         if flags & IORING_CQE_F_MORE == 0 {
-            for buffer in held { buffer.release() }
-            held.removeAllKeepingCapacity()
+            while let buffer = held.popLast() { buffer.release() }
             self.stream = nil
             stream.recycle(self)
         }

@@ -121,7 +121,8 @@ final class PSyncBlockDriver: BlockDriver {
     /// On the loop: hands every finished job back to the device.
     private func deliver() {
         shared.results.withLock { swap(&$0, &finished) }
-        for (address, result) in finished {
+        for index in finished.indices {
+            let (address, result) = finished[index]
             let request = Unmanaged<BlockRequest>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeRetainedValue()
             device.finish(request, result: result)
         }

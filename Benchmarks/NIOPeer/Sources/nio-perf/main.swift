@@ -1,0 +1,139 @@
+// nio-perf: the SwiftNIO peer of `evpl perf`, for side-by-side runs.
+//
+//   nio-perf server --port P [--udp] [--threads N]
+//   nio-perf client --port P [--udp] [--mode pingpong|stream] [--size BYTES]
+//                   [--depth N] [--connections N] [--threads N] [--duration SECONDS]
+//
+// The server prints "listening on 127.0.0.1:P" when ready and runs until
+// killed. The client prints {"ops_per_sec":…,"bytes_per_sec":…} like
+// `evpl perf client --json`. TCP connections open with the same 8-byte
+// handshake as evpl's, so each client can drive either server.
+
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var role = ""
+    var port = 0
+    var udp = false
+    var mode = "pingpong"
+    var size = 64
+    var depth = 1
+    var connections = 1
+    var threads = 1
+    var duration = 5.0
+
+    init(_ arguments: [String]) {
+        guard let role = arguments.first else { Self.usage() }
+        self.role = role
+        var rest = arguments.dropFirst().makeIterator()
+        while let flag = rest.next() {
+            if flag == "--udp" { udp = true; continue }
+            guard let value = rest.next() else { Self.usage() }
+            switch flag {
+            case "--port": port = Int(value) ?? 0
+            case "--mode": mode = value
+            case "--size": size = Int(value) ?? 0
+            case "--depth": depth = Int(value) ?? 0
+            case "--connections": connections = Int(value) ?? 0
+            case "--threads": threads = Int(value) ?? 0
+            case "--duration": duration = Double(value) ?? 0
+            default: Self.usage()
+            }
+        }
+        guard ["server", "client"].contains(role), ["pingpong", "stream"].contains(mode),
+              size > 0, depth > 0, connections > 0, threads > 0, duration > 0,
+              (role == "server" || port > 0), !(udp && mode == "stream") else { Self.usage() }
+    }
+
+    static func usage() -> Never {
+        fputs("usage: nio-perf server|client --port P [--udp] [--mode pingpong|stream] [--size B] [--depth N] [--connections N] [--threads N] [--duration S]\n", stderr)
+        exit(2)
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+func serve(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
+    let channel: Channel
+    if options.udp {
+        channel = try DatagramBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramEchoHandler()) }
+            }
+            .bind(host: "127.0.0.1", port: options.port).wait()
+    } else {
+        channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(PerfServerHandler()) }
+            }
+            .bind(host: "127.0.0.1", port: options.port).wait()
+    }
+    print("listening on 127.0.0.1:\(channel.localAddress?.port ?? options.port)")
+    fflush(stdout)
+    try channel.closeFuture.wait()
+}
+
+func drive(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
+    let counter = PerfCounter()
+    let server = try SocketAddress(ipAddress: "127.0.0.1", port: options.port)
+    var channels: [Channel] = []
+    for _ in 0..<options.connections {
+        if options.udp {
+            let (size, depth) = (options.size, options.depth)
+            channels.append(try DatagramBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(DatagramPingPongClientHandler(server: server, size: size, depth: depth, counter: counter))
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).wait())
+        } else {
+            let (mode, size, depth) = (options.mode, options.size, options.depth)
+            channels.append(try ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 1024 * 1024))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler: ChannelHandler = mode == "stream"
+                            ? StreamClientHandler(size: size, counter: counter)
+                            : PingPongClientHandler(size: size, depth: depth, counter: counter)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                }
+                .connect(to: server).wait())
+        }
+    }
+    let startOperations = counter.operations.load(ordering: .relaxed)
+    let startBytes = counter.bytes.load(ordering: .relaxed)
+    let start = monotonicSeconds()
+    usleep(UInt32(options.duration * 1e6))
+    let operations = counter.operations.load(ordering: .relaxed) - startOperations
+    let bytes = counter.bytes.load(ordering: .relaxed) - startBytes
+    let seconds = monotonicSeconds() - start
+    for channel in channels { try? channel.close().wait() }
+    print("{\"ops_per_sec\":\(Double(operations) / seconds),\"bytes_per_sec\":\(Double(bytes) / seconds),\"operations\":\(operations),\"seconds\":\(seconds)}")
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+do {
+    if options.role == "server" {
+        try serve(options, group: group)
+    } else {
+        try drive(options, group: group)
+    }
+    try group.syncShutdownGracefully()
+} catch {
+    fputs("nio-perf: \(error)\n", stderr)
+    exit(1)
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Turns the samples of Benchmarks/run.sh into results: medians, per-pair
+ratios (swift-evpl over the reference; above 1 means swift-evpl is faster),
+a markdown table, a JSON file and a PNG chart of the ratios."""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+
+
+def read_samples(path):
+    samples = {}
+    with open(path) as handle:
+        for line in handle:
+            key, value = line.rstrip("\n").split("\t")
+            samples.setdefault(key, []).append(float(value))
+    return samples
+
+
+def read_pairs(path):
+    fields = ["group", "scenario", "unit", "subject", "subject_label", "reference", "reference_label"]
+    with open(path) as handle:
+        return [dict(zip(fields, line.rstrip("\n").split("\t"))) for line in handle if line.strip()]
+
+
+def median(values):
+    measured = [value for value in values if not math.isnan(value)]
+    return statistics.median(measured) if measured else float("nan")
+
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as handle:
+        kib = int(handle.readline().split()[1])
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(kib / 1024 / 1024),
+        "kernel": platform.release(),
+        "swift": subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if subprocess.run(["which", "swift"], capture_output=True).returncode == 0 else "unknown",
+    }
+
+
+def number(value, unit):
+    if math.isnan(value):
+        return "failed"
+    if unit == "Gbit/s":
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def scenario_text(pair, subject, reference):
+    """The null engine row reads best as nanoseconds per I/O."""
+    if "null engine" in pair["scenario"]:
+        return f"{1e9 / subject:.0f} ns", f"{1e9 / reference:.0f} ns"
+    return number(subject, pair["unit"]), number(reference, pair["unit"])
+
+
+def markdown(report):
+    lines = [
+        f"Measured {report['date']} on {report['machine']['cpus']} × {report['machine']['cpu']}, "
+        f"{report['machine']['memory_gib']} GiB, Linux {report['machine']['kernel']}; "
+        f"medians of {report['runs']} alternating runs of {report['seconds']} s "
+        f"(block rows: same). Reproduce: `{report['command']}`.",
+        "",
+        "| scenario | unit | swift-evpl | median | reference | median | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pair in report["pairs"]:
+        subject, reference = scenario_text(pair, pair["subject_median"], pair["reference_median"])
+        unit = "ns per I/O" if "null engine" in pair["scenario"] else pair["unit"]
+        ratio = "-" if math.isnan(pair["ratio"]) else f"{pair['ratio']:.2f}x"
+        lines.append(f"| {pair['scenario']} | {unit} | {pair['subject_label']} | {subject} | "
+                     f"{pair['reference_label']} | {reference} | {ratio} |")
+    lines += ["", "Ratio: swift-evpl's throughput over the reference's (above 1.00x, swift-evpl is faster; "
+              "for the null engine, the reference's ns per I/O over swift-evpl's)."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plot
+    except ImportError:
+        return False
+    pairs = [pair for pair in report["pairs"] if not math.isnan(pair["ratio"])]
+    labels = [f"{pair['scenario']}: {pair['subject_label']} / {pair['reference_label']}" for pair in pairs]
+    ratios = [pair["ratio"] for pair in pairs]
+    figure, axes = plot.subplots(figsize=(12, 0.32 * len(pairs) + 1.5))
+    colors = ["#2a7ab9" if ratio >= 1 else "#d0603a" for ratio in ratios]
+    axes.barh(range(len(pairs)), ratios, color=colors)
+    axes.set_yticks(range(len(pairs)), labels, fontsize=7)
+    axes.invert_yaxis()
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("swift-evpl / reference (log scale; right of 1 = swift-evpl faster)")
+    axes.set_title(f"swift-evpl vs reference tools, medians of {report['runs']} runs, {report['date']}")
+    for index, ratio in enumerate(ratios):
+        axes.text(ratio, index, f" {ratio:.2f}x", va="center", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", required=True)
+    parser.add_argument("--pairs", required=True)
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--out", required=True)
+    arguments = parser.parse_args()
+
+    samples = read_samples(arguments.samples)
+    pairs = read_pairs(arguments.pairs)
+    medians = {key: median(values) for key, values in samples.items()}
+    for pair in pairs:
+        pair["subject_median"] = medians.get(pair["subject"], float("nan"))
+        pair["reference_median"] = medians.get(pair["reference"], float("nan"))
+        pair["ratio"] = pair["subject_median"] / pair["reference_median"] if pair["reference_median"] else float("nan")
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "command": arguments.command,
+        "runs": arguments.runs,
+        "seconds": arguments.seconds,
+        "machine": machine(),
+        "pairs": pairs,
+        "samples": samples,
+    }
+    os.makedirs(arguments.out, exist_ok=True)
+    table = markdown(report)
+    with open(os.path.join(arguments.out, "latest.md"), "w") as handle:
+        handle.write(table)
+    with open(os.path.join(arguments.out, "latest.json"), "w") as handle:
+        # NaN (a failed tool) is written as null.
+        json.dump(json.loads(json.dumps(report).replace("NaN", "null")), handle, indent=1)
+    has_chart = chart(report, os.path.join(arguments.out, "ratios.png"))
+    print(table)
+    print(f"wrote {arguments.out}/latest.md, latest.json" + (", ratios.png" if has_chart else " (no chart: matplotlib missing)"))
+
+
+if __name__ == "__main__":
+    main()

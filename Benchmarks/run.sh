@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# swift-evpl beside what its users measure it against, from one command:
+# sockperf, iperf3, fio and a SwiftNIO client/server pair. Every pair is
+# measured in the same run, alternating A/B/A/B, and reported as medians and
+# ratios in Benchmarks/results/ (markdown, JSON and a PNG chart of the ratios).
+#
+#   Benchmarks/run.sh [--quick] [--runs N] [--seconds S] [GROUP...]
+#
+# GROUPs: tcp udp deep stream hybrid scaling block (default: all of them).
+# --quick: 3 runs of 1 s each, to check that everything works.
+# Needs: apt-get install -y sockperf iperf3 fio; python3 with matplotlib for the chart
+# (installed from PyPI when missing). Builds the release binaries first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+INVOCATION="Benchmarks/run.sh${*:+ $*}"
+RUNS=5
+SECS=3
+GROUPS_CHOSEN=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) RUNS=3; SECS=1 ;;
+        --runs) RUNS=$2; shift ;;
+        --seconds) SECS=$2; shift ;;
+        tcp|udp|deep|stream|hybrid|scaling|block) GROUPS_CHOSEN+=("$1") ;;
+        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block ...]" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block)
+chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
+
+for tool in sockperf iperf3 fio taskset python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y sockperf iperf3 fio" >&2; exit 1; }
+done
+echo "building release binaries" >&2
+swift build -c release --product evpl >/dev/null
+(cd Benchmarks/NIOPeer && swift build -c release >/dev/null)
+source Benchmarks/lib.sh
+
+RESULTS=Benchmarks/results
+mkdir -p "$RESULTS"
+SAMPLES=$(mktemp)
+PAIRS=$(mktemp)
+trap 'rm -f "$SAMPLES" "$PAIRS"' EXIT
+
+# sample KEY VALUE: one measurement (an empty value means the tool failed).
+sample() { printf '%s\t%s\n' "$1" "${2:-nan}" >>"$SAMPLES"; }
+# pair GROUP SCENARIO UNIT SUBJECT_KEY SUBJECT_LABEL REFERENCE_KEY REFERENCE_LABEL
+pair() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$PAIRS"; }
+
+BACKENDS=(socket io_uring)
+BLOCK_CONFIGS=()
+for engine in io_uring libaio psync; do
+    for depth in 1 32; do
+        for direct in 0 1; do BLOCK_CONFIGS+=("$engine $depth $direct"); done
+    done
+done
+
+# The pairs each group reports, subject (swift-evpl) first.
+for transport in tcp udp; do
+    chosen $transport || continue
+    for backend in "${BACKENDS[@]}"; do
+        for reference in sockperf:sockperf nio:SwiftNIO; do
+            pair $transport "${transport^^} ping-pong 64 B, depth 1, both ends on CPU 0" "round trips/s" \
+                "${transport}_$backend" "evpl $backend" "${transport}_${reference%%:*}" "${reference#*:}"
+        done
+    done
+done
+if chosen deep; then
+    for backend in "${BACKENDS[@]}"; do
+        pair deep "TCP ping-pong 64 B, depth 16, server CPU 0, client CPU 1" "round trips/s" "deep_$backend" "evpl $backend" deep_nio SwiftNIO
+    done
+fi
+if chosen stream; then
+    for backend in "${BACKENDS[@]}"; do
+        pair stream "TCP stream, 128 KiB writes, one connection" "Gbit/s" "stream_$backend" "evpl $backend" stream_iperf3 iperf3
+        pair stream "TCP stream, 128 KiB writes, one connection" "Gbit/s" "stream_$backend" "evpl $backend" stream_nio SwiftNIO
+    done
+fi
+if chosen hybrid; then
+    pair hybrid "TCP ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" hybrid_spin "evpl, spin window on (default)" hybrid_nospin "evpl, spin window off"
+fi
+if chosen scaling; then
+    pair scaling "TCP ping-pong 64 B, depth 16, N loops and connections (unpinned)" "round trips/s" scaling_2 "evpl N=2" scaling_1 "evpl N=1"
+fi
+if chosen block; then
+    for config in "${BLOCK_CONFIGS[@]}"; do
+        set -- $config
+        mode=buffered; [ "$3" = 1 ] && mode=O_DIRECT
+        pair block "4 KiB random read, 1 GiB file, $1, depth $2, $mode" IOPS "blk_evpl_$1_$2_$3" "evpl blk" "blk_fio_$1_$2_$3" fio
+    done
+    pair block "null engine, depth 1 (per-I/O overhead)" IOPS blk_evpl_null "evpl blk" blk_fio_null fio
+    prepare_block_file
+fi
+
+PORT=21000
+for run in $(seq "$RUNS"); do
+    PORT=$((PORT + 50))
+    for transport in tcp udp; do
+        chosen $transport || continue
+        PORT=$((PORT + 4))
+        sample ${transport}_socket "$(evpl_pingpong $transport socket 0 0 1 $((PORT + 1)))"
+        sample ${transport}_sockperf "$(sockperf_pingpong $transport 0 0 $((PORT + 2)))"
+        sample ${transport}_io_uring "$(evpl_pingpong $transport io_uring 0 0 1 $((PORT + 3)))"
+        sample ${transport}_nio "$(nio_pingpong $transport 0 0 1 $((PORT + 4)))"
+    done
+    if chosen deep; then
+        sample deep_socket "$(evpl_pingpong tcp socket 0 1 16 $((PORT + 9)))"
+        sample deep_nio "$(nio_pingpong tcp 0 1 16 $((PORT + 10)))"
+        sample deep_io_uring "$(evpl_pingpong tcp io_uring 0 1 16 $((PORT + 11)))"
+    fi
+    if chosen stream; then
+        sample stream_socket "$(evpl_stream socket $((PORT + 12)))"
+        sample stream_iperf3 "$(iperf3_stream $((PORT + 13)))"
+        sample stream_io_uring "$(evpl_stream io_uring $((PORT + 14)))"
+        sample stream_nio "$(nio_stream $((PORT + 15)))"
+    fi
+    if chosen hybrid; then
+        sample hybrid_nospin "$(evpl_pingpong tcp auto 0 1 1 $((PORT + 16)) 0)"
+        sample hybrid_spin "$(evpl_pingpong tcp auto 0 1 1 $((PORT + 17)))"
+    fi
+    if chosen scaling; then
+        sample scaling_1 "$(evpl_scaling 1 $((PORT + 18)))"
+        sample scaling_2 "$(evpl_scaling 2 $((PORT + 19)))"
+    fi
+    if chosen block; then
+        for config in "${BLOCK_CONFIGS[@]}"; do
+            set -- $config
+            sample "blk_evpl_$1_$2_$3" "$(evpl_blk "$1" "$2" "$3")"
+            sample "blk_fio_$1_$2_$3" "$(fio_blk "$1" "$2" "$3")"
+        done
+        sample blk_evpl_null "$(evpl_blk null 1 0)"
+        sample blk_fio_null "$(fio_blk null 1 0)"
+    fi
+    echo "run $run of $RUNS done" >&2
+done
+
+python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib >&2 || echo "matplotlib unavailable: no chart" >&2
+python3 Benchmarks/report.py --samples "$SAMPLES" --pairs "$PAIRS" --runs "$RUNS" --seconds "$SECS" \
+    --command "$INVOCATION" --out "$RESULTS"

@@ -1,0 +1,166 @@
+import CAllocationCounter
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Heap allocations the calling thread makes while `body` runs, counted by
+/// the interposed allocator in `CAllocationCounter`.
+func countingAllocations(_ body: () throws -> Void) rethrows -> UInt64 {
+    cevpl_allocations_begin()
+    defer { _ = cevpl_allocations_end() }
+    try body()
+    return cevpl_allocations_end()
+}
+
+/// Runs `loop` until `condition` holds and returns the heap allocations the
+/// thread made meanwhile (`spin` would add a timer, which allocates). A
+/// watchdog made beforehand wakes a loop that fell asleep for good, so a
+/// stall fails the test instead of hanging it.
+@discardableResult
+func drive(_ loop: EventLoop, seconds: Double = 60, _ what: String, until condition: () -> Bool) throws -> UInt64 {
+    let remote = loop.remote
+    let watchdog = Watchdog(seconds: seconds) { remote.execute { _ in } }
+    defer { watchdog.standDown() }
+    let allocations = countingAllocations {
+        while !condition() && !watchdog.fired { loop.runOnce() }
+    }
+    if !condition() { throw TimedOut(what: what) }
+    return allocations
+}
+
+/// The steady state is malloc-free: the loop thread allocates at most one
+/// heap block per hundred operations once connections, buffers and request
+/// objects exist. Engine worker threads (psync) are not counted.
+@Suite("Allocation-free hot path")
+struct AllocationTests {
+    static let rounds = 10_000
+    static let warmUpRounds = 1_000
+    static let allowedPerOperation = 0.01
+
+    static func expectAllocationFree(_ allocations: UInt64, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let perOperation = Double(allocations) / Double(rounds)
+        #expect(perOperation <= allowedPerOperation, "\(allocations) heap allocations in \(rounds) \(what)", sourceLocation: sourceLocation)
+    }
+
+    final class Counted {
+        var value = 0
+    }
+
+    nonisolated(unsafe) static var sink: Counted?
+
+    @Test("the interposed allocator counts Swift allocations on this thread")
+    func counterSeesAllocations() {
+        let allocations = countingAllocations {
+            for _ in 0..<100 { Self.sink = Counted() }
+        }
+        Self.sink = nil
+        #expect(allocations >= 100)
+        #expect(countingAllocations {} == 0)
+    }
+
+    @Test("10,000 TCP ping-pong round trips of 64 bytes allocate nothing", arguments: StreamCase.backends)
+    func tcpPingPong(backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop()
+        let evplProtocol = EvplProtocol(.tcp, backend: backend)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: evplProtocol)
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                guard case .received(let bytes) = event else { return }
+                bytes.forEachSegment { try? connection.send(copying: $0) }
+            }
+        }
+        let request = [UInt8](repeating: 0x5A, count: 64)
+        var completed = 0
+        var echoedBytes = 0
+        var failures = 0
+        _ = try loop.connect(to: listener.address, protocol: evplProtocol) { connection, event in
+            switch event {
+            case .connected:
+                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
+            case .received(let bytes):
+                echoedBytes += bytes.count
+                guard echoedBytes >= request.count else { return }
+                echoedBytes -= request.count
+                completed += 1
+                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
+            default:
+                break
+            }
+        }
+        try drive(loop, "warm-up round trips") { completed >= Self.warmUpRounds }
+        let target = completed + Self.rounds
+        let allocations = try drive(loop, "\(Self.rounds) round trips") { completed >= target }
+        Self.expectAllocationFree(allocations, "\(backend.rawValue) TCP round trips")
+        #expect(failures == 0)
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("10,000 UDP ping-pong round trips of 64 bytes allocate nothing", arguments: StreamCase.backends)
+    func udpPingPong(backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop()
+        let evplProtocol = EvplProtocol(.udp, backend: backend)
+        let loopback = try SocketAddress(host: "127.0.0.1", port: 0)
+        let server = try loop.bindDatagram(loopback, protocol: evplProtocol) { endpoint, bytes, source in
+            bytes.forEachSegment { try? endpoint.send(to: source, copying: $0) }
+        }
+        let request = [UInt8](repeating: 0xA5, count: 64)
+        var completed = 0
+        var failures = 0
+        let serverAddress = server.localAddress
+        let client = try loop.bindDatagram(loopback, protocol: evplProtocol) { endpoint, bytes, _ in
+            completed += 1
+            request.withUnsafeBytes { do { try endpoint.send(to: serverAddress, copying: $0) } catch { failures += 1 } }
+        }
+        try request.withUnsafeBytes { try client.send(to: serverAddress, copying: $0) }
+        try drive(loop, "warm-up round trips") { completed >= Self.warmUpRounds }
+        let target = completed + Self.rounds
+        let allocations = try drive(loop, "\(Self.rounds) round trips") { completed >= target }
+        Self.expectAllocationFree(allocations, "\(backend.rawValue) UDP round trips")
+        #expect(failures == 0)
+        client.close()
+        server.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("10,000 block reads of 4 KiB allocate nothing on the loop thread",
+          arguments: BlockEngine.allCases.filter { $0.unavailableReason == nil })
+    func blockReads(engine: BlockEngine) throws {
+        let path = "/var/tmp/evpl-alloc-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        let loop = try makeLoop()
+        let blocks = 256
+        let device = try loop.openBlockDevice(path, engine: engine, create: UInt64(blocks * 4096), queueDepth: 4)
+        var buffers: [IOVec] = []
+        for _ in 0..<4 {
+            var iovec = try loop.bufferPool.allocate()
+            iovec.length = 4096
+            buffers.append(iovec)
+        }
+        var completed = 0
+        var failures = 0
+        var nextBlock = 0
+        device.handler = { device, completion in
+            if completion.error != nil || completion.bytes != 4096 { failures += 1 }
+            completed += 1
+            let slot = Int(completion.tag)
+            device.read(into: buffers[slot], at: UInt64(nextBlock * 4096), tag: completion.tag)
+            nextBlock = (nextBlock + 1) % blocks
+        }
+        for slot in 0..<buffers.count {
+            device.read(into: buffers[slot], at: UInt64(slot * 4096), tag: UInt64(slot))
+        }
+        try drive(loop, "warm-up reads") { completed >= Self.warmUpRounds }
+        let target = completed + Self.rounds
+        let allocations = try drive(loop, "\(Self.rounds) reads") { completed >= target }
+        Self.expectAllocationFree(allocations, "\(engine.rawValue) reads")
+        #expect(failures == 0)
+        device.handler = { _, _ in }
+        try drive(loop, "the last reads") { device.pendingRequests == 0 }
+        device.close()
+        for buffer in buffers { buffer.release() }
+        expectNoLeaks(loop)
+    }
+}
