@@ -91,6 +91,7 @@ def markdown(report):
 def chart(report, path):
     try:
         import matplotlib
+        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plot
     except ImportError:
@@ -105,6 +106,8 @@ def chart(report, path):
     axes.invert_yaxis()
     axes.axvline(1.0, color="black", linewidth=0.8)
     axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}x"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("swift-evpl / reference (log scale; right of 1 = swift-evpl faster)")
     axes.set_title(f"swift-evpl vs reference tools, medians of {report['runs']} runs, {report['date']}")
     for index, ratio in enumerate(ratios):

@@ -125,6 +125,7 @@ for run in $(seq "$RUNS"); do
         sample scaling_2 "$(evpl_scaling 2 $((PORT + 19)))"
     fi
     if chosen block; then
+        cat "$BLOCK_FILE" >/dev/null  # DAMON reclaim on these VMs evicts idle page cache
         for config in "${BLOCK_CONFIGS[@]}"; do
             set -- $config
             sample "blk_evpl_$1_$2_$3" "$(evpl_blk "$1" "$2" "$3")"

@@ -15,6 +15,12 @@ import NIOPosix
 import Glibc
 #endif
 
+/// Writes `message` and a newline to standard error.
+func printError(_ message: String) {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
 struct Options {
     var role = ""
     var port = 0
@@ -50,7 +56,7 @@ struct Options {
     }
 
     static func usage() -> Never {
-        fputs("usage: nio-perf server|client --port P [--udp] [--mode pingpong|stream] [--size B] [--depth N] [--connections N] [--threads N] [--duration S]\n", stderr)
+        printError("usage: nio-perf server|client --port P [--udp] [--mode pingpong|stream] [--size B] [--depth N] [--connections N] [--threads N] [--duration S]")
         exit(2)
     }
 }
@@ -79,7 +85,7 @@ func serve(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
             .bind(host: "127.0.0.1", port: options.port).wait()
     }
     print("listening on 127.0.0.1:\(channel.localAddress?.port ?? options.port)")
-    fflush(stdout)
+    fflush(nil)
     try channel.closeFuture.wait()
 }
 
@@ -134,6 +140,6 @@ do {
     }
     try group.syncShutdownGracefully()
 } catch {
-    fputs("nio-perf: \(error)\n", stderr)
+    printError("nio-perf: \(error)")
     exit(1)
 }

@@ -156,6 +156,13 @@ final class URing {
         }
     }
 
+    /// Pushes the queued entries to the kernel now, without waiting and
+    /// without handling completions, so an operation's start may call it;
+    /// entries the kernel cannot take yet go in with the loop's next wait.
+    func submitNow() {
+        _ = io_uring_submit(ring)
+    }
+
     /// Handles the completions available, at most a few batches so the
     /// rest of the iteration gets its turn (what is left keeps the loop from
     /// sleeping). Empty buffer-ring slots are refilled after each batch.

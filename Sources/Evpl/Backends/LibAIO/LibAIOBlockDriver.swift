@@ -4,8 +4,9 @@ import CLibAIO
 import Glibc
 #endif
 
-/// The libaio block engine: Linux native AIO. Requests queued during an
-/// iteration go in with one `io_submit`; completions are read straight from
+/// The libaio block engine: Linux native AIO. Buffered requests queued
+/// during an iteration go in with one `io_submit`; `O_DIRECT` ones are
+/// submitted at once, for the reason ``URingBlockDriver`` gives; completions are read straight from
 /// the AIO completion ring the kernel maps into the process (no syscall),
 /// right after submitting (buffered I/O completes inside `io_submit`) and
 /// whenever the eventfd the loop watches reports more.
@@ -88,6 +89,11 @@ final class LibAIOBlockDriver: BlockDriver {
         block.pointee.data = Unmanaged.passRetained(request).toOpaque()
         inFlight += 1
         queued.append(block)
+        if device.isDirect, let context {
+            // Straight to the device; what it does not take waits for the deferred submit.
+            _ = pushQueued(context)
+            if queued.isEmpty { return }
+        }
         submitDeferral.arm()
     }
 
@@ -104,17 +110,13 @@ final class LibAIOBlockDriver: BlockDriver {
     /// completes with the error.
     private func submitQueued() {
         guard let context, !queued.isEmpty else { return }
-        let count = queued.count
-        let submitted = queued.withUnsafeMutableBufferPointer { io_submit(context, count, $0.baseAddress) }
-        if submitted == count {
-            queued.removeAllKeepingCapacity()
+        let submitted = pushQueued(context)
+        if queued.isEmpty {
             collect()
             return
         }
-        if submitted > 0 {
-            queued.removeFirst(Int(submitted))
-        } else if submitted == -EAGAIN {
-            // Nothing taken: try again next iteration.
+        if submitted >= 0 || submitted == -EAGAIN {
+            // Taken in part or not at all: the rest next iteration.
         } else {
             // The first request is refused: complete it with the error.
             let block = queued.removeFirst()!
@@ -123,6 +125,19 @@ final class LibAIOBlockDriver: BlockDriver {
             device.finish(request, result: Int(submitted))
         }
         submitDeferral.arm()
+    }
+
+    /// `io_submit`s the queued control blocks and drops those the kernel
+    /// took from the queue. Returns `io_submit`'s status.
+    private func pushQueued(_ context: io_context_t) -> Int {
+        let count = queued.count
+        let submitted = queued.withUnsafeMutableBufferPointer { io_submit(context, count, $0.baseAddress) }
+        if submitted == count {
+            queued.removeAllKeepingCapacity()
+        } else if submitted > 0 {
+            queued.removeFirst(Int(submitted))
+        }
+        return Int(submitted)
     }
 
     private func reap() {
