@@ -72,7 +72,7 @@ def markdown(report):
         f"Measured {report['date']} on {report['machine']['cpus']} × {report['machine']['cpu']}, "
         f"{report['machine']['memory_gib']} GiB, Linux {report['machine']['kernel']}; "
         f"medians of {report['runs']} alternating runs of {report['seconds']} s "
-        f"(block rows: same). Reproduce: `{report['command']}`.",
+        f"per measurement. Reproduce: `{report['command']}`.",
         "",
         "| scenario | unit | swift-evpl | median | reference | median | ratio |",
         "|---|---|---|---|---|---|---|",

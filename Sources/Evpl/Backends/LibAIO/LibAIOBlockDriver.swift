@@ -6,10 +6,11 @@ import Glibc
 
 /// The libaio block engine: Linux native AIO. Buffered requests queued
 /// during an iteration go in with one `io_submit`; `O_DIRECT` ones are
-/// submitted at once, for the reason ``URingBlockDriver`` gives; completions are read straight from
-/// the AIO completion ring the kernel maps into the process (no syscall),
-/// right after submitting (buffered I/O completes inside `io_submit`) and
-/// whenever the eventfd the loop watches reports more.
+/// submitted at once, for the reason ``URingBlockDriver`` gives.
+/// Completions are read straight from the AIO completion ring the kernel
+/// maps into the process (no syscall), right after submitting (buffered
+/// I/O completes inside `io_submit`) and whenever the eventfd the loop
+/// watches reports more.
 /// Native AIO is asynchronous only with `O_DIRECT`; on buffered files
 /// `io_submit` does the I/O itself. AIO has no discard or write-zeroes, so
 /// those run as `fallocate` on the loop and complete at the end of the
