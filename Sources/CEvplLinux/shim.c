@@ -110,3 +110,22 @@ long cevpl_preadv_nowait(int fd, const struct iovec *vectors, int count, int64_t
     ssize_t result = preadv2(fd, vectors, count, (off_t)offset, RWF_NOWAIT);
     return result < 0 ? -errno : (long)result;
 }
+
+int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_t second_length,
+                   struct sockaddr_storage *senders, socklen_t *sender_lengths, size_t *lengths) {
+    struct iovec vectors[2] = {{first, first_length}, {second, second_length}};
+    struct mmsghdr batch[2];
+    memset(batch, 0, sizeof(batch));
+    for (int i = 0; i < 2; i++) {
+        batch[i].msg_hdr.msg_name = &senders[i];
+        batch[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        batch[i].msg_hdr.msg_iov = &vectors[i];
+        batch[i].msg_hdr.msg_iovlen = 1;
+    }
+    int count = recvmmsg(fd, batch, 2, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    for (int i = 0; i < count; i++) {
+        sender_lengths[i] = batch[i].msg_hdr.msg_namelen;
+        lengths[i] = batch[i].msg_len;
+    }
+    return count;
+}

@@ -70,6 +70,15 @@ int cevpl_io_uring_probe(void);
 /// i. Returns how many were sent, or -1 with errno set.
 int cevpl_sendmmsg(int fd, struct msghdr *headers, unsigned int count, int flags);
 
+/// Receives up to two datagrams with one non-blocking recvmmsg: into
+/// `first` (`first_length` bytes), then `second`. For each one received,
+/// `lengths[i]` is its full length (larger than the space when it was cut:
+/// MSG_TRUNC) and `senders[i]`/`sender_lengths[i]` its source. Returns how
+/// many were received (fewer than two means the socket was drained), or -1
+/// with errno set.
+int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_t second_length,
+                   struct sockaddr_storage *senders, socklen_t *sender_lengths, size_t *lengths);
+
 /// Accepts one connection as a non-blocking, close-on-exec socket.
 int cevpl_accept(int fd);
 

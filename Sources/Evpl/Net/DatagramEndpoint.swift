@@ -35,7 +35,14 @@ public final class DatagramEndpoint: PollSource {
     private let headers: UnsafeMutablePointer<msghdr>
     private let vectors: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private var peerStorage = sockaddr_storage()
+    /// Sources and lengths of the (up to) two datagrams one receive returns.
+    private let senders: UnsafeMutablePointer<sockaddr_storage>
+    private let senderLengths: UnsafeMutablePointer<socklen_t>
+    private let receivedLengths: UnsafeMutablePointer<Int>
+    /// The second receive slot (socket backend): a pool buffer held ready so
+    /// that one `recvmmsg` asks for two datagrams; getting one back means the
+    /// socket is drained, which saves the read that would return `EAGAIN`.
+    private var spare: Buffer?
 
     init(loop: EventLoop, fd: Int32, localAddress: SocketAddress, handler: @escaping Handler) {
         self.loop = loop
@@ -46,12 +53,18 @@ public final class DatagramEndpoint: PollSource {
         headers = .allocate(capacity: batch)
         vectors = .allocate(capacity: batch)
         addresses = .allocate(capacity: batch)
+        senders = .allocate(capacity: 2)
+        senderLengths = .allocate(capacity: 2)
+        receivedLengths = .allocate(capacity: 2)
     }
 
     deinit {
         headers.deallocate()
         vectors.deallocate()
         addresses.deallocate()
+        senders.deallocate()
+        senderLengths.deallocate()
+        receivedLengths.deallocate()
     }
 
     /// Datagrams dropped on receipt because they were larger than a pool
@@ -107,6 +120,8 @@ public final class DatagramEndpoint: PollSource {
         for (data, _) in outgoing { data.release() }
         outgoing.removeAll()
         receiveQueue.releaseAll()
+        spare?.release()
+        spare = nil
     }
 
     func flush() {
@@ -155,6 +170,13 @@ public final class DatagramEndpoint: PollSource {
         if !isClosed { receiveQueue.consume(length) }
     }
 
+    /// The source of the `index`th datagram of the last receive.
+    private func sender(_ index: Int) -> SocketAddress {
+        senders.advanced(by: index).withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            SocketAddress($0, length: senderLengths[index])
+        } ?? SocketAddress(storage: .unixUnnamed)
+    }
+
     func handleEvents(_ events: UInt32) {
         if events & UInt32(EPOLLOUT.rawValue) != 0 && !outgoing.isEmpty { flush() }
         guard events & UInt32(EPOLLIN.rawValue | EPOLLERR.rawValue) != 0 else { return }
@@ -162,27 +184,33 @@ public final class DatagramEndpoint: PollSource {
         while !isClosed && reads < 64 {
             reads += 1
             let space: UnsafeMutableRawBufferPointer
-            do { space = try receiveQueue.writableSpace(minimum: Self.largestDatagram) } catch { return }
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let result = withUnsafeMutablePointer(to: &peerStorage) { storage in
-                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                    recvfrom(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT | MSG_TRUNC), raw, &length)
-                }
+            do {
+                space = try receiveQueue.writableSpace(minimum: Self.largestDatagram)
+                if spare == nil { spare = try loop.bufferPool.take() }
+            } catch {
+                return
             }
-            if result < 0 {
-                let code = Glibc.errno
-                if code == EINTR { continue }
+            let second = spare.unsafelyUnwrapped
+            let received = cevpl_recv_two(fd, space.baseAddress, space.count, second.baseAddress, second.capacity,
+                                          senders, senderLengths, receivedLengths)
+            if received < 0 {
+                if Glibc.errno == EINTR { continue }
                 return  // EAGAIN, or an ICMP error reported on the socket: nothing to read
             }
-            if result > space.count {
+            if receivedLengths[0] > space.count {
                 noteTruncated()  // MSG_TRUNC reports the full length; never deliver a part
-                continue
+            } else {
+                receiveQueue.commit(receivedLengths[0])
+                deliverQueued(length: receivedLengths[0], from: sender(0))
             }
-            let sender = withUnsafePointer(to: &peerStorage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }
-            } ?? SocketAddress(storage: .unixUnnamed)
-            receiveQueue.commit(result)
-            deliverQueued(length: result, from: sender)
+            guard received == 2 else { return }  // drained until the next edge
+            if receivedLengths[1] > second.capacity {
+                noteTruncated()
+            } else if !isClosed {
+                spare = nil  // the queue takes the buffer's reference
+                receiveQueue.append(IOVec(buffer: second, offset: 0, length: receivedLengths[1]))
+                deliverQueued(length: receivedLengths[1], from: sender(1))
+            }
         }
         if !isClosed {
             // Burst limit reached: come back next iteration without waiting for an edge.
