@@ -73,7 +73,8 @@ sockperf_pingpong() {
 
 # iperf3_stream PORT -> Gbit/s
 iperf3_stream() {
-    iperf3 -s -p "$1" -1 >/dev/null 2>&1 & local pid=$!
+    # -1: one test, then exit; the timeout covers a client that never connects.
+    timeout $((SECS + 20)) iperf3 -s -p "$1" -1 >/dev/null 2>&1 & local pid=$!
     sleep 0.5
     iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
     wait $pid 2>/dev/null || true

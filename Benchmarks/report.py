@@ -60,11 +60,13 @@ def number(value, unit):
     return f"{value:,.0f}"
 
 
-def scenario_text(pair, subject, reference):
-    """The null engine row reads best as nanoseconds per I/O."""
-    if "null engine" in pair["scenario"]:
-        return f"{1e9 / subject:.0f} ns", f"{1e9 / reference:.0f} ns"
-    return number(subject, pair["unit"]), number(reference, pair["unit"])
+def value_text(value, unit, valid, runs):
+    """A median as the table shows it: the null engine row in nanoseconds per
+    I/O, and a note when some runs of the tool failed."""
+    if math.isnan(value) or value == 0:
+        return "failed"
+    text = f"{1e9 / value:.0f} ns" if unit == "ns per I/O" else number(value, unit)
+    return text if valid == runs else f"{text} ({valid} of {runs} runs)"
 
 
 def markdown(report):
@@ -78,8 +80,9 @@ def markdown(report):
         "|---|---|---|---|---|---|---|",
     ]
     for pair in report["pairs"]:
-        subject, reference = scenario_text(pair, pair["subject_median"], pair["reference_median"])
         unit = "ns per I/O" if "null engine" in pair["scenario"] else pair["unit"]
+        subject = value_text(pair["subject_median"], unit, pair["subject_runs"], report["runs"])
+        reference = value_text(pair["reference_median"], unit, pair["reference_runs"], report["runs"])
         ratio = "-" if math.isnan(pair["ratio"]) else f"{pair['ratio']:.2f}x"
         lines.append(f"| {pair['scenario']} | {unit} | {pair['subject_label']} | {subject} | "
                      f"{pair['reference_label']} | {reference} | {ratio} |")
@@ -130,9 +133,12 @@ def main():
     samples = read_samples(arguments.samples)
     pairs = read_pairs(arguments.pairs)
     medians = {key: median(values) for key, values in samples.items()}
+    valid = {key: sum(not math.isnan(value) for value in values) for key, values in samples.items()}
     for pair in pairs:
         pair["subject_median"] = medians.get(pair["subject"], float("nan"))
         pair["reference_median"] = medians.get(pair["reference"], float("nan"))
+        pair["subject_runs"] = valid.get(pair["subject"], 0)
+        pair["reference_runs"] = valid.get(pair["reference"], 0)
         pair["ratio"] = pair["subject_median"] / pair["reference_median"] if pair["reference_median"] else float("nan")
     report = {
         "date": datetime.date.today().isoformat(),

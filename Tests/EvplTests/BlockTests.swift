@@ -86,6 +86,23 @@ struct BlockTests {
         expectNoLeaks(loop)
     }
 
+    @Test("closing with requests still waiting beyond the depth completes every one, then closes", arguments: storingEngines + [.null])
+    func closeWithWaitingRequests(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine, depth: 2)
+        let data = try filled(loop, from: 0, count: 4096)
+        for index in 0..<10 {
+            device.write([data], at: UInt64(index) * 4096, tag: UInt64(index))
+        }
+        device.close()
+        try spin(loop, seconds: 30, "the 10 writes submitted before close") { completions.order.count == 10 }
+        #expect(completions.byTag.values.allSatisfy { $0.error == nil && $0.bytes == 4096 })
+        #expect(device.pendingRequests == 0)
+        data.release()
+        expectNoLeaks(loop)
+    }
+
     @Test("an unaligned buffer under O_DIRECT goes through a bounce buffer and still round-trips", arguments: storingEngines)
     func unalignedBuffer(engine: BlockEngine) throws {
         let loop = try makeLoop()

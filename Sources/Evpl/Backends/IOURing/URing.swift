@@ -160,6 +160,8 @@ final class URing {
     /// without handling completions, so an operation's start may call it;
     /// entries the kernel cannot take yet go in with the loop's next wait.
     func submitNow() {
+        // Receives re-armed after ENOBUFS must find the ring refilled.
+        buffers.refill()
         _ = io_uring_submit(ring)
     }
 

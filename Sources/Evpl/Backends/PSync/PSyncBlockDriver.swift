@@ -98,6 +98,12 @@ final class PSyncBlockDriver: BlockDriver {
     }
 
     func start(_ request: BlockRequest) {
+        if isShutDown {
+            // Requests that waited beyond the queue depth start as the last
+            // ones finish, after the workers are gone: run them here.
+            inline.add(request, result: Self.run(job(for: request, address: 0)))
+            return
+        }
         if request.operation == .read && !device.isDirect {
             // What the page cache holds is read right here, without a trip
             // to a worker; anything that would block goes to one.
@@ -107,15 +113,19 @@ final class PSyncBlockDriver: BlockDriver {
                 return
             }
         }
-        let address = UInt(bitPattern: Unmanaged.passRetained(request).toOpaque())
-        let job = Job(request: address, operation: request.operation, fd: device.fd, offset: request.offset, length: request.length,
-                      vectors: UInt(bitPattern: request.vectors), vectorCount: Int32(request.vectorCount))
+        let job = job(for: request, address: UInt(bitPattern: Unmanaged.passRetained(request).toOpaque()))
         shared.jobs.withLock { $0.queue.append(job) }
         let queued = shared.queuedJobs.add(1, ordering: .sequentiallyConsistent).newValue
         if queued > shared.spinningWorkers.load(ordering: .sequentiallyConsistent) {
             var one: UInt64 = 1
             _ = Glibc.write(shared.wakeFD, &one, 8)
         }
+    }
+
+    /// The plain values a worker needs for `request`, which `address` names.
+    private func job(for request: BlockRequest, address: UInt) -> Job {
+        Job(request: address, operation: request.operation, fd: device.fd, offset: request.offset, length: request.length,
+            vectors: UInt(bitPattern: request.vectors), vectorCount: Int32(request.vectorCount))
     }
 
     /// Lets the workers finish what is queued, joins them, delivers their
@@ -177,12 +187,16 @@ final class PSyncBlockDriver: BlockDriver {
         if shared.jobs.withLock({ $0.stopping }) { return nil }
         shared.spinningWorkers.add(1, ordering: .sequentiallyConsistent)
         let deadline = MonotonicClock.nanoseconds() + workerSpinNanoseconds
-        var job: Job?
-        while job == nil && MonotonicClock.nanoseconds() < deadline {
-            job = take(shared)
+        while MonotonicClock.nanoseconds() < deadline {
+            guard shared.queuedJobs.load(ordering: .sequentiallyConsistent) > 0 else { continue }
+            // Stop counting as a spinner before taking, so a job queued
+            // meanwhile wakes a sleeping worker instead of waiting for this one.
+            shared.spinningWorkers.subtract(1, ordering: .sequentiallyConsistent)
+            if let job = take(shared) { return job }
+            shared.spinningWorkers.add(1, ordering: .sequentiallyConsistent)
         }
         shared.spinningWorkers.subtract(1, ordering: .sequentiallyConsistent)
-        return job ?? take(shared)
+        return take(shared)
     }
 
     /// Runs one job; returns bytes transferred or a negative errno. Short
