@@ -128,6 +128,7 @@ def main():
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--command", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--name", default="latest", help="base name of the files written")
     arguments = parser.parse_args()
 
     samples = read_samples(arguments.samples)
@@ -151,14 +152,16 @@ def main():
     }
     os.makedirs(arguments.out, exist_ok=True)
     table = markdown(report)
-    with open(os.path.join(arguments.out, "latest.md"), "w") as handle:
+    base = os.path.join(arguments.out, arguments.name)
+    with open(base + ".md", "w") as handle:
         handle.write(table)
-    with open(os.path.join(arguments.out, "latest.json"), "w") as handle:
+    with open(base + ".json", "w") as handle:
         # NaN (a failed tool) is written as null.
         json.dump(json.loads(json.dumps(report).replace("NaN", "null")), handle, indent=1)
-    has_chart = chart(report, os.path.join(arguments.out, "ratios.png"))
+    chart_path = base.replace("latest", "ratios", 1) + ".png"
+    has_chart = chart(report, chart_path)
     print(table)
-    print(f"wrote {arguments.out}/latest.md, latest.json" + (", ratios.png" if has_chart else " (no chart: matplotlib missing)"))
+    print(f"wrote {base}.md, {base}.json" + (f", {chart_path}" if has_chart else " (no chart: matplotlib missing)"))
 
 
 if __name__ == "__main__":

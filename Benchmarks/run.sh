@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 INVOCATION="Benchmarks/run.sh${*:+ $*}"
 RUNS=5
 SECS=3
+QUICK=
 GROUPS_CHOSEN=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) RUNS=3; SECS=1 ;;
+        --quick) RUNS=3; SECS=1; QUICK=-quick ;;
         --runs) RUNS=$2; shift ;;
         --seconds) SECS=$2; shift ;;
         tcp|udp|deep|stream|hybrid|scaling|block) GROUPS_CHOSEN+=("$1") ;;
@@ -27,6 +28,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# A full run of every group writes results/latest.*; a quick run or a run of
+# some groups writes results/latest-quick-GROUP-....*, never replacing the full table.
+NAME=latest$QUICK
+for group in "${GROUPS_CHOSEN[@]}"; do NAME+="-$group"; done
 [ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block)
 chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
 
@@ -139,4 +144,4 @@ done
 
 python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib >&2 || echo "matplotlib unavailable: no chart" >&2
 python3 Benchmarks/report.py --samples "$SAMPLES" --pairs "$PAIRS" --runs "$RUNS" --seconds "$SECS" \
-    --command "$INVOCATION" --out "$RESULTS"
+    --command "$INVOCATION" --out "$RESULTS" --name "$NAME"
