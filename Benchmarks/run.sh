@@ -84,7 +84,7 @@ if chosen stream; then
     done
 fi
 if chosen hybrid; then
-    pair hybrid "TCP ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" hybrid_spin "evpl, spin window on (default)" hybrid_nospin "evpl, spin window off"
+    pair hybrid "TCP ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" hybrid_spin "evpl spin on (default)" hybrid_nospin "evpl spin off"
 fi
 if chosen scaling; then
     pair scaling "TCP ping-pong 64 B, depth 16, N loops and connections (unpinned)" "round trips/s" scaling_2 "evpl N=2" scaling_1 "evpl N=1"
