@@ -117,7 +117,7 @@ def chart(report, path):
     for index, ratio in enumerate(ratios):
         axes.text(ratio, index, f" {ratio:.2f}x", va="center", fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     return True
 
 
