@@ -6,10 +6,13 @@
 #   Benchmarks/scaling.sh [--runs R] [--seconds S] N...      e.g. 1 2 4 8 16
 #
 # Needs nothing but an evpl binary (EVPL=path, default .build/release/evpl),
-# so it runs on a machine without Swift given a statically linked one:
+# so it runs on a machine without Swift given one built with the Swift
+# runtime linked in; liburing and libaio stay shared libraries, so bring them:
 #   swift build -c release --static-swift-stdlib --product evpl
-#   cp .build/release/evpl Benchmarks/evpl-static
-#   EVPL=Benchmarks/evpl-static Benchmarks/scaling.sh 1 2 4 8 16
+#   mkdir -p Benchmarks/device
+#   cp .build/release/evpl /lib/x86_64-linux-gnu/liburing.so.2 /lib/x86_64-linux-gnu/libaio.so.1 Benchmarks/device/
+#   # then, on the other machine, from the repository root:
+#   LD_LIBRARY_PATH=Benchmarks/device EVPL=Benchmarks/device/evpl Benchmarks/scaling.sh 1 2 4 8 16
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=5
