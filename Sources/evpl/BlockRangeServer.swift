@@ -94,11 +94,7 @@ final class BlockRangeLoop {
     }
 
     private func answer(_ connection: Connection, status: UInt32, length: UInt32) {
-        var header = [UInt8](repeating: 0, count: 8)
-        for index in 0..<4 {
-            header[index] = UInt8(truncatingIfNeeded: status >> (24 - 8 * index))
-            header[4 + index] = UInt8(truncatingIfNeeded: length >> (24 - 8 * index))
-        }
-        try? connection.send(header)
+        let header = (UInt64(status) << 32 | UInt64(length)).bigEndian
+        withUnsafeBytes(of: header) { try? connection.send(copying: $0) }
     }
 }

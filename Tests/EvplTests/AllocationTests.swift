@@ -39,7 +39,14 @@ struct AllocationTests {
     static let warmUpRounds = 1_000
     static let allowedPerOperation = 0.01
 
-    static func expectAllocationFree(_ allocations: UInt64, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    /// Runs the warm-up, then ``rounds`` more operations (as `completed`
+    /// counts them), and expects them to allocate at most
+    /// ``allowedPerOperation`` heap blocks each.
+    static func expectSteadyStateAllocationFree(_ loop: EventLoop, _ what: String, completed: () -> Int,
+                                                sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try drive(loop, "warm-up \(what)") { completed() >= warmUpRounds }
+        let target = completed() + rounds
+        let allocations = try drive(loop, "\(rounds) \(what)") { completed() >= target }
         let perOperation = Double(allocations) / Double(rounds)
         #expect(perOperation <= allowedPerOperation, "\(allocations) heap allocations in \(rounds) \(what)", sourceLocation: sourceLocation)
     }
@@ -89,10 +96,7 @@ struct AllocationTests {
                 break
             }
         }
-        try drive(loop, "warm-up round trips") { completed >= Self.warmUpRounds }
-        let target = completed + Self.rounds
-        let allocations = try drive(loop, "\(Self.rounds) round trips") { completed >= target }
-        Self.expectAllocationFree(allocations, "\(backend.rawValue) TCP round trips")
+        try Self.expectSteadyStateAllocationFree(loop, "\(backend.rawValue) TCP round trips") { completed }
         #expect(failures == 0)
         listener.close()
         expectNoLeaks(loop)
@@ -115,10 +119,7 @@ struct AllocationTests {
             request.withUnsafeBytes { do { try endpoint.send(to: serverAddress, copying: $0) } catch { failures += 1 } }
         }
         try request.withUnsafeBytes { try client.send(to: serverAddress, copying: $0) }
-        try drive(loop, "warm-up round trips") { completed >= Self.warmUpRounds }
-        let target = completed + Self.rounds
-        let allocations = try drive(loop, "\(Self.rounds) round trips") { completed >= target }
-        Self.expectAllocationFree(allocations, "\(backend.rawValue) UDP round trips")
+        try Self.expectSteadyStateAllocationFree(loop, "\(backend.rawValue) UDP round trips") { completed }
         #expect(failures == 0)
         client.close()
         server.close()
@@ -152,10 +153,7 @@ struct AllocationTests {
         for slot in 0..<buffers.count {
             device.read(into: buffers[slot], at: UInt64(slot * 4096), tag: UInt64(slot))
         }
-        try drive(loop, "warm-up reads") { completed >= Self.warmUpRounds }
-        let target = completed + Self.rounds
-        let allocations = try drive(loop, "\(Self.rounds) reads") { completed >= target }
-        Self.expectAllocationFree(allocations, "\(engine.rawValue) reads")
+        try Self.expectSteadyStateAllocationFree(loop, "\(engine.rawValue) reads") { completed }
         #expect(failures == 0)
         device.handler = { _, _ in }
         try drive(loop, "the last reads") { device.pendingRequests == 0 }

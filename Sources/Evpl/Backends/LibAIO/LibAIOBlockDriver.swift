@@ -29,8 +29,11 @@ final class LibAIOBlockDriver: BlockDriver {
     private var inFlight = 0
     private var closing = false
     private var released = false
-    /// One control block per request object, kept across reuse.
-    private var controlBlocks: [ObjectIdentifier: UnsafeMutablePointer<iocb>] = [:]
+    /// Control blocks not in flight; a completion's event names its block
+    /// (`obj`), which goes back here, so none is looked up per I/O.
+    @exclusivity(unchecked) private var spareBlocks: [UnsafeMutablePointer<iocb>] = []
+    /// Every control block made, freed with the driver.
+    private var allBlocks: [UnsafeMutablePointer<iocb>] = []
 
     init(device: BlockDevice, loop: EventLoop, depth: Int) throws(EvplError) {
         self.device = device
@@ -64,7 +67,7 @@ final class LibAIOBlockDriver: BlockDriver {
     deinit {
         release()
         events.deallocate()
-        for block in controlBlocks.values { block.deallocate() }
+        for block in allBlocks { block.deallocate() }
     }
 
     func start(_ request: BlockRequest) {
@@ -77,7 +80,7 @@ final class LibAIOBlockDriver: BlockDriver {
         case .read, .write, .flush:
             break
         }
-        let block = controlBlock(for: request)
+        let block = takeControlBlock()
         switch request.operation {
         case .read:
             io_prep_preadv(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
@@ -98,11 +101,11 @@ final class LibAIOBlockDriver: BlockDriver {
         submitDeferral.arm()
     }
 
-    private func controlBlock(for request: BlockRequest) -> UnsafeMutablePointer<iocb> {
-        if let block = controlBlocks[ObjectIdentifier(request)] { return block }
+    private func takeControlBlock() -> UnsafeMutablePointer<iocb> {
+        if let block = spareBlocks.popLast() { return block }
         let block = UnsafeMutablePointer<iocb>.allocate(capacity: 1)
         block.initialize(to: iocb())
-        controlBlocks[ObjectIdentifier(request)] = block
+        allBlocks.append(block)
         return block
     }
 
@@ -121,6 +124,7 @@ final class LibAIOBlockDriver: BlockDriver {
         } else {
             // The first request is refused: complete it with the error.
             let block = queued.removeFirst()!
+            spareBlocks.append(block)
             let request = Unmanaged<BlockRequest>.fromOpaque(block.pointee.data!).takeRetainedValue()
             inFlight -= 1
             device.finish(request, result: Int(submitted))
@@ -157,6 +161,7 @@ final class LibAIOBlockDriver: BlockDriver {
             if count <= 0 { break }
             for index in 0..<Int(count) {
                 let event = events[index]
+                spareBlocks.append(event.obj)
                 let request = Unmanaged<BlockRequest>.fromOpaque(event.data!).takeRetainedValue()
                 inFlight -= 1
                 device.finish(request, result: Int(Int64(bitPattern: UInt64(event.res))))
