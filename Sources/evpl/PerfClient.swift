@@ -216,7 +216,7 @@ final class PerfClientThread {
                 }
             case .writable:
                 do { try fill(connection) } catch { connection.close() }
-            case .sent, .disconnected:
+            case .sent, .inputClosed, .disconnected:
                 break
             }
         }

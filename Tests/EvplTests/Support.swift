@@ -387,6 +387,7 @@ final class EventLog {
     var sentMessages = 0
     var sentEvents = 0
     var writable = 0
+    var inputClosed = 0
 
     func handle(_ connection: Connection, _ event: ConnectionEvent) {
         if disconnected > 0 { eventsAfterDisconnect += 1 }
@@ -404,6 +405,8 @@ final class EventLog {
             sentMessages += messages
         case .writable:
             writable += 1
+        case .inputClosed:
+            inputClosed += 1
         case .disconnected(let error):
             disconnected += 1
             disconnectError = error

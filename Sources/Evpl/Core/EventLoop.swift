@@ -78,6 +78,9 @@ public final class EventLoop {
         /// Times the io_uring CQ was found overflowed (the kernel kept the
         /// extra completions and the loop collected them).
         public var completionQueueOverflows: UInt64 = 0
+        /// Times a connection stopped receiving (paused by the application,
+        /// by its send high watermark, or by the pool's ceiling).
+        public var receivePauses: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.

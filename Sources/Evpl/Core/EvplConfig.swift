@@ -14,8 +14,16 @@ public struct EvplConfig: Sendable, Hashable {
     /// Whether a spinning loop yields its CPU on each idle pass, so a peer on
     /// the same CPU still runs while this loop waits for it.
     public var spinYields: Bool = true
-    /// Queued send bytes below which a connection reports ``ConnectionEvent/writable``.
+    /// Queued send bytes below which a connection reports ``ConnectionEvent/writable``,
+    /// and below which a connection paused by ``sendHighWatermark`` receives again.
     public var sendLowWatermark: Int = 256 * 1024
+    /// Queued send bytes above which a connection stops receiving until its
+    /// queue drains below ``sendLowWatermark``: a peer that sends without
+    /// reading what it is sent cannot make a connection buffer without
+    /// bound. Two peers that each send more than this ahead of what they
+    /// have read from the other would wait on each other for ever: keep it
+    /// above the lead an application protocol allows. `Int.max` turns it off.
+    public var sendHighWatermark: Int = 8 << 20
     /// Maximum epoll events handled per poll.
     public var maxEventsPerPoll: Int = 128
     /// Submission-queue entries of each loop's io_uring.
@@ -46,7 +54,8 @@ public struct EvplConfig: Sendable, Hashable {
         ("EVPL_BUFFERS_PER_SLAB", "buffers per mmap'ed slab (1...65536)"),
         ("EVPL_SPIN_NS", "hybrid-wait spin window in ns (0 = never spin)"),
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
-        ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires"),
+        ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires and receiving resumes"),
+        ("EVPL_SEND_HIGH_WATERMARK", "queued send bytes above which receiving pauses"),
         ("EVPL_MAX_EVENTS", "epoll events per poll (1...256)"),
         ("EVPL_URING_ENTRIES", "io_uring submission entries per loop (8...32768)"),
         ("EVPL_URING_CQ_ENTRIES", "io_uring completion entries per loop (16...65536)"),
@@ -75,6 +84,9 @@ public struct EvplConfig: Sendable, Hashable {
         }
         if let text = environment["EVPL_SEND_LOW_WATERMARK"] {
             config.sendLowWatermark = try parse(text, "EVPL_SEND_LOW_WATERMARK", 1...(1 << 40))
+        }
+        if let text = environment["EVPL_SEND_HIGH_WATERMARK"] {
+            config.sendHighWatermark = try parse(text, "EVPL_SEND_HIGH_WATERMARK", 1...Int.max)
         }
         if let text = environment["EVPL_MAX_EVENTS"] {
             config.maxEventsPerPoll = try parse(text, "EVPL_MAX_EVENTS", 1...256)
@@ -113,6 +125,7 @@ public struct EvplConfig: Sendable, Hashable {
         try check((4096...16_777_216).contains(bufferSize), "bufferSize", bufferSize)
         try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
         try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
+        try check(sendHighWatermark >= sendLowWatermark, "sendHighWatermark", sendHighWatermark)
         try check((1...256).contains(maxEventsPerPoll), "maxEventsPerPoll", maxEventsPerPoll)
         try check((8...32768).contains(ioUringEntries), "ioUringEntries", ioUringEntries)
         try check((16...65536).contains(ioUringCompletionEntries) && ioUringCompletionEntries >= ioUringEntries,

@@ -10,6 +10,15 @@ import Glibc
 /// one ``ConnectionEvent/disconnected`` at the end, after which no event
 /// follows. Sends are queued and written at the end of the loop iteration,
 /// gathered into one `sendmsg`.
+///
+/// Nothing is lost at either end of the stream: when the peer finishes
+/// sending, the handler sees ``ConnectionEvent/inputClosed`` and, by
+/// default, the connection then finishes too, delivering every queued byte
+/// before its own end of stream. Receiving pauses by itself while more than
+/// ``EvplConfig/sendHighWatermark`` bytes wait to be sent (a peer that sends
+/// without reading cannot make the connection buffer without bound), and on
+/// request through ``pauseReceiving()``: the data then waits in the kernel
+/// and the peer's TCP window closes.
 public final class Connection: PollSource {
     /// The callback type every event of a connection goes through.
     public typealias Handler = (Connection, ConnectionEvent) -> Void
@@ -37,6 +46,12 @@ public final class Connection: PollSource {
     public var notifiesSent = false
     /// Arbitrary per-connection state for the application.
     public var context: AnyObject?
+    /// Whether the connection finishes by itself once the peer has finished
+    /// sending (after ``ConnectionEvent/inputClosed``): queued bytes are all
+    /// delivered, then the end of stream, then `disconnected`. Turn it off
+    /// to keep sending after the peer's half-close (replies still being
+    /// computed), and call ``finish()`` when done.
+    public var finishesWhenInputCloses = true
 
     let fd: Int32
     var state: State
@@ -50,16 +65,29 @@ public final class Connection: PollSource {
     var finalError: EvplError?
     private var shutdownSent = false
     /// `finish()` was called before the connect completed.
-    private var finishAfterConnect = false
+    var finishAfterConnect = false
     private var reportedSentBytes: UInt64 = 0
     /// The peer hung up: every later read pass must read through to the end of stream.
-    private var peerHungUp = false
+    var peerHungUp = false
+    /// Why receiving is paused; empty while receiving.
+    var receivePauses = ReceivePauses()
+    /// The peer's end of stream has been read: nothing more will arrive.
+    var inputClosed = false
+    /// The end of stream arrived while receiving was paused; it is
+    /// reported once the bytes before it have been delivered.
+    var inputClosePending = false
+    /// A `received` event is being handled: the view it carries must stay
+    /// valid even if the handler closes the connection.
+    var delivering = false
+    /// An error to report with an otherwise orderly end (a stream that
+    /// ended inside a message).
+    var closingError: EvplError?
     /// The io_uring operations of a connection on the io_uring backend; `nil`
     /// on the socket backend, where epoll readiness drives reads and writes.
     var uring: URingStream?
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
-    private static let readBurst = 16
+    static let readBurst = 16
 
     init(loop: EventLoop, fd: Int32, protocol evplProtocol: EvplProtocol, remoteAddress: SocketAddress, state: State, handler: @escaping Handler) {
         self.loop = loop
@@ -93,7 +121,7 @@ public final class Connection: PollSource {
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
         try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: notifiesSent)
-        scheduleFlush()
+        queued()
     }
 
     /// Queues a copy of `bytes` as one message.
@@ -118,7 +146,7 @@ public final class Connection: PollSource {
             sendQueue.append(taking: iovecs[index], trackMessage: false)
         }
         if notifiesSent { sendQueue.endMessage() }
-        scheduleFlush()
+        queued()
     }
 
     /// Queues one IOVec of pooled memory as one message without copying,
@@ -132,7 +160,7 @@ public final class Connection: PollSource {
             throw error
         }
         sendQueue.append(taking: iovec, trackMessage: notifiesSent)
-        scheduleFlush()
+        queued()
     }
 
     /// Flushes everything queued, then closes the connection. Queued bytes are
@@ -163,7 +191,17 @@ public final class Connection: PollSource {
         }
     }
 
-    private func scheduleFlush() {
+    /// After a send: flush at the end of the iteration, and stop taking in
+    /// more while too much waits to go out.
+    @inline(__always)
+    private func queued() {
+        if sendQueue.count > loop.config.sendHighWatermark && !receivePauses.contains(.backpressure) {
+            pauseReceiving(.backpressure)
+        }
+        scheduleFlush()
+    }
+
+    func scheduleFlush() {
         guard !flushQueued else { return }
         flushQueued = true
         loop.pendingFlush.append(self)
@@ -200,12 +238,15 @@ public final class Connection: PollSource {
         shutdownIfFinished()
     }
 
-    /// Sends the end of stream once a finishing connection has written everything.
+    /// Sends the end of stream once a finishing connection has written
+    /// everything; closes once both directions have ended.
     private func shutdownIfFinished() {
-        if state == .finishing && sendQueue.isEmpty && !shutdownSent && !(uring?.sendInFlight ?? false) {
+        guard state == .finishing && sendQueue.isEmpty && !(uring?.sendInFlight ?? false) else { return }
+        if !shutdownSent {
             shutdownSent = true
             Glibc.shutdown(fd, Int32(SHUT_WR))
         }
+        if inputClosed { tearDown(error: closingError) }
     }
 
     private func reportProgress(queuedBefore: Int) {
@@ -216,124 +257,10 @@ public final class Connection: PollSource {
             handler(self, .sent(bytes: bytes, messages: messages))
         }
         let watermark = loop.config.sendLowWatermark
-        if queuedBefore >= watermark && sendQueue.count < watermark && state != .closed {
-            handler(self, .writable)
+        if sendQueue.count < watermark && state != .closed {
+            if queuedBefore >= watermark { handler(self, .writable) }
+            if receivePauses.contains(.backpressure) { resumeReceiving(.backpressure) }
         }
-    }
-
-    // MARK: Events
-
-    func handleEvents(_ events: UInt32) {
-        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
-        if state == .connecting {
-            connectCompleted(errno: SocketOps.pendingError(of: fd))
-            return
-        }
-        if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
-            flush()
-        }
-        let hangup = UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue)
-        if events & (UInt32(EPOLLIN.rawValue) | hangup) != 0 {
-            readAvailable(drain: events & hangup != 0)
-        }
-    }
-
-    /// Ends the connecting state: `code` is 0 on success, else the errno.
-    func connectCompleted(errno code: Int32) {
-        guard state == .connecting else { return }
-        if code != 0 {
-            tearDown(error: EvplError(errno: code, operation: "connect", context: "\(remoteAddress)"))
-            return
-        }
-        state = .connected
-        handler(self, .connected)
-        guard state != .closed else { return }
-        if finishAfterConnect && state == .connected { state = .finishing }
-        flush()
-        if let uring {
-            uring.armReceive()
-        } else {
-            readAvailable()
-        }
-    }
-
-    /// Reads until the socket is drained or the burst limit is reached, in
-    /// which case the rest is read next iteration so other sources get a turn.
-    /// A short read ends it, saving the `EAGAIN` read, unless `drain` says the
-    /// peer hung up: then the end of stream must be read now, as no further
-    /// edge will announce it.
-    func readAvailable(drain: Bool = false) {
-        let drain = drain || peerHungUp
-        readPending = false
-        var reads = 0
-        while state == .connected || state == .finishing {
-            if reads == Self.readBurst {
-                if !readPending {
-                    readPending = true
-                    loop.pendingReads.append(self)
-                }
-                return
-            }
-            reads += 1
-            let space: UnsafeMutableRawBufferPointer
-            do {
-                space = try receiveQueue.writableSpace()
-            } catch {
-                tearDown(error: error)
-                return
-            }
-            let result = Glibc.read(fd, space.baseAddress, space.count)
-            if result > 0 {
-                receiveQueue.commit(result)
-                deliverReceived()
-                if result < space.count && !drain { return }
-            } else if result == 0 {
-                peerFinished()
-                return
-            } else {
-                let code = Glibc.errno
-                if code == EAGAIN { return }
-                if code == EINTR { continue }
-                tearDown(error: EvplError(errno: code, operation: "receive", context: "\(remoteAddress)"))
-                return
-            }
-        }
-    }
-
-    func deliverReceived() {
-        guard let segmenter else {
-            let length = receiveQueue.count
-            handler(self, .received(receiveQueue.view(length: length)))
-            if state != .closed { receiveQueue.consume(length) }
-            return
-        }
-        while receiveQueue.count > 0 && state != .closed {
-            switch segmenter(receiveQueue.view(length: receiveQueue.count)) {
-            case .needMoreBytes:
-                return
-            case .message(let length):
-                guard length > 0 else {
-                    tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): message length \(length)"))
-                    return
-                }
-                guard length <= receiveQueue.count else { return }
-                handler(self, .received(receiveQueue.view(length: length)))
-                if state != .closed { receiveQueue.consume(length) }
-            case .failure(let reason):
-                tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): \(reason)"))
-                return
-            }
-        }
-    }
-
-    func peerFinished() {
-        if !sendQueue.isEmpty { flush() }
-        guard state != .closed else { return }
-        var error: EvplError?
-        if segmenter != nil && receiveQueue.count > 0 {
-            error = EvplError(.framing, operation: "receive", context: "\(remoteAddress): stream ended inside a message (\(receiveQueue.count) bytes left)")
-        }
-        tearDown(error: error)
     }
 
     // MARK: Teardown
@@ -351,7 +278,9 @@ public final class Connection: PollSource {
         }
         Glibc.close(fd)
         sendQueue.releaseAll()
-        receiveQueue.releaseAll()
+        // A handler closing from inside `received` still reads its view;
+        // the delivery releases the queue when the handler returns.
+        if !delivering { receiveQueue.releaseAll() }
         if !disconnectQueued {
             disconnectQueued = true
             loop.pendingDisconnects.append(self)

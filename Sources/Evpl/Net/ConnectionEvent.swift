@@ -12,6 +12,13 @@ public enum ConnectionEvent {
     case sent(bytes: Int, messages: Int)
     /// The send queue fell below ``EvplConfig/sendLowWatermark``.
     case writable
+    /// The peer finished sending: its end of stream arrived after every byte
+    /// before it was delivered, and no `received` follows. Sends are still
+    /// possible from this callback; then, unless
+    /// ``Connection/finishesWhenInputCloses`` is off, the connection
+    /// finishes: queued bytes go out, then its own end of stream, then
+    /// `disconnected`.
+    case inputClosed
     /// The connection is over: closed by either side, reset, refused or
     /// failed. Delivered exactly once, last; `nil` for an orderly close.
     case disconnected(EvplError?)

@@ -23,6 +23,9 @@ final class URingStream: URingOperationTarget {
     private var keepAlive: Connection?
     @exclusivity(unchecked) private var operationsInFlight = 0
     private var receiveArmed = false
+    /// The user data of the armed multishot receive, to cancel it by.
+    private var receiveUserData: UInt64 = 0
+    private var receiveCancelRequested = false
     private(set) var sendInFlight = false
     @exclusivity(unchecked) private var spareSends: [URingSend] = []
     /// Sends of at least this many bytes go zero-copy; decided on first use.
@@ -66,16 +69,31 @@ final class URingStream: URingOperationTarget {
 
     // MARK: Receive
 
-    /// Arms the multishot receive unless it is armed already.
+    /// Arms the multishot receive unless it is armed already, or the
+    /// connection may not receive (paused, or the peer finished).
     func armReceive() {
-        guard !receiveArmed, connection.isOpen else { return }
+        guard !receiveArmed, connection.mayReceive else { return }
         let entry = uring.submissionEntry()
         io_uring_prep_recv_multishot(entry, connection.fd, nil, 0, 0)
         entry.pointee.flags |= UInt8(CEVPL_IOSQE_BUFFER_SELECT)
         entry.pointee.buf_group = uring.buffers.group
-        entry.pointee.user_data = userData(for: Operation.receive.rawValue)
+        receiveUserData = userData(for: Operation.receive.rawValue)
+        entry.pointee.user_data = receiveUserData
         receiveArmed = true
+        receiveCancelRequested = false
         started()
+    }
+
+    /// Cancels the multishot receive for a pause, so that data waits in the
+    /// socket. Completions already produced still arrive and wait in the
+    /// connection's receive queue; the receive is armed again on resume.
+    func stopReceiving() {
+        guard receiveArmed, !receiveCancelRequested else { return }
+        receiveCancelRequested = true
+        let entry = uring.submissionEntry()
+        io_uring_prep_cancel64(entry, receiveUserData, 0)
+        entry.pointee.user_data = 0
+        entry.pointee.flags |= UInt8(CEVPL_IOSQE_CQE_SKIP_SUCCESS)
     }
 
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
@@ -112,7 +130,10 @@ final class URingStream: URingOperationTarget {
             // submission goes in after this batch has refilled the ring.
             connection.loop.statistics.receiveBufferShortages &+= 1
             armReceive()
-        } else if result != -ECANCELED {
+        } else if result == -ECANCELED {
+            // Cancelled for a pause: armed again if the resume came first.
+            armReceive()
+        } else {
             connection.tearDown(error: EvplError(errno: -result, operation: "receive", context: "\(connection.remoteAddress)"))
         }
     }

@@ -1,0 +1,227 @@
+import CEvplLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a connection is not receiving. Receiving resumes when no reason is left.
+struct ReceivePauses: OptionSet {
+    let rawValue: UInt8
+    /// The application called ``Connection/pauseReceiving()``.
+    static let application = ReceivePauses(rawValue: 1 << 0)
+    /// More than the send high watermark waits to be sent.
+    static let backpressure = ReceivePauses(rawValue: 1 << 1)
+    /// The loop's buffer pool is at its ceiling.
+    static let memory = ReceivePauses(rawValue: 1 << 2)
+}
+
+extension Connection {
+    // MARK: Flow control
+
+    /// Stops delivering ``ConnectionEvent/received`` until ``resumeReceiving()``.
+    ///
+    /// Incoming data waits in the kernel (the socket backend stops reading,
+    /// the io_uring backend cancels its multishot receive), so the peer's
+    /// window closes and it stops sending. Called from a `received`
+    /// callback, no further message of the bytes already read is delivered
+    /// until the resume. Pausing twice is harmless.
+    public func pauseReceiving() {
+        pauseReceiving(.application)
+    }
+
+    /// Undoes ``pauseReceiving()``: delivery restarts in the next loop
+    /// iteration, with the bytes that arrived meanwhile. Receiving stays
+    /// paused while the connection's own flow control holds it (too many
+    /// bytes queued to send, or the buffer pool at its ceiling).
+    public func resumeReceiving() {
+        resumeReceiving(.application)
+    }
+
+    /// Whether receiving is paused, by the application or by flow control.
+    public var isReceivingPaused: Bool { !receivePauses.isEmpty }
+
+    func pauseReceiving(_ reason: ReceivePauses) {
+        guard !receivePauses.contains(reason) else { return }
+        let wasReceiving = receivePauses.isEmpty
+        receivePauses.insert(reason)
+        guard wasReceiving else { return }
+        loop.statistics.receivePauses &+= 1
+        uring?.stopReceiving()
+    }
+
+    func resumeReceiving(_ reason: ReceivePauses) {
+        guard receivePauses.contains(reason) else { return }
+        receivePauses.remove(reason)
+        guard receivePauses.isEmpty, isOpen else { return }
+        // No readiness edge announces data that waited while paused: look
+        // for it at the end of this iteration.
+        scheduleReadPass()
+    }
+
+    func scheduleReadPass() {
+        guard !readPending else { return }
+        readPending = true
+        loop.pendingReads.append(self)
+    }
+
+    // MARK: Events
+
+    func handleEvents(_ events: UInt32) {
+        if let uring {
+            // Only a read pass after a resume reaches an io_uring connection here.
+            readPending = false
+            resumeDelivery()
+            uring.armReceive()
+            return
+        }
+        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
+        if state == .connecting {
+            connectCompleted(errno: SocketOps.pendingError(of: fd))
+            return
+        }
+        if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
+            flush()
+        }
+        let hangup = UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue)
+        if events & (UInt32(EPOLLIN.rawValue) | hangup) != 0 {
+            readAvailable(drain: events & hangup != 0)
+        }
+    }
+
+    /// Ends the connecting state: `code` is 0 on success, else the errno.
+    func connectCompleted(errno code: Int32) {
+        guard state == .connecting else { return }
+        if code != 0 {
+            tearDown(error: EvplError(errno: code, operation: "connect", context: "\(remoteAddress)"))
+            return
+        }
+        state = .connected
+        handler(self, .connected)
+        guard state != .closed else { return }
+        if finishAfterConnect && state == .connected { state = .finishing }
+        flush()
+        if let uring {
+            uring.armReceive()
+        } else {
+            readAvailable()
+        }
+    }
+
+    /// Whether the socket may be read now: open, the peer still sending,
+    /// and receiving not paused.
+    @inline(__always)
+    var mayReceive: Bool { isOpen && !inputClosed && receivePauses.isEmpty }
+
+    /// Reads until the socket is drained or the burst limit is reached, in
+    /// which case the rest is read next iteration so other sources get a turn.
+    /// A short read ends it, saving the `EAGAIN` read, unless `drain` says the
+    /// peer hung up: then the end of stream must be read now, as no further
+    /// edge will announce it.
+    func readAvailable(drain: Bool = false) {
+        let drain = drain || peerHungUp
+        readPending = false
+        resumeDelivery()
+        var reads = 0
+        while mayReceive {
+            if reads == Self.readBurst {
+                scheduleReadPass()
+                return
+            }
+            reads += 1
+            let space: UnsafeMutableRawBufferPointer
+            do {
+                space = try receiveQueue.writableSpace()
+            } catch {
+                tearDown(error: error)
+                return
+            }
+            let result = Glibc.read(fd, space.baseAddress, space.count)
+            if result > 0 {
+                receiveQueue.commit(result)
+                deliverReceived()
+                if result < space.count && !drain { return }
+            } else if result == 0 {
+                peerFinished()
+                return
+            } else {
+                let code = Glibc.errno
+                if code == EAGAIN { return }
+                if code == EINTR { continue }
+                tearDown(error: EvplError(errno: code, operation: "receive", context: "\(remoteAddress)"))
+                return
+            }
+        }
+    }
+
+    /// After a resume: delivers what arrived while paused, then the end of
+    /// stream if it came too.
+    func resumeDelivery() {
+        guard isOpen && receivePauses.isEmpty else { return }
+        if receiveQueue.count > 0 { deliverReceived() }
+        if inputClosePending && receivePauses.isEmpty && isOpen {
+            inputClosePending = false
+            peerFinished()
+        }
+    }
+
+    /// Hands the received bytes to the handler: all of them on a raw
+    /// stream, each whole message with a segmenter. Stops as soon as
+    /// receiving is paused; the rest waits in the queue.
+    func deliverReceived() {
+        guard let segmenter else {
+            guard receivePauses.isEmpty, receiveQueue.count > 0 else { return }
+            deliver(length: receiveQueue.count)
+            return
+        }
+        while receiveQueue.count > 0 && isOpen && receivePauses.isEmpty {
+            switch segmenter(receiveQueue.view(length: receiveQueue.count)) {
+            case .needMoreBytes:
+                return
+            case .message(let length):
+                guard length > 0 else {
+                    tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): message length \(length)"))
+                    return
+                }
+                guard length <= receiveQueue.count else { return }
+                deliver(length: length)
+            case .failure(let reason):
+                tearDown(error: EvplError(.framing, operation: "segment", context: "\(remoteAddress): \(reason)"))
+                return
+            }
+        }
+    }
+
+    @inline(__always)
+    private func deliver(length: Int) {
+        delivering = true
+        handler(self, .received(receiveQueue.view(length: length)))
+        delivering = false
+        if state == .closed {
+            receiveQueue.releaseAll()
+        } else {
+            receiveQueue.consume(length)
+        }
+    }
+
+    /// The peer's end of stream arrived: reports ``ConnectionEvent/inputClosed``
+    /// and, unless the application keeps the connection open, finishes it so
+    /// that everything queued is still delivered.
+    func peerFinished() {
+        guard isOpen, !inputClosed else { return }
+        if !receivePauses.isEmpty {
+            inputClosePending = true
+            return
+        }
+        inputClosed = true
+        if segmenter != nil && receiveQueue.count > 0 {
+            closingError = EvplError(.framing, operation: "receive", context: "\(remoteAddress): stream ended inside a message (\(receiveQueue.count) bytes left)")
+        }
+        handler(self, .inputClosed)
+        guard isOpen else { return }
+        if finishesWhenInputCloses || closingError != nil || state == .finishing {
+            finish()
+            // A connection that had finished already and sent its end of
+            // stream is done now; otherwise the flush ends it.
+            flush()
+        }
+    }
+}
