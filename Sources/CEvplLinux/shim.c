@@ -100,7 +100,9 @@ int cevpl_sendmmsg(int fd, struct msghdr *headers, unsigned int count, int flags
     return sendmmsg(fd, batch, count, flags);
 }
 
-int cevpl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int cevpl_accept(int fd, struct sockaddr *address, socklen_t *length) {
+    return accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 
 int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length);

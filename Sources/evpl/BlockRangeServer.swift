@@ -28,14 +28,7 @@ final class BlockRangeServer: Sendable {
         pool = try EventLoopThreadPool(count: threads) { loop, _ in
             guard let device = try? loop.openBlockDevice(file, engine: engine, direct: direct) else { return nil }
             let server = BlockRangeLoop(device: device)
-            loop.attach(to: listener) { connection in
-                connection.segmenter = Segmenters.fixedLength(Self.requestSize)
-                connection.handler = { connection, event in
-                    guard case .received(let request) = event else { return }
-                    let offset = UInt64(request.loadBigEndianUInt32(at: 0)) << 32 | UInt64(request.loadBigEndianUInt32(at: 4))
-                    server.serve(connection, offset: offset, length: Int(request.loadBigEndianUInt32(at: 8)))
-                }
-            }
+            loop.attach(to: listener) { connection in server.adopt(connection) }
             return server
         } onStop: { _, server in
             server?.device.close()
@@ -49,9 +42,18 @@ final class BlockRangeServer: Sendable {
 }
 
 /// One loop's device and the ranges being read on it.
+///
+/// Answers go out in request order, whatever order the engine completes the
+/// reads in. A connection stops receiving while more than
+/// ``readAheadLimit`` bytes are requested and not yet answered, so a client
+/// that pipelines requests without reading the answers holds a bounded
+/// amount of memory; and a client's half-close still gets every answer to
+/// the requests before it.
 final class BlockRangeLoop {
+    static let readAheadLimit = 8 << 20
+
     let device: BlockDevice
-    private var pending: [UInt64: (connection: Connection, iovecs: [IOVec])] = [:]
+    private var reading: [UInt64: BlockRangeRequest] = [:]
     private var nextTag: UInt64 = 0
 
     init(device: BlockDevice) {
@@ -59,42 +61,123 @@ final class BlockRangeLoop {
         device.handler = { [unowned self] _, completion in completed(completion) }
     }
 
-    func serve(_ connection: Connection, offset: UInt64, length: Int) {
+    func adopt(_ connection: Connection) {
+        let state = BlockRangeConnection()
+        connection.context = state
+        connection.segmenter = Segmenters.fixedLength(BlockRangeServer.requestSize)
+        connection.finishesWhenInputCloses = false
+        connection.handler = { [unowned self] connection, event in
+            switch event {
+            case .received(let request):
+                let offset = UInt64(request.loadBigEndianUInt32(at: 0)) << 32 | UInt64(request.loadBigEndianUInt32(at: 4))
+                serve(connection, state, offset: offset, length: Int(request.loadBigEndianUInt32(at: 8)))
+            case .inputClosed:
+                state.inputClosed = true
+                finishIfAnswered(connection, state)
+            case .disconnected:
+                state.dropAll()
+            default:
+                break
+            }
+        }
+    }
+
+    private func serve(_ connection: Connection, _ state: BlockRangeConnection, offset: UInt64, length: Int) {
+        let request = BlockRangeRequest(length: length)
+        state.queue.append(request)
         guard (1...BlockRangeServer.largestRange).contains(length) else {
-            answer(connection, status: UInt32(EINVAL), length: 0)
+            request.status = UInt32(EINVAL)
+            answerReady(connection, state)
             return
         }
         let pool = device.loop.bufferPool
-        var iovecs: [IOVec] = []
         var remaining = length
         while remaining > 0 {
             guard var iovec = try? pool.allocate() else {
-                for taken in iovecs { taken.release() }
-                answer(connection, status: UInt32(ENOMEM), length: 0)
+                request.release()
+                request.status = UInt32(ENOMEM)
+                answerReady(connection, state)
                 return
             }
             iovec.length = min(remaining, iovec.length)
             remaining -= iovec.length
-            iovecs.append(iovec)
+            request.iovecs.append(iovec)
         }
+        state.bytesRequested += length
+        if state.bytesRequested > Self.readAheadLimit { connection.pauseReceiving() }
         nextTag &+= 1
-        pending[nextTag] = (connection, iovecs)
-        device.read(into: iovecs, at: offset, tag: nextTag)
+        request.connection = connection
+        reading[nextTag] = request
+        device.read(into: request.iovecs, at: offset, tag: nextTag)
     }
 
     private func completed(_ completion: BlockCompletion) {
-        guard let (connection, iovecs) = pending.removeValue(forKey: completion.tag) else { return }
-        guard !connection.isClosed, completion.error == nil else {
-            if !connection.isClosed { answer(connection, status: UInt32(completion.error?.errno ?? EIO), length: 0) }
-            for iovec in iovecs { iovec.release() }
+        guard let request = reading.removeValue(forKey: completion.tag), let connection = request.connection else { return }
+        request.connection = nil
+        let state = unsafeDowncast(connection.context!, to: BlockRangeConnection.self)
+        state.bytesRequested -= request.length
+        if let error = completion.error {
+            request.release()
+            request.status = UInt32(error.errno == 0 ? EIO : error.errno)
+        } else {
+            request.status = 0
+            request.bytes = completion.bytes
+        }
+        guard !connection.isClosed else {
+            request.release()
             return
         }
-        answer(connection, status: 0, length: UInt32(completion.bytes))
-        try? connection.send(taking: iovecs)
+        answerReady(connection, state)
+        if state.bytesRequested <= Self.readAheadLimit { connection.resumeReceiving() }
     }
 
-    private func answer(_ connection: Connection, status: UInt32, length: UInt32) {
-        let header = (UInt64(status) << 32 | UInt64(length)).bigEndian
-        withUnsafeBytes(of: header) { try? connection.send(copying: $0) }
+    /// Sends every answer at the head of the queue whose read has completed.
+    private func answerReady(_ connection: Connection, _ state: BlockRangeConnection) {
+        while let request = state.queue.first, let status = request.status {
+            state.queue.removeFirst()
+            let header = (UInt64(status) << 32 | UInt64(request.bytes)).bigEndian
+            withUnsafeBytes(of: header) { try? connection.send(copying: $0) }
+            if !request.iovecs.isEmpty {
+                let iovecs = request.iovecs
+                request.iovecs = []
+                try? connection.send(taking: iovecs)
+            }
+        }
+        finishIfAnswered(connection, state)
+    }
+
+    private func finishIfAnswered(_ connection: Connection, _ state: BlockRangeConnection) {
+        if state.inputClosed && state.queue.isEmpty { connection.finish() }
+    }
+}
+
+/// Per-connection state: the requests not yet answered, in order.
+final class BlockRangeConnection {
+    var queue: [BlockRangeRequest] = []
+    var bytesRequested = 0
+    var inputClosed = false
+
+    /// Lets go of every buffer when the connection ends early.
+    func dropAll() {
+        for request in queue where request.connection == nil { request.release() }
+        queue.removeAll()
+    }
+}
+
+/// One requested range: its buffers while the read runs, then its answer.
+final class BlockRangeRequest {
+    let length: Int
+    var iovecs: [IOVec] = []
+    /// 0 or an errno once the read completed; `nil` while it runs.
+    var status: UInt32?
+    var bytes = 0
+    /// The connection, while the read is in flight.
+    var connection: Connection?
+
+    init(length: Int) { self.length = length }
+
+    func release() {
+        for iovec in iovecs { iovec.release() }
+        iovecs = []
     }
 }

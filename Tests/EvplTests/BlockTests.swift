@@ -165,6 +165,26 @@ struct BlockTests {
         expectNoLeaks(loop)
     }
 
+    @Test("an offset past the largest file offset is an EINVAL completion, never a trap", arguments: storingEngines + [.null])
+    func offsetOverflow(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let (device, completions) = try open(loop, file, engine)
+        let buffer = try loop.bufferPool.allocate()
+        let offsets: [UInt64] = [UInt64.max, UInt64(Int64.max), UInt64(Int64.max) - 100, 1 << 63]
+        for (index, offset) in offsets.enumerated() {
+            device.read(into: [buffer.slice(from: 0, length: 4096)], at: offset, tag: UInt64(index))
+        }
+        device.write([buffer.slice(from: 0, length: 4096)], at: UInt64.max - 10, tag: 99)
+        try spin(loop, seconds: 10, "every completion") { completions.order.count == offsets.count + 1 }
+        for (tag, completion) in completions.byTag {
+            #expect(completion.error?.code == .invalidArgument && completion.error?.errno == EINVAL, "tag \(tag): \(completion)")
+        }
+        buffer.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("a missing file is a thrown error naming the path; passthrough and VFIO are unavailable")
     func openErrors() throws {
         let loop = try makeLoop()

@@ -80,6 +80,6 @@ int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_
                    struct sockaddr_storage *senders, socklen_t *sender_lengths, size_t *lengths);
 
 /// Accepts one connection as a non-blocking, close-on-exec socket.
-int cevpl_accept(int fd);
+int cevpl_accept(int fd, struct sockaddr *address, socklen_t *length);
 
 #endif

@@ -47,12 +47,8 @@ extension EventLoop {
                 throw error
             }
         }
-        do throws(EvplError) {
-            return try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
-        } catch {
-            Glibc.close(fd)
-            throw error
-        }
+        // The device owns `fd` from here, and closes it even when it fails to open.
+        return try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
     }
 
     /// The filesystem path a location names.

@@ -38,6 +38,8 @@ public final class BlockDevice {
     @exclusivity(unchecked) private(set) var isClosed = false
     private var descriptorClosed = false
 
+    /// Takes ownership of `fd`: every stored property is set before the
+    /// first throw, so `deinit` closes it on failure too.
     init(loop: EventLoop, path: String, fd: Int32, engine: BlockEngine, direct: Bool, queueDepth: Int) throws(EvplError) {
         self.loop = loop
         self.path = path
@@ -159,6 +161,9 @@ public final class BlockDevice {
         }
         if request.iovecs.count > BlockRequest.maxVectors {
             return EvplError(.invalidArgument, operation: "block \(request.operation)", context: "\(request.iovecs.count) IOVecs (at most \(BlockRequest.maxVectors))")
+        }
+        if request.offset > UInt64(Int64.max) - UInt64(request.length) {
+            return EvplError(errno: EINVAL, operation: "block \(request.operation)", context: "\(path): offset \(request.offset) + length \(request.length) is past the largest file offset")
         }
         if (request.operation == .read || request.operation == .write) && request.length == 0 {
             return EvplError(.invalidArgument, operation: "block \(request.operation)", context: "\(path): empty transfer")

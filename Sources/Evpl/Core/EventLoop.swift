@@ -325,8 +325,8 @@ public final class EventLoop {
             switch task {
             case .run(let work):
                 work(self)
-            case .accepted(let fd, let listenerID):
-                adoptAcceptedSocket(fd: fd, listenerID: listenerID)
+            case .accepted(let fd, let peer, let listenerID):
+                adoptAcceptedSocket(fd: fd, peer: peer, listenerID: listenerID)
             }
         }
         remoteTasks.removeAllKeepingCapacity()

@@ -12,7 +12,7 @@ import Glibc
 public final class EventLoopRemote: Sendable {
     enum Task: Sendable {
         case run(@Sendable (EventLoop) -> Void)
-        case accepted(fd: Int32, listenerID: UInt64)
+        case accepted(fd: Int32, peer: SocketAddress?, listenerID: UInt64)
     }
 
     let wakeFD: Int32
@@ -29,7 +29,7 @@ public final class EventLoopRemote: Sendable {
     deinit {
         Glibc.close(wakeFD)
         for task in queue.withLock({ $0 }) {
-            if case .accepted(let fd, _) = task { Glibc.close(fd) }
+            if case .accepted(let fd, _, _) = task { Glibc.close(fd) }
         }
     }
 

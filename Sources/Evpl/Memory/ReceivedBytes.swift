@@ -42,6 +42,8 @@ public struct ReceivedBytes {
     /// Calls `body` with all the bytes in one piece: in place when they lie
     /// in one buffer, otherwise gathered into a reused scratch area.
     public func withContiguousBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        // An empty datagram occupies no segment at all.
+        guard count > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         let first = queue.segments[segment]
         if first.length - offset >= count {
             return try body(UnsafeRawBufferPointer(start: first.baseAddress + offset, count: count))

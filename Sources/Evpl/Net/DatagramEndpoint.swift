@@ -26,6 +26,9 @@ public final class DatagramEndpoint: PollSource {
     var token: UInt64 = 0
     var flushQueued = false
     private(set) var isClosed = false
+    /// A datagram is being handled: its view must stay valid even if the
+    /// handler closes the endpoint.
+    private var delivering = false
     let receiveQueue: ReceiveQueue
     /// The io_uring operations of an endpoint on the io_uring backend; `nil`
     /// on the socket backend.
@@ -119,7 +122,9 @@ public final class DatagramEndpoint: PollSource {
         Glibc.close(fd)
         for (data, _) in outgoing { data.release() }
         outgoing.removeAll()
-        receiveQueue.releaseAll()
+        // A handler closing from inside its callback still reads its view;
+        // the delivery releases the queue when the handler returns.
+        if !delivering { receiveQueue.releaseAll() }
         spare?.release()
         spare = nil
     }
@@ -166,8 +171,14 @@ public final class DatagramEndpoint: PollSource {
     /// Hands the `length` bytes at the head of the receive queue to the
     /// handler as one datagram from `sender`.
     func deliverQueued(length: Int, from sender: SocketAddress) {
+        delivering = true
         handler(self, receiveQueue.view(length: length), sender)
-        if !isClosed { receiveQueue.consume(length) }
+        delivering = false
+        if isClosed {
+            receiveQueue.releaseAll()
+        } else {
+            receiveQueue.consume(length)
+        }
     }
 
     /// The source of the `index`th datagram of the last receive.

@@ -64,7 +64,7 @@ extension EventLoop {
 
     /// Takes over a socket a listener accepted for an attachment on this loop:
     /// runs the attach callback, then delivers `connected`.
-    func adoptAcceptedSocket(fd: Int32, listenerID: UInt64) {
+    func adoptAcceptedSocket(fd: Int32, peer acceptedPeer: SocketAddress?, listenerID: UInt64) {
         guard let attachment = attachments[listenerID] else {
             Glibc.close(fd)
             return
@@ -73,7 +73,8 @@ extension EventLoop {
         if listener.evplProtocol.transport == .tcp {
             SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         }
-        let peer = SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
+        // The address `accept` reported; a Unix peer that never bound has none.
+        let peer = acceptedPeer ?? SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
         let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
         do throws(EvplError) {
             if listener.backend == .ioUring {

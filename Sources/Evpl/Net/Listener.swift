@@ -84,7 +84,7 @@ public final class Listener: Sendable {
 
     private static func bind(_ fd: Int32, to address: SocketAddress) throws(EvplError) {
         var status = SocketOps.bind(fd, to: address)
-        if status == EADDRINUSE, case .unixPath(let path) = address.storage, isStaleSocket(address) {
+        if status == EADDRINUSE, case .unixPath(let path) = address.storage, isStaleSocket(path) {
             unlink(path)
             status = SocketOps.bind(fd, to: address)
         }
@@ -93,11 +93,15 @@ public final class Listener: Sendable {
         }
     }
 
-    /// A socket file left behind by a listener that is gone: no live socket is
-    /// bound to the path in `/proc/net/unix`. (Probing with `connect` would
-    /// hand a live listener a spurious connection.)
-    private static func isStaleSocket(_ address: SocketAddress) -> Bool {
-        guard case .unixPath(let path) = address.storage, let file = fopen("/proc/net/unix", "r") else { return false }
+    /// A socket file left behind by a listener that is gone: the path is a
+    /// socket (anything else there, a regular file above all, is never
+    /// removed) and no live socket is bound to it in `/proc/net/unix`.
+    /// (Probing with `connect` would hand a live listener a spurious
+    /// connection.)
+    static func isStaleSocket(_ path: String) -> Bool {
+        var status = stat()
+        guard lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK else { return false }
+        guard let file = fopen("/proc/net/unix", "r") else { return false }
         defer { fclose(file) }
         var line: UnsafeMutablePointer<CChar>?
         var capacity = 0
@@ -187,7 +191,7 @@ final class ListenerCore: Sendable {
             // Setup was probed when the backend was chosen; should it still
             // fail here, fall back to poll + accept4.
             do throws(EvplError) {
-                try URingAcceptor.run(listenFD: fd, stopFD: stopFD) { dispatch($0) }
+                try URingAcceptor.run(listenFD: fd, stopFD: stopFD) { dispatch($0, peer: $1) }
                 return
             } catch {}
         }
@@ -204,8 +208,12 @@ final class ListenerCore: Sendable {
     }
 
     private func acceptReady() {
+        var storage = sockaddr_storage()
         while true {
-            let client = cevpl_accept(fd)
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { cevpl_accept(fd, $0, &length) }
+            }
             if client < 0 {
                 switch Glibc.errno {
                 case EINTR, ECONNABORTED: continue
@@ -217,13 +225,17 @@ final class ListenerCore: Sendable {
                     return
                 }
             }
-            dispatch(client)
+            let peer = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }
+            }
+            dispatch(client, peer: peer)
         }
     }
 
-    /// Hands an accepted socket to the next attached loop, or closes it when
-    /// no loop is attached.
-    private func dispatch(_ client: Int32) {
+    /// Hands an accepted socket and its peer's address (as `accept`
+    /// reported it) to the next attached loop, or closes it when no loop is
+    /// attached.
+    private func dispatch(_ client: Int32, peer: SocketAddress?) {
         let target: Attachment? = state.withLock { state in
             guard !state.attached.isEmpty else { return nil }
             let chosen = state.attached[state.next % state.attached.count]
@@ -234,7 +246,7 @@ final class ListenerCore: Sendable {
             Glibc.close(client)
             return
         }
-        target.remote.enqueue(.accepted(fd: client, listenerID: target.attachmentID))
+        target.remote.enqueue(.accepted(fd: client, peer: peer, listenerID: target.attachmentID))
     }
 }
 

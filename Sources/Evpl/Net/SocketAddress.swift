@@ -186,6 +186,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Decodes a kernel `sockaddr` of `length` bytes.
     init?(_ raw: UnsafePointer<sockaddr>, length: socklen_t) {
+        guard length >= socklen_t(MemoryLayout<sa_family_t>.size) else { return nil }
         switch Int32(raw.pointee.sa_family) {
         case AF_INET:
             let v4 = UnsafeRawPointer(raw).loadUnaligned(as: sockaddr_in.self)

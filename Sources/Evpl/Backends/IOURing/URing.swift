@@ -29,6 +29,8 @@ final class URing {
     private let batch: UnsafeMutablePointer<io_uring_cqe>
     private static let batchSize = 256
     private let usesSQPoll: Bool
+    /// `io_uring_queue_init` succeeded: the ring must be torn down.
+    private var ringSetUp = false
     /// Pool slabs registered as fixed buffers, once a block device needs them.
     var fixedBufferTable: URingFixedBuffers?
 
@@ -48,21 +50,16 @@ final class URing {
             params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
                 | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL
         }
+        // Every stored property is initialized from here on, so a throw
+        // runs `deinit`, which alone releases what was set up (releasing
+        // here as well would free the ring twice).
         let status = io_uring_queue_init_params(UInt32(config.ioUringEntries), ring, &params)
         guard status == 0 else {
-            ring.deallocate()
-            batch.deallocate()
             throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "\(config.ioUringEntries) entries")
         }
+        ringSetUp = true
         _ = io_uring_register_ring_fd(ring)
-        do throws(EvplError) {
-            buffers = try ProvidedBuffers(uring: self, pool: loop.bufferPool, entries: config.ioUringBufferRingEntries, group: 0)
-        } catch {
-            io_uring_queue_exit(ring)
-            ring.deallocate()
-            batch.deallocate()
-            throw error
-        }
+        buffers = try ProvidedBuffers(uring: self, pool: loop.bufferPool, entries: config.ioUringBufferRingEntries, group: 0)
         epollWatch = EpollWatch(uring: self)
         watchEpoll()
     }
@@ -70,7 +67,7 @@ final class URing {
     deinit {
         buffers = nil
         fixedBufferTable = nil
-        io_uring_queue_exit(ring)
+        if ringSetUp { io_uring_queue_exit(ring) }
         ring.deallocate()
         batch.deallocate()
     }

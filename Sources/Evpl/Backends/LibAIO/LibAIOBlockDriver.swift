@@ -51,14 +51,8 @@ final class LibAIOBlockDriver: BlockDriver {
             throw error
         }
         events = .allocate(capacity: depth)
-        do throws(EvplError) {
-            watch = try loop.watch(fd: eventFD, interest: .readable) { [unowned(unsafe) self] _, _ in reap() }
-        } catch {
-            Glibc.close(eventFD)
-            io_destroy(created)
-            events.deallocate()
-            throw error
-        }
+        // Fully initialized from here on: a throw runs `deinit`, which releases everything.
+        watch = try loop.watch(fd: eventFD, interest: .readable) { [unowned(unsafe) self] _, _ in reap() }
         submitDeferral = loop.makeDeferral { [unowned(unsafe) self] _ in submitQueued() }
         inline = DeferredCompletions(device: device, loop: loop)
         inline.afterBatch = { [unowned(unsafe) self] in releaseIfDone() }
@@ -184,7 +178,7 @@ final class LibAIOBlockDriver: BlockDriver {
     private func release() {
         guard !released else { return }
         released = true
-        watch.remove()
+        watch?.remove()
         Glibc.close(eventFD)
         if let context { io_destroy(context) }
         context = nil

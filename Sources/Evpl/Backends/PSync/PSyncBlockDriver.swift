@@ -76,16 +76,12 @@ final class PSyncBlockDriver: BlockDriver {
         }
         shared = Shared(wakeFD: wakeFD, doneFD: doneFD)
         inline = DeferredCompletions(device: device, loop: loop)
-        do throws(EvplError) {
-            watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
-                var counter: UInt64 = 0
-                _ = Glibc.read(watch.fd, &counter, 8)
-                deliver()
-            }
-        } catch {
-            Glibc.close(wakeFD)
-            Glibc.close(doneFD)
-            throw error
+        // Fully initialized from here on: a throw runs `deinit`, whose
+        // shutdown joins the workers started and closes both eventfds.
+        watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
+            var counter: UInt64 = 0
+            _ = Glibc.read(watch.fd, &counter, 8)
+            deliver()
         }
         for index in 0..<workers {
             let shared = self.shared
@@ -139,7 +135,7 @@ final class PSyncBlockDriver: BlockDriver {
         for thread in threads { pthread_join(thread, nil) }
         threads.removeAll()
         deliver()
-        watch.remove()
+        watch?.remove()
         Glibc.close(shared.wakeFD)
         Glibc.close(shared.doneFD)
     }
