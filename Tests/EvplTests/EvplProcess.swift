@@ -25,6 +25,9 @@ func spawnEvpl(_ arguments: [String], fileLimit: Int? = nil) throws -> (pid: pid
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
     posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+    // Descriptors other tests have open stay here: a child under a low
+    // `ulimit -n` must start with little more than its standard streams.
+    markOpenDescriptorsCloseOnExec(except: pipeEnds[1])
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
     var pid: pid_t = 0
@@ -35,6 +38,20 @@ func spawnEvpl(_ arguments: [String], fileLimit: Int? = nil) throws -> (pid: pid
         throw SpawnFailed(status: spawned)
     }
     return (pid, pipeEnds[0])
+}
+
+/// Sets `FD_CLOEXEC` on every open descriptor above the standard streams
+/// but `kept` (the sockets tests create are inheritable by default).
+private func markOpenDescriptorsCloseOnExec(except kept: Int32) {
+    guard let directory = opendir("/proc/self/fd") else { return }
+    defer { closedir(directory) }
+    let own = dirfd(directory)
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let fd = Int32(name), fd > 2, fd != kept, fd != own else { continue }
+        let flags = fcntl(fd, F_GETFD)
+        if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
 }
 
 /// `posix_spawn` refused to start the executable.

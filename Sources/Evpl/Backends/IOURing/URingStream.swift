@@ -94,6 +94,9 @@ final class URingStream: URingOperationTarget {
         io_uring_prep_cancel64(entry, receiveUserData, 0)
         entry.pointee.user_data = 0
         entry.pointee.flags |= UInt8(CEVPL_IOSQE_CQE_SKIP_SUCCESS)
+        // Now, not with the iteration's submit: until the kernel sees the
+        // cancel, every reap lets it fill more ring buffers for this socket.
+        uring.submitNow()
     }
 
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
