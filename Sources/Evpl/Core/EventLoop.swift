@@ -40,6 +40,9 @@ public final class EventLoop {
     @exclusivity(unchecked) var pendingDatagramFlush: [DatagramEndpoint] = []
     @exclusivity(unchecked) private var flushingDatagrams: [DatagramEndpoint] = []
     @exclusivity(unchecked) var connections = ConnectionRegistry()
+    /// Connections paused because the pool reached its receive limit.
+    @exclusivity(unchecked) var memoryWaiters: [Connection] = []
+    @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     /// The loop's io_uring, created by the first io_uring object on the loop.
@@ -81,6 +84,8 @@ public final class EventLoop {
         /// Times a connection stopped receiving (paused by the application,
         /// by its send high watermark, or by the pool's ceiling).
         public var receivePauses: UInt64 = 0
+        /// Of those, pauses because the buffer pool reached its receive limit.
+        public var memoryPauses: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.
@@ -104,7 +109,8 @@ public final class EventLoop {
         }
         self.config = resolved
         self.loopConfig = loopConfig
-        self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab)
+        self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
+                                     maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes)
         self.remote = try EventLoopRemote()
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
@@ -114,6 +120,7 @@ public final class EventLoop {
         self.eventMasks = .allocate(capacity: resolved.maxEventsPerPoll)
         self.eventTokens = .allocate(capacity: resolved.maxEventsPerPoll)
         self.remoteToken = try register(fd: remote.wakeFD, events: UInt32(EPOLLIN.rawValue), source: RemoteWakeSource(loop: self))
+        bufferPool.trimScheduler = { [unowned self] in schedulePoolTrim() }
     }
 
     deinit {
@@ -173,7 +180,29 @@ public final class EventLoop {
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
         if deliverPendingDisconnects() { active = true }
+        if !memoryWaiters.isEmpty && bufferPool.hasRoomToReceive { resumeMemoryWaiters() }
         decideNextWait(active: active)
+    }
+
+    // MARK: Pool memory
+
+    /// Pauses `connection`'s receiving until the pool has room again.
+    func waitForMemory(_ connection: Connection) {
+        guard !connection.receivePauses.contains(.memory) else { return }
+        statistics.memoryPauses &+= 1
+        connection.pauseReceiving(.memory)
+        memoryWaiters.append(connection)
+    }
+
+    private func resumeMemoryWaiters() {
+        swap(&memoryWaiters, &wokenMemoryWaiters)
+        for connection in wokenMemoryWaiters { connection.resumeReceiving(.memory) }
+        wokenMemoryWaiters.removeAll(keepingCapacity: true)
+    }
+
+    /// Trims the pool a second from now: what is still free then was idle.
+    private func schedulePoolTrim() {
+        _ = try? addOneShotTimer(afterMicroseconds: 1_000_000) { [unowned self] _ in bufferPool.trim() }
     }
 
     /// Asks the loop to return from ``run()`` after the current iteration.

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Settings shared by every event loop: buffer geometry, the hybrid-wait
 /// spin window, send-queue watermarks and io_uring sizing.
 ///
@@ -8,6 +12,15 @@ public struct EvplConfig: Sendable, Hashable {
     public var bufferSize: Int = 64 * 1024
     /// Number of buffers carved from each `mmap`ed slab.
     public var buffersPerSlab: Int = 64
+    /// The ceiling on each loop's buffer pool, in bytes. At the ceiling,
+    /// connections pause receiving (the peer's window closes) and copying
+    /// sends throw `.resourceExhausted`; nothing crashes and nothing already
+    /// accepted is dropped. The default is an eighth of the machine's
+    /// physical memory (at least 64 MiB), per loop.
+    public var poolMaxBytes: Int = EvplConfig.defaultPoolMaxBytes
+    /// Free pool memory each loop keeps resident after a load; memory that
+    /// stays free beyond it for a second goes back to the kernel.
+    public var poolIdleBytes: Int = 8 << 20
     /// How long, in nanoseconds, a loop keeps polling without sleeping after it
     /// last saw activity. 0 disables spinning: the loop sleeps whenever idle.
     public var spinNanoseconds: UInt64 = 200_000
@@ -48,10 +61,20 @@ public struct EvplConfig: Sendable, Hashable {
     /// The built-in defaults, ignoring the environment.
     public init() {}
 
+    /// An eighth of physical memory, at least 64 MiB.
+    public static let defaultPoolMaxBytes: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 1 << 30 }
+        return max(64 << 20, pages * pageSize / 8)
+    }()
+
     /// The environment variables that override a setting, with what each sets.
     public static let environmentVariables: [(name: String, meaning: String)] = [
         ("EVPL_BUFFER_SIZE", "bytes per pooled buffer (4096...16777216)"),
         ("EVPL_BUFFERS_PER_SLAB", "buffers per mmap'ed slab (1...65536)"),
+        ("EVPL_POOL_MAX_BYTES", "ceiling on each loop's buffer pool, in bytes (default: physical memory / 8)"),
+        ("EVPL_POOL_IDLE_BYTES", "free pool memory kept resident after a load, in bytes"),
         ("EVPL_SPIN_NS", "hybrid-wait spin window in ns (0 = never spin)"),
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
         ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires and receiving resumes"),
@@ -75,6 +98,12 @@ public struct EvplConfig: Sendable, Hashable {
         }
         if let text = environment["EVPL_BUFFERS_PER_SLAB"] {
             config.buffersPerSlab = try parse(text, "EVPL_BUFFERS_PER_SLAB", 1...65536)
+        }
+        if let text = environment["EVPL_POOL_MAX_BYTES"] {
+            config.poolMaxBytes = try parse(text, "EVPL_POOL_MAX_BYTES", 4096...Int.max)
+        }
+        if let text = environment["EVPL_POOL_IDLE_BYTES"] {
+            config.poolIdleBytes = try parse(text, "EVPL_POOL_IDLE_BYTES", 0...Int.max)
         }
         if let text = environment["EVPL_SPIN_NS"] {
             config.spinNanoseconds = UInt64(try parse(text, "EVPL_SPIN_NS", 0...60_000_000_000))
@@ -124,6 +153,8 @@ public struct EvplConfig: Sendable, Hashable {
         }
         try check((4096...16_777_216).contains(bufferSize), "bufferSize", bufferSize)
         try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
+        try check(poolMaxBytes >= bufferSize, "poolMaxBytes", poolMaxBytes)
+        try check(poolIdleBytes >= 0, "poolIdleBytes", poolIdleBytes)
         try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
         try check(sendHighWatermark >= sendLowWatermark, "sendHighWatermark", sendHighWatermark)
         try check((1...256).contains(maxEventsPerPoll), "maxEventsPerPoll", maxEventsPerPoll)

@@ -30,6 +30,10 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidState
         /// A file or device path does not exist (`ENOENT` outside connecting).
         case notFound
+        /// A bounded resource is used up: the buffer pool is at its ceiling
+        /// (``EvplConfig/poolMaxBytes``), or the kernel is out of memory
+        /// (`ENOMEM`, `ENOBUFS`).
+        case resourceExhausted
         /// Any other system call failure; see ``EvplError/errno``.
         case system
     }
@@ -64,6 +68,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case ECONNREFUSED, ENOENT: return .connectionRefused
         case ECONNRESET, EPIPE: return .connectionReset
         case EMFILE, ENFILE: return .tooManyOpenFiles
+        case ENOMEM, ENOBUFS: return .resourceExhausted
         case EINVAL: return .invalidArgument
         case EAFNOSUPPORT, EADDRNOTAVAIL: return .invalidAddress
         case ENAMETOOLONG: return .pathTooLong
@@ -95,6 +100,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .framing: return "framing error"
         case .invalidState: return "invalid state"
         case .notFound: return "not found"
+        case .resourceExhausted: return "resource exhausted"
         case .system: return "system error"
         }
     }

@@ -8,6 +8,14 @@ import Glibc
 /// backend that must register memory (io_uring fixed buffers, RDMA memory
 /// regions) registers each slab exactly once, through a registration hook,
 /// and never per I/O. One pool belongs to one event loop; it takes no locks.
+///
+/// The pool is bounded: past ``maxBuffers`` buffers in use, taking one
+/// throws `.resourceExhausted` (connections pause receiving instead).
+/// And memory comes back: ``trim()`` returns the pages of buffers that
+/// stayed free for a whole trim interval, beyond ``idleBuffersKept``, to
+/// the kernel (`MADV_DONTNEED`; the mapping stays, so nothing is
+/// registered again). Memory registered through a hook is never trimmed:
+/// the kernel keeps its own pin on those pages.
 public final class BufferPool {
     /// Called once for each slab, existing and future, with its whole memory.
     public typealias RegistrationHook = (_ slab: UnsafeMutableRawBufferPointer, _ slabIndex: Int) -> Void
@@ -23,6 +31,20 @@ public final class BufferPool {
 
     /// Number of buffers currently referenced (handed out and not yet released).
     @exclusivity(unchecked) public private(set) var buffersInUse: Int = 0
+    /// The most buffers that may be in use at once.
+    public let maxBuffers: Int
+    /// Free buffers whose memory stays resident however long they are idle.
+    public let idleBuffersKept: Int
+    /// Buffers whose pages went back to the kernel, ever.
+    public private(set) var buffersTrimmed: UInt64 = 0
+    /// Called (on the pool's loop) when a later ``trim()`` has work to do.
+    var trimScheduler: (() -> Void)?
+    private var trimScheduled = false
+    /// The fewest free buffers since the last trim: `free[0..<lowWater]`
+    /// stayed free all along (the free list is a stack).
+    @exclusivity(unchecked) private var lowWater = 0
+    /// `free[0..<trimmedPrefix]` have had their pages returned.
+    @exclusivity(unchecked) private var trimmedPrefix = 0
     /// Of ``buffersInUse``, the buffers a backend has lent to the kernel to
     /// receive into (io_uring provided buffers): referenced by design, not
     /// leaked. `buffersInUse - buffersLentToKernel` is what the application
@@ -30,10 +52,16 @@ public final class BufferPool {
     public internal(set) var buffersLentToKernel: Int = 0
 
     /// Creates an empty pool; the first slab is mapped on the first allocation.
-    public init(bufferSize: Int, buffersPerSlab: Int) {
+    ///
+    /// - Parameters:
+    ///   - maxBytes: the ceiling on buffer memory in use (at least one buffer).
+    ///   - idleBytesKept: free buffer memory that stays resident when idle.
+    public init(bufferSize: Int, buffersPerSlab: Int, maxBytes: Int = .max, idleBytesKept: Int = 8 << 20) {
         precondition(bufferSize > 0 && buffersPerSlab > 0)
         self.bufferSize = bufferSize
         self.buffersPerSlab = buffersPerSlab
+        self.maxBuffers = max(1, maxBytes / bufferSize)
+        self.idleBuffersKept = max(0, idleBytesKept / bufferSize)
     }
 
     deinit {
@@ -63,15 +91,74 @@ public final class BufferPool {
         return IOVec(buffer: buffer, offset: 0, length: buffer.capacity)
     }
 
+    /// The most buffers in use at which receives may still take one: a
+    /// quarter of the pool stays for sends, so that a loop whose receives
+    /// filled the pool can still answer and drain.
+    public var receiveLimit: Int { max(1, maxBuffers - maxBuffers / 4) }
+
+    /// Whether a receive can take a buffer.
+    public var hasRoomToReceive: Bool { buffersInUse < receiveLimit }
+
+    /// Takes a buffer to receive into, below ``receiveLimit``.
+    func takeForReceive() throws(EvplError) -> Buffer {
+        guard buffersInUse < receiveLimit else { throw exhausted() }
+        return try take()
+    }
+
     @usableFromInline
     func take() throws(EvplError) -> Buffer {
+        guard buffersInUse < maxBuffers else { throw exhausted() }
         if free.isEmpty {
             try mapSlab()
         }
         let buffer = free.removeLast()
+        let remaining = free.count
+        if remaining < lowWater {
+            lowWater = remaining
+            if remaining < trimmedPrefix {
+                // A trimmed buffer is in use again: its pages fault back in.
+                trimmedPrefix = remaining
+                scheduleTrim()
+            }
+        }
         buffer.referenceCount = 1
         buffersInUse &+= 1
         return buffer
+    }
+
+    private func exhausted() -> EvplError {
+        EvplError(.resourceExhausted, operation: "allocate buffer",
+                  context: "pool ceiling of \(maxBuffers) buffers of \(bufferSize) bytes reached (EVPL_POOL_MAX_BYTES)")
+    }
+
+    /// Returns to the kernel the pages of free buffers that stayed free
+    /// since the previous trim, keeping the ``idleBuffersKept`` most
+    /// recently used ones resident. Asks for another trim while more than
+    /// that floor is resident (in use or free).
+    public func trim() {
+        trimScheduled = false
+        guard hooks.isEmpty else { return }
+        let target = max(0, min(lowWater, free.count - idleBuffersKept))
+        if trimmedPrefix < target {
+            for index in trimmedPrefix..<target {
+                let buffer = free[index]
+                _ = madvise(buffer.baseAddress, buffer.capacity, MADV_DONTNEED)
+            }
+            buffersTrimmed &+= UInt64(target - trimmedPrefix)
+            trimmedPrefix = target
+        }
+        lowWater = free.count
+        // Buffers in use now may be free and idle by the next trim.
+        if buffersInUse + free.count - trimmedPrefix > idleBuffersKept { scheduleTrim() }
+    }
+
+    /// Free buffers whose pages are resident (not trimmed).
+    public var residentFreeBuffers: Int { free.count - trimmedPrefix }
+
+    private func scheduleTrim() {
+        guard !trimScheduled, let trimScheduler else { return }
+        trimScheduled = true
+        trimScheduler()
     }
 
     @usableFromInline
@@ -99,5 +186,6 @@ public final class BufferPool {
         for hook in hooks {
             hook(slab, slabIndex)
         }
+        if slabs.count * buffersPerSlab > idleBuffersKept { scheduleTrim() }
     }
 }

@@ -39,7 +39,7 @@ final class ReceiveQueue {
             }
         }
         if fill == nil {
-            fill = try pool.take()
+            fill = try pool.takeForReceive()
             fillOffset = 0
         }
         let buffer = fill.unsafelyUnwrapped

@@ -131,7 +131,12 @@ extension Connection {
             do {
                 space = try receiveQueue.writableSpace()
             } catch {
-                tearDown(error: error)
+                if error.code == .resourceExhausted {
+                    // The data waits in the kernel until the pool has room.
+                    loop.waitForMemory(self)
+                } else {
+                    tearDown(error: error)
+                }
                 return
             }
             let result = Glibc.read(fd, space.baseAddress, space.count)

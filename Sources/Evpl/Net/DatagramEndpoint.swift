@@ -197,7 +197,7 @@ public final class DatagramEndpoint: PollSource {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try receiveQueue.writableSpace(minimum: Self.largestDatagram)
-                if spare == nil { spare = try loop.bufferPool.take() }
+                if spare == nil { spare = try loop.bufferPool.takeForReceive() }
             } catch {
                 return
             }

@@ -31,7 +31,14 @@ struct SendQueue {
         entries.reserveCapacity(32)
     }
 
+    /// Copies `bytes` into pool buffers and queues them. Throws
+    /// `.resourceExhausted`, queueing nothing, when the pool cannot hold
+    /// the copy below its ceiling.
     mutating func append(copying bytes: UnsafeRawBufferPointer, pool: BufferPool, trackMessage: Bool) throws(EvplError) {
+        if bytes.count > fillSpace, case let needed = (bytes.count - fillSpace + pool.bufferSize - 1) / pool.bufferSize,
+           needed > pool.maxBuffers - pool.buffersInUse {
+            throw EvplError(.resourceExhausted, operation: "send", context: "\(bytes.count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) allows (EVPL_POOL_MAX_BYTES)")
+        }
         var source = bytes.baseAddress
         var remaining = bytes.count
         while remaining > 0 {
@@ -57,6 +64,12 @@ struct SendQueue {
             remaining -= length
         }
         noteQueued(bytes.count, trackMessage: trackMessage)
+    }
+
+    /// Bytes the current fill buffer can still take without a new buffer.
+    private var fillSpace: Int {
+        guard let fill else { return 0 }
+        return fill.referenceCount == 1 ? fill.capacity : fill.capacity - fillOffset
     }
 
     /// Queues `iovec`, taking over the reference its caller holds.

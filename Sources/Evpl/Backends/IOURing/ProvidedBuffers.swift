@@ -58,6 +58,9 @@ final class ProvidedBuffers {
         return buffer
     }
 
+    /// Whether the kernel has no buffer left to receive into.
+    var isEmpty: Bool { emptySlots.count == entries }
+
     /// Lends a fresh pool buffer to every empty slot (as many as the pool can
     /// give) and publishes them to the kernel with one tail update.
     func refill() {
@@ -65,7 +68,7 @@ final class ProvidedBuffers {
         let mask = io_uring_buf_ring_mask(UInt32(entries))
         var added: Int32 = 0
         while !emptySlots.isEmpty {
-            guard let buffer = try? pool.take() else { break }
+            guard let buffer = try? pool.takeForReceive() else { break }
             let id = emptySlots.removeLast()
             slots[Int(id)] = buffer
             io_uring_buf_ring_add(ring, buffer.baseAddress, UInt32(buffer.capacity), id, mask, added)

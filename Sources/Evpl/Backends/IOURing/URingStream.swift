@@ -130,9 +130,15 @@ final class URingStream: URingOperationTarget {
             connection.peerFinished()
         } else if result == -ENOBUFS {
             // The ring ran dry: the data waits in the socket. Re-arm; the
-            // submission goes in after this batch has refilled the ring.
+            // submission goes in after this batch has refilled the ring,
+            // unless the pool is at its receive limit: then wait for room.
             connection.loop.statistics.receiveBufferShortages &+= 1
-            armReceive()
+            uring.buffers.refill()
+            if uring.buffers.isEmpty {
+                connection.loop.waitForMemory(connection)
+            } else {
+                armReceive()
+            }
         } else if result == -ECANCELED {
             // Cancelled for a pause: armed again if the resume came first.
             armReceive()

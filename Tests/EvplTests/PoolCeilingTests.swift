@@ -1,0 +1,161 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Resident memory of process `pid` in bytes, from `/proc/<pid>/status`.
+func residentBytes(of pid: pid_t) -> Int? {
+    guard let file = fopen("/proc/\(pid)/status", "r") else { return nil }
+    defer { fclose(file) }
+    var line: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(line) }
+    while getline(&line, &capacity, file) > 0 {
+        let text = String(cString: line!)
+        if text.hasPrefix("VmRSS:") {
+            let digits = text.filter(\.isNumber)
+            return Int(digits).map { $0 * 1024 }
+        }
+    }
+    return nil
+}
+
+@Suite("Bounded pool memory")
+struct PoolCeilingTests {
+    @Test("at the ceiling, allocation and copying sends throw resourceExhausted and queue nothing")
+    func ceilingThrows() throws {
+        let loop = try makeLoop(bufferSize: 4096) { $0.poolMaxBytes = 6 * 4096 }
+        let pool = loop.bufferPool
+        #expect(pool.maxBuffers == 6)
+        var held: [IOVec] = []
+        while let iovec = try? pool.allocate() { held.append(iovec) }
+        #expect(held.count == 6)
+        let error = #expect(throws: EvplError.self) { _ = try pool.allocate() }
+        #expect(error?.code == .resourceExhausted)
+
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.attach(to: listener) { $0.handler = { _, _ in } }
+        var client: Connection?
+        client = try loop.connect(to: listener.address, protocol: .tcp) { _, _ in }
+        try spin(loop, "connected") { client?.isReceivingPaused == false && client?.localAddress != nil }
+        let sendError = #expect(throws: EvplError.self) { try client?.send(Array(repeating: 1, count: 20_000)) }
+        #expect(sendError?.code == .resourceExhausted)
+        #expect(client?.queuedBytes == 0, "a failed send queued \(client?.queuedBytes ?? -1) bytes")
+        for iovec in held { iovec.release() }
+        try client?.send(Array(repeating: 1, count: 20_000))
+        #expect(client?.queuedBytes == 20_000)
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a pool of 8 small buffers still echoes 2 MiB: receives pause at the ceiling and resume as sends drain",
+          arguments: StreamCase.backends, [false, true])
+    func tinyPoolEcho(_ backend: EvplProtocol.Backend, unix: Bool) throws {
+        let loop = try makeLoop(bufferSize: 4096) {
+            $0.poolMaxBytes = 8 * 4096
+            $0.buffersPerSlab = 4
+            $0.ioUringBufferRingEntries = 4
+        }
+        let evplProtocol = EvplProtocol(unix ? .unix : .tcp, backend: backend)
+        let address = unix ? try SocketAddress(unixPath: "/tmp/evpl-pool-\(getpid())-\(UniqueName.next()).sock")
+                           : try SocketAddress(host: "127.0.0.1", port: 0)
+        let listener = try Listener(address: address, protocol: evplProtocol)
+        var peak = 0
+        var sendErrors = 0
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                guard case .received(let bytes) = event else { return }
+                do throws(EvplError) { try connection.send(taking: bytes.retainedIOVecs()) } catch { sendErrors += 1 }
+                peak = max(peak, connection.loop.bufferPool.buffersInUse)
+            }
+        }
+        let bound = listener.address
+        let result = ResultSlot()
+        let client = TestThread { result.set(RawStreamClient.echo(to: bound, total: 2 << 20, maxChunk: 16 * 1024, seed: 3, seconds: 30)) }
+        try spin(loop, seconds: 40, "the client") { result.outcome != nil }
+        client.join()
+        let outcome = try #require(result.outcome)
+        #expect(outcome.isComplete, "\(outcome)")
+        #expect(sendErrors == 0)
+        #expect(peak <= 8)
+        #expect(loop.statistics.memoryPauses >= 1, "the ceiling never paused a receive")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
+    @Test("buffers idle for a trim interval give their pages back, beyond the resident floor")
+    func trimReturnsIdleBuffers() throws {
+        let pool = BufferPool(bufferSize: 64 * 1024, buffersPerSlab: 16, idleBytesKept: 4 * 64 * 1024)
+        var held: [IOVec] = []
+        for _ in 0..<160 {
+            let iovec = try pool.allocate()
+            memset(iovec.baseAddress, 0xAB, iovec.length)
+            held.append(iovec)
+        }
+        for iovec in held { iovec.release() }
+        held.removeAll()
+        pool.trim()  // notes which buffers are free from now on
+        #expect(pool.buffersTrimmed == 0, "buffers freed just now are not idle yet")
+        // Some traffic keeps a few buffers hot meanwhile.
+        for _ in 0..<10 { try pool.allocate().release() }
+        pool.trim()
+        #expect(pool.buffersTrimmed == 156, "trimmed \(pool.buffersTrimmed)")
+        #expect(pool.residentFreeBuffers == 4)
+        // Trimmed memory is usable again, and reads back as written.
+        for _ in 0..<160 { held.append(try pool.allocate()) }
+        for iovec in held {
+            memset(iovec.baseAddress, 0x5A, iovec.length)
+            #expect(iovec.bytes.allSatisfy { $0 == 0x5A })
+            iovec.release()
+        }
+    }
+
+    @Test("evpl echo under a flood of non-reading clients stays bounded and gives the memory back after they leave",
+          arguments: StreamCase.backends)
+    func echoMemoryComesBack(_ backend: EvplProtocol.Backend) throws {
+        let server = try EvplServer(["echo", "--protocol", "tcp", "--backend", cliName(backend), "--port", "0"])
+        usleep(200_000)
+        let before = try #require(residentBytes(of: server.pid))
+        var clients: [Int32] = []
+        var written = 0
+        for _ in 0..<24 {
+            let fd = rawConnect(to: server.address)
+            guard fd >= 0 else { continue }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            clients.append(fd)
+        }
+        let chunk = [UInt8](repeating: 0x42, count: 65536)
+        let deadline = MonotonicClock.nanoseconds() + 3_000_000_000
+        var peak = before
+        while MonotonicClock.nanoseconds() < deadline {
+            for fd in clients { written += max(0, chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }) }
+            peak = max(peak, residentBytes(of: server.pid) ?? 0)
+            usleep(5_000)
+        }
+        #expect(written > 100 << 20, "the flood wrote only \(written) bytes")
+        #expect(peak - before < 400 << 20, "RSS grew by \((peak - before) >> 20) MiB for 24 non-reading clients")
+        for fd in clients {
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            close(fd)
+        }
+        var after = peak
+        for _ in 0..<50 where after - before >= 50 << 20 {
+            usleep(100_000)
+            after = residentBytes(of: server.pid) ?? after
+        }
+        #expect(after - before < 50 << 20, "RSS \(before >> 20) MiB before, \(peak >> 20) MiB at the peak, \(after >> 20) MiB 5 s after")
+        #expect(server.isRunning)
+        #expect(server.terminate() == 0)
+    }
+}
+
+/// One outcome handed from a client thread to the test.
+final class ResultSlot: @unchecked Sendable {
+    // Written once under the lock by the client thread, read under it by the test.
+    private var value: EchoOutcome?
+    private let lock = PthreadLock()
+    func set(_ outcome: EchoOutcome) { lock.locked { value = outcome } }
+    var outcome: EchoOutcome? { lock.locked { value } }
+}
