@@ -35,9 +35,10 @@ final class BlockRangeServer: Sendable {
         }
     }
 
+    /// Stops accepting and lets every connection finish its answers.
     func stop() {
         listener.close()
-        pool.stop()
+        pool.shutdownGracefully(timeout: .seconds(5))
     }
 }
 

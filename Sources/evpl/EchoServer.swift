@@ -66,10 +66,12 @@ final class EchoServer: Sendable {
         }
     }
 
-    /// Stops accepting, closes every connection and joins the threads.
-    func stop() {
+    /// Stops accepting, lets every connection finish (delivering what is
+    /// queued) for up to `timeout`, closes the rest and joins the threads.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(5)) -> ShutdownReport {
         listener?.close()
-        pool.stop()
+        return pool.shutdownGracefully(timeout: timeout)
     }
 
     private static func loopConfig(cpu: Int?) -> @Sendable (Int) -> LoopConfig {
@@ -78,12 +80,18 @@ final class EchoServer: Sendable {
 
     private static func echo(_ connection: Connection, _ event: ConnectionEvent) {
         guard case .received(let bytes) = event else { return }
-        bytes.forEachSegment { piece in
-            do {
-                try connection.send(copying: piece)
-            } catch {
-                connection.close()
-            }
+        bytes.forEachSegment { piece in send(piece, on: connection) }
+    }
+
+    /// Echoes `piece`. A connection that is finishing (a shutdown began)
+    /// takes no more, and what it has queued still goes out; any other
+    /// failure closes it.
+    private static func send(_ piece: UnsafeRawBufferPointer, on connection: Connection) {
+        do throws(EvplError) {
+            try connection.send(copying: piece)
+        } catch where error.code == .invalidState {
+        } catch {
+            connection.close()
         }
     }
 
@@ -110,11 +118,7 @@ final class EchoServer: Sendable {
             let start = max(0, skip - offset)
             offset += piece.count
             guard start < piece.count else { return }
-            do {
-                try connection.send(copying: UnsafeRawBufferPointer(rebasing: piece[start...]))
-            } catch {
-                connection.close()
-            }
+            send(UnsafeRawBufferPointer(rebasing: piece[start...]), on: connection)
         }
     }
 }

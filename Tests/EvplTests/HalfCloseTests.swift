@@ -50,6 +50,10 @@ final class ThreadedEchoServer: Sendable {
         pool.stop()
     }
 
+    func shutdownGracefully(timeout: Duration) -> ShutdownReport {
+        pool.shutdownGracefully(timeout: timeout)
+    }
+
     deinit { stop() }
 }
 

@@ -388,12 +388,15 @@ final class EventLog {
     var sentEvents = 0
     var writable = 0
     var inputClosed = 0
+    /// The connection, from its `connected` event on.
+    var connection: Connection?
 
     func handle(_ connection: Connection, _ event: ConnectionEvent) {
         if disconnected > 0 { eventsAfterDisconnect += 1 }
         switch event {
         case .connected:
             connected += 1
+            self.connection = connection
         case .received(let bytes):
             if connected == 0 { dataBeforeConnected = true }
             let array = bytes.array

@@ -143,6 +143,7 @@ public final class BlockDevice {
         request.offset = offset
         request.length = length
         request.tag = tag
+        loop.blockRequestsPending &+= 1
         buffers(request)
         if let error = validate(request) {
             fail(request, error)
@@ -215,6 +216,7 @@ public final class BlockDevice {
             }
         }
         let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
+        loop.blockRequestsPending &-= 1
         while let iovec = request.iovecs.popLast() { iovec.release() }
         spare.append(request)
         startWaiting()

@@ -40,6 +40,10 @@ public final class EventLoop {
     @exclusivity(unchecked) var pendingDatagramFlush: [DatagramEndpoint] = []
     @exclusivity(unchecked) private var flushingDatagrams: [DatagramEndpoint] = []
     @exclusivity(unchecked) var connections = ConnectionRegistry()
+    /// Block requests submitted on this loop and not yet completed.
+    @exclusivity(unchecked) var blockRequestsPending = 0
+    /// Set while a graceful shutdown runs.
+    var gracefulShutdown: GracefulShutdown?
     /// Connections paused because the pool reached its receive limit.
     @exclusivity(unchecked) var memoryWaiters: [Connection] = []
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
@@ -181,6 +185,7 @@ public final class EventLoop {
         if flushPendingSends() { active = true }
         if deliverPendingDisconnects() { active = true }
         if !memoryWaiters.isEmpty && bufferPool.hasRoomToReceive { resumeMemoryWaiters() }
+        if gracefulShutdown != nil { continueGracefulShutdown() }
         decideNextWait(active: active)
     }
 
@@ -340,7 +345,7 @@ public final class EventLoop {
         return worked
     }
 
-    private func deliverPendingDisconnects() -> Bool {
+    func deliverPendingDisconnects() -> Bool {
         guard !pendingDisconnects.isEmpty else { return false }
         while let connection = pendingDisconnects.popLast() {
             connection.completeDisconnect()
@@ -368,10 +373,7 @@ public final class EventLoop {
     /// call this when they stop; call it before dropping a loop you ran yourself.
     public func closeAll() {
         assertOnLoopThread()
-        for attachment in attachments.values {
-            attachment.listener.detach(loopID: ObjectIdentifier(self))
-        }
-        attachments.removeAll()
+        detachFromAllListeners()
         for connection in connections.all() {
             connection.close()
         }

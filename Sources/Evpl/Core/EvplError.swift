@@ -34,6 +34,10 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         /// (``EvplConfig/poolMaxBytes``), or the kernel is out of memory
         /// (`ENOMEM`, `ENOBUFS`).
         case resourceExhausted
+        /// This side closed the connection abortively (``Connection/close()``,
+        /// or a graceful shutdown's deadline): queued bytes were dropped and
+        /// the peer saw a reset. An orderly end reports no error at all.
+        case aborted
         /// Any other system call failure; see ``EvplError/errno``.
         case system
     }
@@ -101,6 +105,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidState: return "invalid state"
         case .notFound: return "not found"
         case .resourceExhausted: return "resource exhausted"
+        case .aborted: return "closed abortively by this side"
         case .system: return "system error"
         }
     }

@@ -9,8 +9,9 @@ import Glibc
 /// thread's state, handed later to `onStop`), and then runs the loop.
 /// The initializer returns only after every thread has finished `onStart`.
 /// ``stop()`` stops every loop, closes every connection still open on it
-/// (each gets its `disconnected` event), runs `onStop` on each thread and
-/// joins them all.
+/// abortively (each gets its `disconnected` event), runs `onStop` on each
+/// thread and joins them all; ``shutdownGracefully(timeout:)`` lets every
+/// connection finish first.
 ///
 /// `ThreadState` never leaves its thread, so it need not be `Sendable`.
 public final class EventLoopThreadPool<ThreadState>: Sendable {
@@ -94,9 +95,39 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
         for thread in joining { pthread_join(thread, nil) }
     }
 
+    /// Shuts every loop down gracefully (``EventLoop/shutdownGracefully(timeout:_:)``:
+    /// no new connections, every connection finishes, block requests
+    /// complete, the rest is closed abortively at `timeout`), then runs
+    /// `onStop` on each thread and joins them. Returns what happened on all
+    /// loops together. Close the listeners first, so that nothing waits in
+    /// their backlogs. Calling it after ``stop()`` does nothing.
+    @discardableResult
+    public func shutdownGracefully(timeout: Duration) -> ShutdownReport {
+        let joining = threads.withLock { threads in
+            defer { threads.removeAll() }
+            return threads
+        }
+        guard !joining.isEmpty else { return ShutdownReport() }
+        let reports = ReportCollector()
+        for remote in remotes {
+            remote.execute { loop in
+                loop.shutdownGracefully(timeout: timeout) { reports.add($0) }
+            }
+        }
+        for thread in joining { pthread_join(thread, nil) }
+        return reports.total
+    }
+
     deinit {
         stop()
     }
+}
+
+/// Sums the reports of loops shutting down on their own threads.
+private final class ReportCollector: Sendable {
+    private let state = Mutex(ShutdownReport())
+    func add(_ report: ShutdownReport) { state.withLock { $0.merge(report) } }
+    var total: ShutdownReport { state.withLock { $0 } }
 }
 
 /// Collects each thread's start result and releases the creator once all

@@ -12,6 +12,8 @@ struct ReceivePauses: OptionSet {
     static let backpressure = ReceivePauses(rawValue: 1 << 1)
     /// The loop's buffer pool is at its ceiling.
     static let memory = ReceivePauses(rawValue: 1 << 2)
+    /// A graceful shutdown waits for block requests in flight.
+    static let shutdown = ReceivePauses(rawValue: 1 << 3)
 }
 
 extension Connection {

@@ -63,7 +63,8 @@ public final class Connection: PollSource {
     var readPending = false
     var disconnectQueued = false
     var finalError: EvplError?
-    private var shutdownSent = false
+    /// The end of stream went out: everything queued was written first.
+    private(set) var shutdownSent = false
     /// `finish()` was called before the connect completed.
     var finishAfterConnect = false
     private var reportedSentBytes: UInt64 = 0
@@ -178,11 +179,13 @@ public final class Connection: PollSource {
     }
 
     /// Closes at once, discarding queued bytes (the peer sees a reset).
-    /// `disconnected` follows at the end of this iteration. Closing twice is harmless.
+    /// `disconnected` follows at the end of this iteration, with an
+    /// `.aborted` error that tells it from an orderly end. Closing twice is
+    /// harmless.
     public func close() {
         guard state != .closed else { return }
         SocketOps.setAbortiveClose(fd)
-        tearDown(error: nil)
+        tearDown(error: EvplError(.aborted, operation: "close", context: "\(remoteAddress)"))
     }
 
     private func checkSendable() throws(EvplError) {

@@ -20,7 +20,9 @@ public enum ConnectionEvent {
     /// `disconnected`.
     case inputClosed
     /// The connection is over: closed by either side, reset, refused or
-    /// failed. Delivered exactly once, last; `nil` for an orderly close.
+    /// failed. Delivered exactly once, last; `nil` for an orderly close (both
+    /// ends finished), `.aborted` after this side's ``Connection/close()``,
+    /// `.connectionReset` when the peer reset it.
     case disconnected(EvplError?)
 }
 

@@ -1,0 +1,121 @@
+/// What a graceful shutdown achieved.
+public struct ShutdownReport: Sendable, Hashable, CustomStringConvertible {
+    /// Connections that finished in time: every queued byte delivered, then
+    /// the end of stream.
+    public var finished = 0
+    /// Connections still open at the deadline, closed abortively (their
+    /// handlers see `disconnected` with an `.aborted` error).
+    public var aborted = 0
+    /// Block requests still pending at the deadline.
+    public var blockRequestsPending = 0
+
+    /// Creates an empty report.
+    public init() {}
+
+    /// Whether everything ended in time.
+    public var isClean: Bool { aborted == 0 && blockRequestsPending == 0 }
+
+    /// Adds another loop's report to this one.
+    public mutating func merge(_ other: ShutdownReport) {
+        finished += other.finished
+        aborted += other.aborted
+        blockRequestsPending += other.blockRequestsPending
+    }
+
+    public var description: String {
+        "\(finished) connections finished, \(aborted) aborted at the deadline, \(blockRequestsPending) block requests pending"
+    }
+}
+
+/// The state of a loop's graceful shutdown.
+final class GracefulShutdown {
+    enum Phase {
+        /// Connections do not receive; block requests in flight complete,
+        /// and the answers they produce are still sent.
+        case draining
+        /// Every connection finishes.
+        case finishing
+    }
+
+    var phase = Phase.draining
+    let deadline: UInt64
+    let completion: (ShutdownReport) -> Void
+    var report = ShutdownReport()
+    var deadlineTimer: EvplTimer?
+
+    init(deadline: UInt64, completion: @escaping (ShutdownReport) -> Void) {
+        self.deadline = deadline
+        self.completion = completion
+    }
+}
+
+extension EventLoop {
+    /// Shuts the loop down gracefully: it detaches from every listener (no
+    /// new connection arrives) and stops receiving; block requests in
+    /// flight complete (what their handlers send still goes out); then
+    /// every connection finishes (queued bytes are delivered, then the end
+    /// of stream, then the peer's own end). When nothing is left, or at
+    /// `timeout` at the latest, what remains is closed abortively,
+    /// `completion` runs with the report, and the loop stops.
+    ///
+    /// The abortive path stays: ``closeAll()`` closes at once.
+    public func shutdownGracefully(timeout: Duration, _ completion: @escaping (ShutdownReport) -> Void = { _ in }) {
+        assertOnLoopThread()
+        guard gracefulShutdown == nil else { return }
+        let nanoseconds = UInt64(max(0, timeout.components.seconds)) * 1_000_000_000 + UInt64(max(0, timeout.components.attoseconds / 1_000_000_000))
+        let shutdown = GracefulShutdown(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, completion: completion)
+        gracefulShutdown = shutdown
+        detachFromAllListeners()
+        for connection in connections.all() {
+            if connection.state == .connecting {
+                connection.close()
+            } else {
+                shutdown.report.finished += 1
+                connection.pauseReceiving(.shutdown)
+            }
+        }
+        // Wakes the loop at the deadline, however idle it is.
+        shutdown.deadlineTimer = try? addOneShotTimer(afterMicroseconds: max(1, nanoseconds / 1000)) { _ in }
+        continueGracefulShutdown()
+    }
+
+    /// Checked at the end of every iteration while a shutdown runs.
+    func continueGracefulShutdown() {
+        guard let shutdown = gracefulShutdown else { return }
+        let pastDeadline = MonotonicClock.nanoseconds() >= shutdown.deadline
+        if shutdown.phase == .draining && (blockRequestsPending == 0 || pastDeadline) {
+            shutdown.phase = .finishing
+            for connection in connections.all() {
+                connection.finish()
+                // Reading resumes so the peer's end of stream is seen.
+                connection.resumeReceiving(.shutdown)
+            }
+        }
+        let done = connections.count == 0 && blockRequestsPending == 0 && pendingDisconnects.isEmpty
+        guard done || pastDeadline else { return }
+        for connection in connections.all() where !connection.isClosed {
+            if connection.shutdownSent {
+                // Everything went out and the end of stream with it; only
+                // the peer's own end is missing. A plain close loses nothing.
+                connection.tearDown(error: nil)
+            } else {
+                shutdown.report.aborted += 1
+                shutdown.report.finished -= 1
+                connection.close()
+            }
+        }
+        while deliverPendingDisconnects() {}
+        shutdown.report.blockRequestsPending = blockRequestsPending
+        shutdown.deadlineTimer?.cancel()
+        gracefulShutdown = nil
+        shutdown.completion(shutdown.report)
+        stop()
+    }
+
+    func detachFromAllListeners() {
+        for attachment in attachments.values {
+            attachment.listener.detach(loopID: ObjectIdentifier(self))
+        }
+        attachments.removeAll()
+    }
+}
