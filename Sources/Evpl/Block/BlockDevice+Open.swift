@@ -23,7 +23,7 @@ extension EventLoop {
         create size: UInt64? = nil,
         queueDepth: Int = 128
     ) throws(EvplError) -> BlockDevice {
-        assertOnLoopThread()
+        checkLoopThread()
         let path = try Self.blockPath(from: location)
         guard queueDepth > 0 else {
             throw EvplError(.invalidArgument, operation: "open block device", context: "queue depth \(queueDepth)")

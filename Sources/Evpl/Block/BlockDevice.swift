@@ -135,9 +135,7 @@ public final class BlockDevice {
     // MARK: Queue
 
     private func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64, buffers: (BlockRequest) -> Void) {
-        #if DEBUG
-        loop.assertOnLoopThread()
-        #endif
+        loop.checkLoopThread()
         let request = spare.popLast() ?? BlockRequest()
         request.operation = operation
         request.offset = offset

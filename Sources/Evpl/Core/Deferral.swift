@@ -36,7 +36,7 @@ public final class Deferral {
 extension EventLoop {
     /// Creates an idle deferral whose `handler` runs each time it is armed.
     public func makeDeferral(_ handler: @escaping (Deferral) -> Void) -> Deferral {
-        assertOnLoopThread()
+        checkLoopThread()
         return Deferral(loop: self, handler: handler)
     }
 

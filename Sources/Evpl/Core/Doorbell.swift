@@ -63,7 +63,7 @@ public final class DoorbellRinger: Sendable {
 extension EventLoop {
     /// Adds a doorbell whose `handler` runs on this loop after each ring.
     public func addDoorbell(_ handler: @escaping (Doorbell) -> Void) throws(EvplError) -> Doorbell {
-        assertOnLoopThread()
+        checkLoopThread()
         return try Doorbell(loop: self, handler: handler)
     }
 }

@@ -60,7 +60,7 @@ extension EventLoop {
     ///
     /// The abortive path stays: ``closeAll()`` closes at once.
     public func shutdownGracefully(timeout: Duration, _ completion: @escaping (ShutdownReport) -> Void = { _ in }) {
-        assertOnLoopThread()
+        checkLoopThread()
         guard gracefulShutdown == nil else { return }
         let nanoseconds = UInt64(max(0, timeout.components.seconds)) * 1_000_000_000 + UInt64(max(0, timeout.components.attoseconds / 1_000_000_000))
         let shutdown = GracefulShutdown(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, completion: completion)

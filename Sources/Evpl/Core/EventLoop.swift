@@ -63,6 +63,12 @@ public final class EventLoop {
     private var nextTimeoutNanoseconds: Int64 = 0
     private var stopRequestedLocally = false
 
+    /// The unexpected error that stopped the loop, if one did: ``run()``
+    /// returns and ``runOnce()`` does nothing from then on.
+    public private(set) var failure: EvplError?
+    /// Called once, on the loop's thread, with the error that stops the loop.
+    public var onFailure: ((EvplError) -> Void)?
+
     /// Statistics about how the loop has waited, for tests and tuning.
     @exclusivity(unchecked) public internal(set) var statistics = Statistics()
 
@@ -144,11 +150,12 @@ public final class EventLoop {
 
     // MARK: Running
 
-    /// Runs iterations until ``stop()`` or ``EventLoopRemote/stop()``.
+    /// Runs iterations until ``stop()`` or ``EventLoopRemote/stop()``, or
+    /// until the loop fails (see ``failure``).
     public func run() {
-        assertOnLoopThread()
+        checkLoopThread()
         stopRequestedLocally = false
-        while !stopRequestedLocally && !remote.isStopRequested {
+        while !stopRequestedLocally && !remote.isStopRequested && failure == nil {
             runOnce()
         }
         stopRequestedLocally = false
@@ -158,7 +165,8 @@ public final class EventLoop {
     /// Runs one iteration. It may block in `epoll_wait` when the hybrid-wait
     /// policy decides the loop is idle, at most until the next timer.
     public func runOnce() {
-        assertOnLoopThread()
+        checkLoopThread()
+        guard failure == nil else { return }
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
         let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
@@ -208,6 +216,24 @@ public final class EventLoop {
     /// Trims the pool a second from now: what is still free then was idle.
     private func schedulePoolTrim() {
         _ = try? addOneShotTimer(afterMicroseconds: 1_000_000) { [unowned self] _ in bufferPool.trim() }
+    }
+
+    // MARK: Failure
+
+    /// Stops the loop for good after an unexpected failure of its wait
+    /// (`epoll_wait`, `io_uring_enter`): written once to standard error,
+    /// passed to ``onFailure``, and delivered to every connection as its
+    /// `disconnected` error. A failure that every pass would hit again is
+    /// never retried in a silent spin.
+    func fail(_ error: EvplError) {
+        guard failure == nil else { return }
+        failure = error
+        var line = "evpl: loop \(loopConfig.name) stopped: \(error)\n"
+        line.withUTF8 { _ = Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        onFailure?(error)
+        for connection in connections.all() { connection.tearDown(error: error) }
+        while deliverPendingDisconnects() {}
+        stop()
     }
 
     /// Asks the loop to return from ``run()`` after the current iteration.
@@ -267,9 +293,13 @@ public final class EventLoop {
         }
     }
 
+    /// Traps, in release builds too, when called off the loop's thread: a
+    /// loop's objects are not thread-safe, and a second thread would
+    /// corrupt them (an io_uring set up for a single issuer refuses it
+    /// with an error on every pass). The check is one thread-pointer read.
     @inline(__always)
-    func assertOnLoopThread() {
-        assert(pthread_equal(pthread_self(), ownerThread) != 0, "EventLoop used off its own thread")
+    func checkLoopThread() {
+        precondition(pthread_equal(pthread_self(), ownerThread) != 0, "EventLoop used off its own thread: use loop.remote.execute from other threads")
     }
 
     // MARK: epoll
@@ -301,6 +331,9 @@ public final class EventLoop {
 
     private func poll(timeoutNanoseconds: Int64) -> Bool {
         let count = cevpl_epoll_wait(epollFD, eventMasks, eventTokens, Int32(config.maxEventsPerPoll), timeoutNanoseconds)
+        if count < 0 && Glibc.errno != EINTR {
+            fail(EvplError.lastErrno("epoll_wait", context: "loop \(loopConfig.name)"))
+        }
         guard count > 0 else { return false }
         for index in 0..<Int(count) {
             sources.source(for: eventTokens[index])?.handleEvents(eventMasks[index])
@@ -372,7 +405,7 @@ public final class EventLoop {
     /// `disconnected` event, and detaches from every listener. Thread pools
     /// call this when they stop; call it before dropping a loop you ran yourself.
     public func closeAll() {
-        assertOnLoopThread()
+        checkLoopThread()
         detachFromAllListeners()
         for connection in connections.all() {
             connection.close()

@@ -64,7 +64,7 @@ public final class FDWatch: PollSource {
 extension EventLoop {
     /// Watches a caller-owned `fd` for `interest`.
     public func watch(fd: Int32, interest: FDWatch.Events, _ handler: @escaping (FDWatch, FDWatch.Events) -> Void) throws(EvplError) -> FDWatch {
-        assertOnLoopThread()
+        checkLoopThread()
         return try FDWatch(loop: self, fd: fd, interest: interest, handler: handler)
     }
 }

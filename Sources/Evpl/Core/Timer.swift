@@ -37,7 +37,7 @@ extension EventLoop {
     /// - Throws: ``EvplError`` `.invalidArgument` for a zero interval.
     @discardableResult
     public func addTimer(everyMicroseconds microseconds: UInt64, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
-        assertOnLoopThread()
+        checkLoopThread()
         guard microseconds > 0 else {
             throw EvplError(.invalidArgument, operation: "add timer", context: "interval 0 us")
         }

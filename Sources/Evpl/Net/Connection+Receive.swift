@@ -27,6 +27,7 @@ extension Connection {
     /// callback, no further message of the bytes already read is delivered
     /// until the resume. Pausing twice is harmless.
     public func pauseReceiving() {
+        checkThread()
         pauseReceiving(.application)
     }
 
@@ -35,6 +36,7 @@ extension Connection {
     /// paused while the connection's own flow control holds it (too many
     /// bytes queued to send, or the buffer pool at its ceiling).
     public func resumeReceiving() {
+        checkThread()
         resumeReceiving(.application)
     }
 

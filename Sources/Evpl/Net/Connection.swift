@@ -98,6 +98,7 @@ public final class Connection: PollSource {
         self.state = state
         self.handler = handler
         self.receiveQueue = ReceiveQueue(pool: loop.bufferPool)
+        self.ownerThread = loop.ownerThread
     }
 
     /// The local address of the socket, when the kernel reports one.
@@ -167,6 +168,7 @@ public final class Connection: PollSource {
     /// Flushes everything queued, then closes the connection. Queued bytes are
     /// all delivered before the peer sees the end of the stream.
     public func finish() {
+        checkThread()
         switch state {
         case .connecting:
             finishAfterConnect = true
@@ -183,12 +185,23 @@ public final class Connection: PollSource {
     /// `.aborted` error that tells it from an orderly end. Closing twice is
     /// harmless.
     public func close() {
+        checkThread()
         guard state != .closed else { return }
         SocketOps.setAbortiveClose(fd)
         tearDown(error: EvplError(.aborted, operation: "close", context: "\(remoteAddress)"))
     }
 
+    /// The owning loop's thread, copied here so the check touches nothing else.
+    private let ownerThread: pthread_t
+
+    /// Traps off the loop's thread, in release builds too (see ``EventLoop``).
+    @inline(__always)
+    func checkThread() {
+        precondition(pthread_equal(pthread_self(), ownerThread) != 0, "Connection used off its loop's thread: use loop.remote.execute from other threads")
+    }
+
     private func checkSendable() throws(EvplError) {
+        checkThread()
         guard (state == .connected || state == .connecting) && !finishAfterConnect else {
             throw EvplError(.invalidState, operation: "send", context: "\(remoteAddress) (connection finishing or closed)")
         }

@@ -87,6 +87,7 @@ public final class DatagramEndpoint: PollSource {
     ///   pool buffer, `.invalidAddress` for a non-IP address, `.invalidState`
     ///   after ``close()``.
     public func send(to address: SocketAddress, copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
+        loop.checkLoopThread()
         guard !isClosed else { throw EvplError(.invalidState, operation: "send datagram", context: "endpoint closed") }
         guard !address.isUnix else { throw EvplError(.invalidAddress, operation: "send datagram", context: "\(address) is not an IP address") }
         guard bytes.count <= loop.bufferPool.bufferSize else {
@@ -240,7 +241,7 @@ extension EventLoop {
         protocol evplProtocol: EvplProtocol = .udp,
         _ handler: @escaping DatagramEndpoint.Handler
     ) throws(EvplError) -> DatagramEndpoint {
-        assertOnLoopThread()
+        checkLoopThread()
         guard evplProtocol.transport == .udp else {
             throw EvplError(.invalidArgument, operation: "bind datagram", context: "\(evplProtocol) is not a datagram protocol")
         }

@@ -19,7 +19,7 @@ extension EventLoop {
         segmenter: Segmenter? = nil,
         _ handler: @escaping Connection.Handler
     ) throws(EvplError) -> Connection {
-        assertOnLoopThread()
+        checkLoopThread()
         guard evplProtocol.isStream else {
             throw EvplError(.invalidArgument, operation: "connect", context: "\(evplProtocol) is not a stream protocol; use bindDatagram")
         }

@@ -268,7 +268,7 @@ extension EventLoop {
     /// live here. `onAccept` runs on this loop for each one, before its
     /// `connected` event, to install the handler, segmenter and context.
     public func attach(to listener: Listener, _ onAccept: @escaping (Connection) -> Void) {
-        assertOnLoopThread()
+        checkLoopThread()
         detach(from: listener)
         let id = attachmentCounter.wrappingAdd(1, ordering: .relaxed).oldValue
         attachments[id] = ListenerAttachment(listener: listener, acceptHandler: onAccept)
@@ -278,7 +278,7 @@ extension EventLoop {
     /// Stops receiving new connections from `listener`. Connections already
     /// here stay.
     public func detach(from listener: Listener) {
-        assertOnLoopThread()
+        checkLoopThread()
         listener.detach(loopID: ObjectIdentifier(self))
         for (id, attachment) in attachments where attachment.listener === listener {
             attachments[id] = nil

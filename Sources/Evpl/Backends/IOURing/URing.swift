@@ -106,11 +106,25 @@ final class URing {
         }
         buffers.refill()
         var completion: UnsafeMutablePointer<io_uring_cqe>?
+        let status: Int32
         if timeoutNanoseconds < 0 {
-            _ = io_uring_submit_and_wait_timeout(ring, &completion, 1, nil, nil)
+            status = io_uring_submit_and_wait_timeout(ring, &completion, 1, nil, nil)
         } else {
             var timeout = __kernel_timespec(tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
-            _ = io_uring_submit_and_wait_timeout(ring, &completion, 1, &timeout, nil)
+            status = io_uring_submit_and_wait_timeout(ring, &completion, 1, &timeout, nil)
+        }
+        check(status, "io_uring_enter")
+    }
+
+    /// Surfaces an unexpected failure of the ring to the loop, which stops
+    /// (retrying would spin on the same error for ever). A timeout, a
+    /// signal, and a full CQ (handled by reaping) are expected.
+    @inline(__always)
+    private func check(_ status: Int32, _ operation: String) {
+        guard status < 0 else { return }
+        switch -status {
+        case ETIME, EINTR, EAGAIN, EBUSY: return
+        default: loop.fail(EvplError(errno: -status, operation: operation, context: "loop \(loop.loopConfig.name)"))
         }
     }
 
@@ -145,7 +159,11 @@ final class URing {
         buffers.refill()
         while true {
             let status = io_uring_submit_and_get_events(ring)
-            if status >= 0 || (status != -EINTR && status != -EAGAIN && status != -EBUSY) { return }
+            if status >= 0 { return }
+            if status != -EINTR && status != -EAGAIN && status != -EBUSY {
+                check(status, "io_uring_submit")
+                return
+            }
             if status == -EBUSY || status == -EAGAIN {
                 // The CQ is full: make room by handling completions, then retry.
                 _ = reap()
@@ -159,7 +177,7 @@ final class URing {
     func submitNow() {
         // Receives re-armed after ENOBUFS must find the ring refilled.
         buffers.refill()
-        _ = io_uring_submit(ring)
+        check(io_uring_submit(ring), "io_uring_submit")
     }
 
     /// Handles the completions available, at most a few batches so the

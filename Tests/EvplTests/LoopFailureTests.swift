@@ -1,0 +1,41 @@
+@testable import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Loop failures are surfaced, never spun on")
+struct LoopFailureTests {
+    @Test("an epoll_wait that fails stops the loop once, reports the error and disconnects every connection with it")
+    func epollFailureStopsTheLoop() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: .socket))
+        let server = EventLog()
+        loop.attach(to: listener) { $0.handler = server.handle }
+        let client = EventLog()
+        _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.tcp, backend: .socket), client.handle)
+        try spin(loop, "both ends connected") { server.connected == 1 && client.connected == 1 }
+        var reported: [EvplError] = []
+        loop.onFailure = { reported.append($0) }
+
+        // The epoll set is replaced by something epoll_wait refuses (EINVAL).
+        let null = open("/dev/null", O_RDONLY)
+        try #require(null >= 0)
+        try #require(dup2(null, loop.epollFD) == loop.epollFD)
+        close(null)
+        let remote = loop.remote
+        let watchdog = Watchdog(seconds: 5) { remote.stop() }
+        let iterationsBefore = loop.statistics.iterations
+        loop.run()
+        watchdog.standDown()
+
+        #expect(!watchdog.fired, "run() kept going after epoll_wait failed")
+        #expect(loop.failure?.errno == EINVAL, "\(String(describing: loop.failure))")
+        #expect(reported.count == 1)
+        #expect(loop.statistics.iterations - iterationsBefore < 10, "the loop spun \(loop.statistics.iterations - iterationsBefore) times on the error")
+        #expect(server.disconnected == 1 && client.disconnected == 1)
+        #expect(server.disconnectError?.errno == EINVAL && client.disconnectError?.errno == EINVAL)
+        loop.runOnce()  // a failed loop does nothing, and does not block
+        listener.close()
+    }
+}
