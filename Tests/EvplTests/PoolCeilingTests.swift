@@ -79,7 +79,9 @@ struct PoolCeilingTests {
         #expect(outcome.isComplete, "\(outcome)")
         #expect(sendErrors == 0)
         #expect(peak <= 8)
-        #expect(loop.statistics.memoryPauses >= 1, "the ceiling never paused a receive")
+        // Sockets pause their reads at the ceiling; io_uring's ring runs dry and gets one buffer at a time.
+        let stalls = backend == .ioUring ? loop.statistics.receiveBufferShortages : loop.statistics.memoryPauses
+        #expect(stalls >= 1, "the ceiling never held a receive back")
         listener.close()
         expectNoLeaks(loop)
     }

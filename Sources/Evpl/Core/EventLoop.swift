@@ -192,7 +192,7 @@ public final class EventLoop {
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
         if deliverPendingDisconnects() { active = true }
-        if !memoryWaiters.isEmpty && bufferPool.hasRoomToReceive { resumeMemoryWaiters() }
+        if !memoryWaiters.isEmpty && bufferPool.hasRoom { resumeMemoryWaiters() }
         if gracefulShutdown != nil { continueGracefulShutdown() }
         decideNextWait(active: active)
     }
@@ -207,6 +207,9 @@ public final class EventLoop {
         memoryWaiters.append(connection)
     }
 
+    /// Resumes the waiters once a buffer is free: a socket read takes one
+    /// for the data waiting, and an empty provided-buffer ring always gets
+    /// one, so every waiting connection makes progress.
     private func resumeMemoryWaiters() {
         swap(&memoryWaiters, &wokenMemoryWaiters)
         for connection in wokenMemoryWaiters { connection.resumeReceiving(.memory) }

@@ -13,10 +13,14 @@ public struct EvplConfig: Sendable, Hashable {
     /// Number of buffers carved from each `mmap`ed slab.
     public var buffersPerSlab: Int = 64
     /// The ceiling on each loop's buffer pool, in bytes. At the ceiling,
-    /// connections pause receiving (the peer's window closes) and copying
-    /// sends throw `.resourceExhausted`; nothing crashes and nothing already
-    /// accepted is dropped. The default is an eighth of the machine's
-    /// physical memory (at least 64 MiB), per loop.
+    /// connections pause receiving (the peer's window closes) until a buffer
+    /// is free, and copying sends throw `.resourceExhausted`; nothing
+    /// crashes and nothing already accepted is dropped. The io_uring
+    /// provided-buffer ring fills only from the first half of the pool.
+    /// An application keeps its queued sends well below the ceiling (the
+    /// memory they hold can only drain through receives that need buffers
+    /// too). The default is an eighth of the machine's physical memory (at
+    /// least 64 MiB), per loop.
     public var poolMaxBytes: Int = EvplConfig.defaultPoolMaxBytes
     /// Free pool memory each loop keeps resident after a load; memory that
     /// stays free beyond it for a second goes back to the kernel.
@@ -37,6 +41,10 @@ public struct EvplConfig: Sendable, Hashable {
     /// have read from the other would wait on each other for ever: keep it
     /// above the lead an application protocol allows. `Int.max` turns it off.
     public var sendHighWatermark: Int = 8 << 20
+    /// `SO_SNDBUF` and `SO_RCVBUF` for every stream socket, in bytes; 0
+    /// leaves the kernel's defaults (and its autotuning). Small buffers make
+    /// flow control visible at once, for tests and for latency-bound peers.
+    public var socketBufferBytes: Int = 0
     /// Maximum epoll events handled per poll.
     public var maxEventsPerPoll: Int = 128
     /// Submission-queue entries of each loop's io_uring.
@@ -79,6 +87,7 @@ public struct EvplConfig: Sendable, Hashable {
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
         ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires and receiving resumes"),
         ("EVPL_SEND_HIGH_WATERMARK", "queued send bytes above which receiving pauses"),
+        ("EVPL_SOCKET_BUFFER_BYTES", "SO_SNDBUF and SO_RCVBUF of stream sockets (0 = kernel default)"),
         ("EVPL_MAX_EVENTS", "epoll events per poll (1...256)"),
         ("EVPL_URING_ENTRIES", "io_uring submission entries per loop (8...32768)"),
         ("EVPL_URING_CQ_ENTRIES", "io_uring completion entries per loop (16...65536)"),
@@ -116,6 +125,9 @@ public struct EvplConfig: Sendable, Hashable {
         }
         if let text = environment["EVPL_SEND_HIGH_WATERMARK"] {
             config.sendHighWatermark = try parse(text, "EVPL_SEND_HIGH_WATERMARK", 1...Int.max)
+        }
+        if let text = environment["EVPL_SOCKET_BUFFER_BYTES"] {
+            config.socketBufferBytes = try parse(text, "EVPL_SOCKET_BUFFER_BYTES", 0...(1 << 30))
         }
         if let text = environment["EVPL_MAX_EVENTS"] {
             config.maxEventsPerPoll = try parse(text, "EVPL_MAX_EVENTS", 1...256)
@@ -155,6 +167,7 @@ public struct EvplConfig: Sendable, Hashable {
         try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
         try check(poolMaxBytes >= bufferSize, "poolMaxBytes", poolMaxBytes)
         try check(poolIdleBytes >= 0, "poolIdleBytes", poolIdleBytes)
+        try check((0...(1 << 30)).contains(socketBufferBytes), "socketBufferBytes", socketBufferBytes)
         try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
         try check(sendHighWatermark >= sendLowWatermark, "sendHighWatermark", sendHighWatermark)
         try check((1...256).contains(maxEventsPerPoll), "maxEventsPerPoll", maxEventsPerPoll)

@@ -91,17 +91,18 @@ public final class BufferPool {
         return IOVec(buffer: buffer, offset: 0, length: buffer.capacity)
     }
 
-    /// The most buffers in use at which receives may still take one: a
-    /// quarter of the pool stays for sends, so that a loop whose receives
-    /// filled the pool can still answer and drain.
-    public var receiveLimit: Int { max(1, maxBuffers - maxBuffers / 4) }
+    /// Whether a buffer can be taken below the ceiling.
+    public var hasRoom: Bool { buffersInUse < maxBuffers }
 
-    /// Whether a receive can take a buffer.
-    public var hasRoomToReceive: Bool { buffersInUse < receiveLimit }
+    /// The most buffers in use at which a provided-buffer ring may still
+    /// fill more than one slot: half the pool, so that buffers lent to the
+    /// kernel ahead of any data cannot starve the sends and reads of
+    /// connections that have data.
+    var ringLimit: Int { max(1, maxBuffers / 2) }
 
-    /// Takes a buffer to receive into, below ``receiveLimit``.
-    func takeForReceive() throws(EvplError) -> Buffer {
-        guard buffersInUse < receiveLimit else { throw exhausted() }
+    /// Takes a buffer to lend to a provided-buffer ring, below ``ringLimit``.
+    func takeForRing() throws(EvplError) -> Buffer {
+        guard buffersInUse < ringLimit else { throw exhausted() }
         return try take()
     }
 

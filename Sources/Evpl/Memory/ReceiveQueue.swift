@@ -39,7 +39,7 @@ final class ReceiveQueue {
             }
         }
         if fill == nil {
-            fill = try pool.takeForReceive()
+            fill = try pool.take()
             fillOffset = 0
         }
         let buffer = fill.unsafelyUnwrapped

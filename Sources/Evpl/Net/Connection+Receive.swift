@@ -94,6 +94,14 @@ extension Connection {
     /// Ends the connecting state: `code` is 0 on success, else the errno.
     func connectCompleted(errno code: Int32) {
         guard state == .connecting else { return }
+        if code == ECONNRESET || code == EPIPE {
+            // The handshake completed and the peer reset at once: the
+            // connection existed, so it connects, then ends with the reset.
+            state = .connected
+            handler(self, .connected)
+            tearDown(error: EvplError(errno: code, operation: "receive", context: "\(remoteAddress)"))
+            return
+        }
         if code != 0 {
             tearDown(error: EvplError(errno: code, operation: "connect", context: "\(remoteAddress)"))
             return

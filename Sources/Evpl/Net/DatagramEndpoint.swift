@@ -198,7 +198,7 @@ public final class DatagramEndpoint: PollSource {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try receiveQueue.writableSpace(minimum: Self.largestDatagram)
-                if spare == nil { spare = try loop.bufferPool.takeForReceive() }
+                if spare == nil { spare = try loop.bufferPool.take() }
             } catch {
                 return
             }

@@ -30,6 +30,7 @@ extension EventLoop {
         if evplProtocol.transport == .tcp {
             SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         }
+        applySocketBuffers(fd)
         let connection = Connection(loop: self, fd: fd, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
         connection.segmenter = segmenter
         if let uring {
@@ -73,6 +74,7 @@ extension EventLoop {
         if listener.evplProtocol.transport == .tcp {
             SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         }
+        applySocketBuffers(fd)
         // The address `accept` reported; a Unix peer that never bound has none.
         let peer = acceptedPeer ?? SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
         let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
@@ -93,6 +95,16 @@ extension EventLoop {
         guard connection.state != .closed else { return }
         connection.handler(connection, .connected)
         connection.uring?.armReceive()
+    }
+}
+
+extension EventLoop {
+    /// Sets the configured socket buffer sizes, if any, on a stream socket.
+    func applySocketBuffers(_ fd: Int32) {
+        guard config.socketBufferBytes > 0 else { return }
+        let bytes = Int32(config.socketBufferBytes)
+        SocketOps.setOption(fd, SOL_SOCKET, SO_SNDBUF, bytes)
+        SocketOps.setOption(fd, SOL_SOCKET, SO_RCVBUF, bytes)
     }
 }
 

@@ -68,7 +68,16 @@ final class ProvidedBuffers {
         let mask = io_uring_buf_ring_mask(UInt32(entries))
         var added: Int32 = 0
         while !emptySlots.isEmpty {
-            guard let buffer = try? pool.takeForReceive() else { break }
+            // Past half the pool, an empty ring still gets one buffer (below
+            // the ceiling): receives then make progress one at a time.
+            let buffer: Buffer
+            if let lent = try? pool.takeForRing() {
+                buffer = lent
+            } else if emptySlots.count == entries, let last = try? pool.take() {
+                buffer = last
+            } else {
+                break
+            }
             let id = emptySlots.removeLast()
             slots[Int(id)] = buffer
             io_uring_buf_ring_add(ring, buffer.baseAddress, UInt32(buffer.capacity), id, mask, added)

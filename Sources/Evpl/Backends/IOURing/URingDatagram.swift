@@ -67,7 +67,7 @@ final class URingDatagram: URingOperationTarget {
     func armReceive() {
         guard !receiveArmed, !endpoint.isClosed else { return }
         while receiveBuffers.count < vectorCount {
-            guard let buffer = try? endpoint.loop.bufferPool.takeForReceive() else { return }
+            guard let buffer = try? endpoint.loop.bufferPool.take() else { return }
             receiveBuffers.append(buffer)
         }
         for index in receiveBuffers.indices {
