@@ -6,6 +6,8 @@
 #
 #   Benchmarks/compare.sh [--runs N] [--seconds S] BEFORE_EVPL AFTER_EVPL
 #
+# ONLY=text limits the run to the scenarios whose name contains it.
+#
 # Build the "before" binary from a worktree, for example:
 #   git worktree add /tmp/evpl-before <commit> && (cd /tmp/evpl-before && swift build -c release --product evpl)
 #   swift build -c release --product evpl
@@ -42,6 +44,7 @@ echo "| scenario | unit | before (median) | after (median) | after/before |"
 echo "|---|---|---|---|---|"
 for scenario in "${SCENARIOS[@]}"; do
     IFS='|' read -r name command unit <<<"$scenario"
+    [[ "$name" == *"${ONLY:-}"* ]] || continue
     before=()
     after=()
     for _ in $(seq "$RUNS"); do
