@@ -14,6 +14,9 @@ final class ThreadedEchoServer: Sendable {
     let peakBuffers = AtomicCounter()
     /// Send failures the server saw.
     let sendFailures = AtomicCounter()
+    /// Connections that ended in order, and with an error.
+    let orderlyEnds = AtomicCounter()
+    let failedEnds = AtomicCounter()
 
     init(_ evplProtocols: [(EvplProtocol, SocketAddress)], configure: @Sendable (inout EvplConfig) -> Void = { _ in }) throws {
         var config = EvplConfig()
@@ -23,10 +26,15 @@ final class ThreadedEchoServer: Sendable {
         self.listeners = listeners
         let peak = peakBuffers
         let failures = sendFailures
+        let orderly = orderlyEnds
+        let failed = failedEnds
         pool = try EventLoopThreadPool(count: 1, config: config) { loop, _ in
             for listener in listeners {
                 loop.attach(to: listener) { connection in
                     connection.handler = { connection, event in
+                        if case .disconnected(let error) = event {
+                            if error == nil { orderly.increment() } else { failed.increment() }
+                        }
                         guard case .received(let bytes) = event else { return }
                         bytes.forEachSegment { piece in
                             do throws(EvplError) {

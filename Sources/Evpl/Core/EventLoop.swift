@@ -43,7 +43,7 @@ public final class EventLoop {
     /// Block requests submitted on this loop and not yet completed.
     @exclusivity(unchecked) var blockRequestsPending = 0
     /// Set while a graceful shutdown runs.
-    var gracefulShutdown: GracefulShutdown?
+    @exclusivity(unchecked) var gracefulShutdown: GracefulShutdown?
     /// Connections paused because the pool reached its receive limit.
     @exclusivity(unchecked) var memoryWaiters: [Connection] = []
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
@@ -61,11 +61,14 @@ public final class EventLoop {
     private var lastIterationEnd: UInt64 = 0
     private var lastEpollPoll: UInt64 = 0
     private var nextTimeoutNanoseconds: Int64 = 0
+    /// The clock as ``fireExpiredTimers()`` last read it (this iteration's,
+    /// whenever a timer is scheduled).
+    @exclusivity(unchecked) var timersCheckedAt: UInt64 = 0
     private var stopRequestedLocally = false
 
     /// The unexpected error that stopped the loop, if one did: ``run()``
     /// returns and ``runOnce()`` does nothing from then on.
-    public private(set) var failure: EvplError?
+    @exclusivity(unchecked) public private(set) var failure: EvplError?
     /// Called once, on the loop's thread, with the error that stops the loop.
     public var onFailure: ((EvplError) -> Void)?
 
@@ -266,8 +269,10 @@ public final class EventLoop {
 
     /// `timeout`, shortened to the earliest timer (one may have been added since it was decided).
     private func boundedByTimers(_ timeout: Int64) -> Int64 {
-        guard timeout != 0, let deadline = timers.nextDeadline else { return timeout }
-        let now = MonotonicClock.nanoseconds()
+        let deadline = timers.nextDeadline
+        guard timeout != 0, deadline != .max else { return timeout }
+        // With a timer scheduled, fireExpiredTimers has just read the clock.
+        let now = timersCheckedAt
         let untilTimer = deadline > now ? Int64(deadline - now) : 0
         return timeout < 0 ? untilTimer : min(timeout, untilTimer)
     }
@@ -289,10 +294,11 @@ public final class EventLoop {
             if !active && config.spinYields { sched_yield() }
             return
         }
-        if let deadline = timers.nextDeadline {
-            nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
-        } else {
+        let deadline = timers.nextDeadline
+        if deadline == .max {
             nextTimeoutNanoseconds = -1
+        } else {
+            nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
         }
     }
 

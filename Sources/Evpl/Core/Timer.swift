@@ -10,7 +10,7 @@ public final class EvplTimer {
     /// Time between firings, in nanoseconds.
     public let intervalNanoseconds: UInt64
     /// The next time the timer fires, on ``MonotonicClock``.
-    public internal(set) var deadline: UInt64
+    @exclusivity(unchecked) public internal(set) var deadline: UInt64
     var heapIndex: Int = -1
     let handler: (EvplTimer) -> Void
     unowned let loop: EventLoop
@@ -58,9 +58,10 @@ extension EventLoop {
 
     /// Fires every timer whose deadline has passed; returns whether any fired.
     func fireExpiredTimers() -> Bool {
-        guard let first = timers.nextDeadline else { return false }
+        guard timers.nextDeadline != .max else { return false }
         var now = MonotonicClock.nanoseconds()
-        guard first <= now else { return false }
+        timersCheckedAt = now
+        guard timers.nextDeadline <= now else { return false }
         var fired = false
         while let timer = timers.first, timer.deadline <= now {
             var next = timer.deadline &+ timer.intervalNanoseconds
@@ -73,6 +74,7 @@ extension EventLoop {
             timer.handler(timer)
             fired = true
             now = MonotonicClock.nanoseconds()
+            timersCheckedAt = now
         }
         return fired
     }
@@ -84,7 +86,9 @@ struct TimerHeap {
     private var heap: [EvplTimer] = []
 
     var first: EvplTimer? { heap.isEmpty ? nil : heap[0] }
-    var nextDeadline: UInt64? { heap.isEmpty ? nil : heap[0].deadline }
+    /// The earliest deadline, or `UInt64.max` without timers: kept as a
+    /// plain value so that an iteration's check reads no timer object.
+    private(set) var nextDeadline: UInt64 = .max
     var count: Int { heap.count }
 
     mutating func insert(_ timer: EvplTimer) {
@@ -92,6 +96,7 @@ struct TimerHeap {
         timer.heapIndex = heap.count
         heap.append(timer)
         siftUp(heap.count - 1)
+        nextDeadline = heap[0].deadline
     }
 
     mutating func remove(_ timer: EvplTimer) {
@@ -105,11 +110,13 @@ struct TimerHeap {
             siftDown(index)
             siftUp(last.heapIndex)
         }
+        nextDeadline = heap.first?.deadline ?? .max
     }
 
     mutating func deadlineIncreased(_ timer: EvplTimer) {
         guard timer.heapIndex >= 0 else { return }
         siftDown(timer.heapIndex)
+        nextDeadline = heap[0].deadline
     }
 
     private mutating func siftUp(_ start: Int) {

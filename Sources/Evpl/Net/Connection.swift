@@ -99,6 +99,8 @@ public final class Connection: PollSource {
         self.handler = handler
         self.receiveQueue = ReceiveQueue(pool: loop.bufferPool)
         self.ownerThread = loop.ownerThread
+        self.sendHighWatermark = loop.config.sendHighWatermark
+        self.sendLowWatermark = loop.config.sendLowWatermark
     }
 
     /// The local address of the socket, when the kernel reports one.
@@ -193,6 +195,9 @@ public final class Connection: PollSource {
 
     /// The owning loop's thread, copied here so the check touches nothing else.
     private let ownerThread: pthread_t
+    /// The loop's send watermarks, copied so that a send reads no other object.
+    private let sendHighWatermark: Int
+    private let sendLowWatermark: Int
 
     /// Traps off the loop's thread, in release builds too (see ``EventLoop``).
     @inline(__always)
@@ -211,7 +216,7 @@ public final class Connection: PollSource {
     /// more while too much waits to go out.
     @inline(__always)
     private func queued() {
-        if sendQueue.count > loop.config.sendHighWatermark && !receivePauses.contains(.backpressure) {
+        if sendQueue.count > sendHighWatermark && !receivePauses.contains(.backpressure) {
             pauseReceiving(.backpressure)
         }
         scheduleFlush()
@@ -272,9 +277,8 @@ public final class Connection: PollSource {
             let messages = sendQueue.takeCompletedMessages()
             handler(self, .sent(bytes: bytes, messages: messages))
         }
-        let watermark = loop.config.sendLowWatermark
-        if sendQueue.count < watermark && state != .closed {
-            if queuedBefore >= watermark { handler(self, .writable) }
+        if sendQueue.count < sendLowWatermark && state != .closed {
+            if queuedBefore >= sendLowWatermark { handler(self, .writable) }
             if receivePauses.contains(.backpressure) { resumeReceiving(.backpressure) }
         }
     }
