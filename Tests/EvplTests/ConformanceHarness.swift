@@ -301,35 +301,48 @@ func runHarnessScenario(_ scenario: HarnessScenario) throws -> [String] {
     return problems
 }
 
+/// Runs seeded scenarios: `EVPL_HARNESS_SCENARIOS` times `share` of them
+/// (`defaultCount` without it), from `EVPL_HARNESS_SEED` or the clock. Each
+/// failure is recorded with the line that replays it; five end the run.
+/// With `EVPL_HARNESS_TIMES`, scenarios slower than 200 ms are printed.
+func runSeededScenarios<Scenario: CustomStringConvertible>(
+    defaultCount: Int, share: Double = 1, seedOf: (Scenario) -> UInt64,
+    _ make: (UInt64) -> Scenario, _ run: (Scenario) throws -> [String]
+) {
+    let environment = ProcessEnvironment.current()
+    let asked = environment["EVPL_HARNESS_SCENARIOS"].flatMap(Int.init)
+    let count = max(1, asked.map { Int(Double($0) * share) } ?? defaultCount)
+    let firstSeed = environment["EVPL_HARNESS_SEED"].flatMap(UInt64.init) ?? UInt64(MonotonicClock.nanoseconds() % 1_000_000_000)
+    let replayCount = Int((1 / share).rounded(.up))
+    var failures = 0
+    for index in 0..<count {
+        let scenario = make(firstSeed &+ UInt64(index))
+        let problems: [String]
+        let started = MonotonicClock.nanoseconds()
+        defer {
+            let elapsed = MonotonicClock.nanoseconds() - started
+            if environment["EVPL_HARNESS_TIMES"] != nil && elapsed > 200_000_000 { print("slow \(elapsed / 1_000_000) ms: \(scenario)") }
+        }
+        do {
+            problems = try run(scenario)
+        } catch {
+            problems = ["\(error)"]
+        }
+        if !problems.isEmpty {
+            failures += 1
+            let replay = "EVPL_HARNESS_SEED=\(seedOf(scenario)) EVPL_HARNESS_SCENARIOS=\(replayCount)"
+            Issue.record(Comment(rawValue: "\(scenario)\n  replay: \(replay)\n  \(problems.prefix(8).joined(separator: "\n  "))"))
+            if failures >= 5 { break }
+        }
+    }
+}
+
 @Suite("Randomized conformance harness")
 struct ConformanceHarnessTests {
     /// `EVPL_HARNESS_SCENARIOS` sets how many (thousands for a soak);
     /// `EVPL_HARNESS_SEED` replays from a seed a failure printed.
     @Test("random scenarios over every stream protocol and backend keep the model: every byte in order, or a typed error")
-    func randomScenarios() throws {
-        let environment = ProcessEnvironment.current()
-        let count = environment["EVPL_HARNESS_SCENARIOS"].flatMap(Int.init) ?? 500
-        let firstSeed = environment["EVPL_HARNESS_SEED"].flatMap(UInt64.init) ?? UInt64(MonotonicClock.nanoseconds() % 1_000_000_000)
-        var failures = 0
-        for index in 0..<count {
-            let scenario = HarnessScenario(seed: firstSeed &+ UInt64(index))
-            let problems: [String]
-            let started = MonotonicClock.nanoseconds()
-            defer {
-                let elapsed = MonotonicClock.nanoseconds() - started
-                if environment["EVPL_HARNESS_TIMES"] != nil && elapsed > 200_000_000 { print("slow \(elapsed / 1_000_000) ms: \(scenario)") }
-            }
-            do {
-                problems = try runHarnessScenario(scenario)
-            } catch {
-                problems = ["\(error)"]
-            }
-            if !problems.isEmpty {
-                failures += 1
-                let report = "\(scenario)\n  replay: EVPL_HARNESS_SEED=\(scenario.seed) EVPL_HARNESS_SCENARIOS=1\n  \(problems.joined(separator: "\n  "))"
-                Issue.record(Comment(rawValue: report))
-                if failures >= 5 { break }
-            }
-        }
+    func randomScenarios() {
+        runSeededScenarios(defaultCount: 500, seedOf: \.seed, HarnessScenario.init(seed:), runHarnessScenario)
     }
 }

@@ -47,6 +47,8 @@ public final class EventLoop {
     /// Connections paused because the pool reached its receive limit.
     @exclusivity(unchecked) var memoryWaiters: [Connection] = []
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
+    /// Datagram endpoints that could not take the buffers a receive needs.
+    @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     /// The loop's io_uring, created by the first io_uring object on the loop.
@@ -195,7 +197,7 @@ public final class EventLoop {
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
         if deliverPendingDisconnects() { active = true }
-        if !memoryWaiters.isEmpty && bufferPool.hasRoom { resumeMemoryWaiters() }
+        if (!memoryWaiters.isEmpty || !datagramMemoryWaiters.isEmpty) && bufferPool.hasRoom { resumeMemoryWaiters() }
         if gracefulShutdown != nil { continueGracefulShutdown() }
         decideNextWait(active: active)
     }
@@ -210,13 +212,34 @@ public final class EventLoop {
         memoryWaiters.append(connection)
     }
 
+    /// Stops `endpoint` receiving until the pool has `buffers` free (a
+    /// datagram receive needs room for the largest datagram at once).
+    func waitForMemory(_ endpoint: DatagramEndpoint, buffers: Int) {
+        guard endpoint.buffersAwaited == 0 else { return }
+        statistics.memoryPauses &+= 1
+        endpoint.buffersAwaited = max(1, buffers)
+        datagramMemoryWaiters.append(endpoint)
+    }
+
     /// Resumes the waiters once a buffer is free: a socket read takes one
     /// for the data waiting, and an empty provided-buffer ring always gets
-    /// one, so every waiting connection makes progress.
+    /// one, so every waiting connection makes progress. A datagram endpoint
+    /// resumes once the pool has room for a whole receive.
     private func resumeMemoryWaiters() {
         swap(&memoryWaiters, &wokenMemoryWaiters)
         for connection in wokenMemoryWaiters { connection.resumeReceiving(.memory) }
         wokenMemoryWaiters.removeAll(keepingCapacity: true)
+        guard !datagramMemoryWaiters.isEmpty else { return }
+        let waiting = datagramMemoryWaiters
+        datagramMemoryWaiters.removeAll(keepingCapacity: true)
+        for endpoint in waiting where !endpoint.isClosed {
+            if bufferPool.maxBuffers - bufferPool.buffersInUse >= endpoint.buffersAwaited {
+                endpoint.buffersAwaited = 0
+                endpoint.receiveAgain()
+            } else {
+                datagramMemoryWaiters.append(endpoint)
+            }
+        }
     }
 
     /// Trims the pool a second from now: what is still free then was idle.
@@ -308,7 +331,7 @@ public final class EventLoop {
     /// with an error on every pass). The check is one thread-pointer read.
     @inline(__always)
     func checkLoopThread() {
-        precondition(pthread_equal(pthread_self(), ownerThread) != 0, "EventLoop used off its own thread: use loop.remote.execute from other threads")
+        precondition(pthread_self() == ownerThread, "EventLoop used off its own thread: use loop.remote.execute from other threads")
     }
 
     // MARK: epoll

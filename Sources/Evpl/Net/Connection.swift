@@ -202,7 +202,7 @@ public final class Connection: PollSource {
     /// Traps off the loop's thread, in release builds too (see ``EventLoop``).
     @inline(__always)
     func checkThread() {
-        precondition(pthread_equal(pthread_self(), ownerThread) != 0, "Connection used off its loop's thread: use loop.remote.execute from other threads")
+        precondition(pthread_self() == ownerThread, "Connection used off its loop's thread: use loop.remote.execute from other threads")
     }
 
     private func checkSendable() throws(EvplError) {

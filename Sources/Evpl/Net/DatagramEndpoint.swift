@@ -46,6 +46,9 @@ public final class DatagramEndpoint: PollSource {
     /// that one `recvmmsg` asks for two datagrams; getting one back means the
     /// socket is drained, which saves the read that would return `EAGAIN`.
     private var spare: Buffer?
+    /// Pool buffers this endpoint waits for before it receives again; 0
+    /// while it is not waiting.
+    var buffersAwaited = 0
 
     init(loop: EventLoop, fd: Int32, localAddress: SocketAddress, handler: @escaping Handler) {
         self.loop = loop
@@ -73,6 +76,10 @@ public final class DatagramEndpoint: PollSource {
     /// Datagrams dropped on receipt because they were larger than a pool
     /// buffer (raise `bufferSize` to receive them).
     public private(set) var truncatedDatagrams = 0
+    /// Datagrams the kernel refused to send (no route, unreachable, too
+    /// large, not permitted) and that were dropped, as UDP would. Datagrams
+    /// still queued when the endpoint closes are not counted.
+    public private(set) var rejectedSends = 0
 
     /// The largest datagram IPv4 or IPv6 UDP can carry.
     private static let largestDatagram = 65_535
@@ -128,6 +135,10 @@ public final class DatagramEndpoint: PollSource {
         if !delivering { receiveQueue.releaseAll() }
         spare?.release()
         spare = nil
+        if buffersAwaited > 0 {
+            buffersAwaited = 0
+            loop.datagramMemoryWaiters.removeAll { $0 === self }
+        }
     }
 
     func flush() {
@@ -154,6 +165,7 @@ public final class DatagramEndpoint: PollSource {
                 if code == EINTR { continue }
                 if code == EAGAIN { break }
                 // A datagram the kernel rejects (unreachable, too large) is dropped, as UDP would.
+                noteRejectedSend()
                 outgoing[sent].data.release()
                 sent += 1
                 continue
@@ -164,9 +176,24 @@ public final class DatagramEndpoint: PollSource {
         if sent > 0 { outgoing.removeFirst(sent) }
     }
 
+    /// Receives again after waiting for pool buffers: what waits in the
+    /// kernel announces itself with no new readiness edge.
+    func receiveAgain() {
+        if let uring {
+            uring.armReceive()
+        } else {
+            handleEvents(UInt32(EPOLLIN.rawValue))
+        }
+    }
+
     /// Counts a datagram dropped because it did not fit.
     func noteTruncated() {
         truncatedDatagrams += 1
+    }
+
+    /// Counts a datagram the kernel refused to send.
+    func noteRejectedSend() {
+        rejectedSends += 1
     }
 
     /// Hands the `length` bytes at the head of the receive queue to the
@@ -200,6 +227,10 @@ public final class DatagramEndpoint: PollSource {
                 space = try receiveQueue.writableSpace(minimum: Self.largestDatagram)
                 if spare == nil { spare = try loop.bufferPool.take() }
             } catch {
+                // At the pool ceiling: what arrives waits in the kernel (or
+                // is dropped there, and counted) until buffers come back.
+                let bufferSize = loop.bufferPool.bufferSize
+                loop.waitForMemory(self, buffers: (Self.largestDatagram + bufferSize - 1) / bufferSize + 1)
                 return
             }
             let second = spare.unsafelyUnwrapped

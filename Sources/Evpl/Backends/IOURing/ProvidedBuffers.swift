@@ -32,7 +32,6 @@ final class ProvidedBuffers {
         slots.initialize(repeating: nil, count: entries)
         emptySlots = (0..<UInt16(truncatingIfNeeded: entries)).reversed()
         emptySlots.reserveCapacity(entries)
-        refill()
     }
 
     deinit {
@@ -61,10 +60,22 @@ final class ProvidedBuffers {
     /// Whether the kernel has no buffer left to receive into.
     var isEmpty: Bool { emptySlots.count == entries }
 
+    /// Whether a stream receive has used the ring: until then it holds no
+    /// pool buffer, so a loop that only sends, serves datagrams or does
+    /// block I/O lends nothing to it.
+    private(set) var isActive = false
+
+    /// Fills the ring for its first stream receive.
+    func activate() {
+        guard !isActive else { return }
+        isActive = true
+        refill()
+    }
+
     /// Lends a fresh pool buffer to every empty slot (as many as the pool can
     /// give) and publishes them to the kernel with one tail update.
     func refill() {
-        guard !emptySlots.isEmpty else { return }
+        guard isActive, !emptySlots.isEmpty else { return }
         let mask = io_uring_buf_ring_mask(UInt32(entries))
         var added: Int32 = 0
         while !emptySlots.isEmpty {

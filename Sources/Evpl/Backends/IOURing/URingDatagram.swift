@@ -66,8 +66,17 @@ final class URingDatagram: URingOperationTarget {
     /// Arms the next receive unless one is in flight.
     func armReceive() {
         guard !receiveArmed, !endpoint.isClosed else { return }
+        let pool = endpoint.loop.bufferPool
+        let needed = vectorCount - receiveBuffers.count
+        guard pool.maxBuffers - pool.buffersInUse >= needed else {
+            // At the pool ceiling nothing would re-arm this receive: the
+            // loop does once a whole receive's worth is free (taking part
+            // of it now could starve the holders of the rest).
+            endpoint.loop.waitForMemory(endpoint, buffers: needed)
+            return
+        }
         while receiveBuffers.count < vectorCount {
-            guard let buffer = try? endpoint.loop.bufferPool.take() else { return }
+            guard let buffer = try? pool.take() else { return }
             receiveBuffers.append(buffer)
         }
         for index in receiveBuffers.indices {
@@ -141,8 +150,9 @@ final class URingDatagram: URingOperationTarget {
         send.start(on: uring, fd: endpoint.fd, data: data, address: address, owner: self)
     }
 
-    fileprivate func recycle(_ send: URingDatagramSend) {
+    fileprivate func recycle(_ send: URingDatagramSend, rejected: Bool) {
         sendsInFlight -= 1
+        if rejected { endpoint.noteRejectedSend() }
         spareSends.append(send)
         ended()
     }
@@ -152,6 +162,8 @@ final class URingDatagram: URingOperationTarget {
     /// Cancels everything in flight before the endpoint closes its socket.
     func cancel() {
         if operationsInFlight > 0 { uring.cancelOperations(on: endpoint.fd) }
+        // An armed receive's buffers come back with its cancelled completion.
+        if !receiveArmed { releaseReceiveBuffers() }
     }
 }
 
@@ -198,6 +210,6 @@ final class URingDatagramSend: URingOperationTarget {
         data = nil
         let owner = self.owner
         self.owner = nil
-        owner?.recycle(self)
+        owner?.recycle(self, rejected: result < 0 && result != -ECANCELED)
     }
 }

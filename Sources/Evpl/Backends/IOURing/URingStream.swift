@@ -73,6 +73,7 @@ final class URingStream: URingOperationTarget {
     /// connection may not receive (paused, or the peer finished).
     func armReceive() {
         guard !receiveArmed, connection.mayReceive else { return }
+        uring.buffers.activate()
         let entry = uring.submissionEntry()
         io_uring_prep_recv_multishot(entry, connection.fd, nil, 0, 0)
         entry.pointee.flags |= UInt8(CEVPL_IOSQE_BUFFER_SELECT)
