@@ -38,4 +38,27 @@ struct LoopFailureTests {
         loop.runOnce()  // a failed loop does nothing, and does not block
         listener.close()
     }
+
+    /// The misuse the compiler cannot see: a loop smuggled to a second
+    /// thread through an `@unchecked Sendable` box. It must trap with a
+    /// message (release builds too), not corrupt the loop or spin.
+    @Test("a loop used from a foreign thread traps at the entry point", arguments: StreamCase.backends)
+    func foreignThreadTraps(_ backend: EvplProtocol.Backend) async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [backendName = backend.rawValue as String] in
+            let backend = try #require(EvplProtocol.Backend(rawValue: backendName))
+            let loop = try EventLoop()
+            _ = try loop.bindDatagram(SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.udp, backend: backend)) { _, _, _ in }
+            let smuggled = UncheckedBox(loop)
+            TestThread { smuggled.value.runOnce() }.join()
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("EventLoop used off its own thread"), "stderr: \(message.suffix(400))")
+    }
+}
+
+/// Carries a non-Sendable value across threads, unchecked: only for tests
+/// that show what such misuse does.
+final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

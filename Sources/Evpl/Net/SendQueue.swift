@@ -35,9 +35,11 @@ struct SendQueue {
     /// `.resourceExhausted`, queueing nothing, when the pool cannot hold
     /// the copy below its ceiling.
     mutating func append(copying bytes: UnsafeRawBufferPointer, pool: BufferPool, trackMessage: Bool) throws(EvplError) {
-        if bytes.count > fillSpace, case let needed = (bytes.count - fillSpace + pool.bufferSize - 1) / pool.bufferSize,
-           needed > pool.maxBuffers - pool.buffersInUse {
-            throw EvplError(.resourceExhausted, operation: "send", context: "\(bytes.count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) allows (EVPL_POOL_MAX_BYTES)")
+        // Whatever fills the current buffer, the copy needs at most
+        // ceil(count / bufferSize) new ones: count the exact need only when
+        // that many might not be free.
+        if bytes.count > (pool.maxBuffers - pool.buffersInUse) &* pool.bufferSize {
+            try checkRoom(for: bytes.count, in: pool)
         }
         var source = bytes.baseAddress
         var remaining = bytes.count
@@ -64,6 +66,15 @@ struct SendQueue {
             remaining -= length
         }
         noteQueued(bytes.count, trackMessage: trackMessage)
+    }
+
+    /// Throws `.resourceExhausted` when copying `count` bytes would take
+    /// more new buffers than the pool has below its ceiling.
+    private func checkRoom(for count: Int, in pool: BufferPool) throws(EvplError) {
+        guard count > fillSpace else { return }
+        let needed = (count - fillSpace + pool.bufferSize - 1) / pool.bufferSize
+        guard needed > pool.maxBuffers - pool.buffersInUse else { return }
+        throw EvplError(.resourceExhausted, operation: "send", context: "\(count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) allows (EVPL_POOL_MAX_BYTES)")
     }
 
     /// Bytes the current fill buffer can still take without a new buffer.
