@@ -131,3 +131,20 @@ int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_
     }
     return count;
 }
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CEVPL_TSAN 1
+#endif
+#endif
+
+#ifdef CEVPL_TSAN
+void __tsan_acquire(void *address);
+void __tsan_release(void *address);
+static char cevpl_uring_mapping_order;
+void cevpl_uring_mapped(void) { __tsan_acquire(&cevpl_uring_mapping_order); }
+void cevpl_uring_unmapping(void) { __tsan_release(&cevpl_uring_mapping_order); }
+#else
+void cevpl_uring_mapped(void) {}
+void cevpl_uring_unmapping(void) {}
+#endif

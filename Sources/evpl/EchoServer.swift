@@ -1,5 +1,4 @@
 import Evpl
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,7 +37,7 @@ final class EchoServer: Sendable {
             guard threads == 1 else {
                 throw EvplError(.invalidArgument, operation: "serve", context: "udp serves from one thread (got --threads \(threads))")
             }
-            let bound = Mutex<Result<SocketAddress, EvplError>?>(nil)
+            let bound = Locked<Result<SocketAddress, EvplError>?>(nil)
             pool = try EventLoopThreadPool(count: 1, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in
                 do throws(EvplError) {
                     let endpoint = try loop.bindDatagram(address, protocol: evplProtocol) { endpoint, bytes, sender in

@@ -58,8 +58,8 @@ enum PerfClient {
             throw EvplError(.invalidArgument, operation: "perf", context: "udp messages are at most 65000 bytes")
         }
         let counters = (0..<plan.threads).map { _ in ProgressCounter() }
-        let totals = Mutex(PerfResult(operations: 0, bytes: 0, seconds: 0, latency: LatencyHistogram()))
-        let failure = Mutex<EvplError?>(nil)
+        let totals = Locked(PerfResult(operations: 0, bytes: 0, seconds: 0, latency: LatencyHistogram()))
+        let failure = Locked<EvplError?>(nil)
         let pool = try EventLoopThreadPool<PerfClientThread>(
             count: plan.threads,
             config: plan.config,

@@ -4,12 +4,34 @@
 // through these same functions, so class instances, array storage and
 // closure contexts are all counted. Linked into the test executable only:
 // the library and the `evpl` binary keep the system allocator untouched.
+//
+// Under ThreadSanitizer or AddressSanitizer the sanitizer owns the
+// allocator: its runtime intercepts malloc before anything else runs (an
+// interposer here is called inside that start-up and crashes it), and
+// bypassing it would blind it. There the interposer is left out and
+// cevpl_allocation_counting_available() says so.
 
 #include <errno.h>
 #include <stddef.h>
 #include <unistd.h>
 
 #include "allocation_counter.h"
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CEVPL_SANITIZED 1
+#endif
+#endif
+
+#ifdef CEVPL_SANITIZED
+
+int cevpl_allocation_counting_available(void) { return 0; }
+void cevpl_allocations_begin(void) {}
+uint64_t cevpl_allocations_end(void) { return 0; }
+
+#else
+
+int cevpl_allocation_counting_available(void) { return 1; }
 
 extern void *__libc_malloc(size_t size);
 extern void *__libc_calloc(size_t count, size_t size);
@@ -90,3 +112,5 @@ int posix_memalign(void **result, size_t alignment, size_t size) {
     *result = pointer;
     return 0;
 }
+
+#endif  // CEVPL_SANITIZED

@@ -109,7 +109,7 @@ struct NetworkFaultTests {
 
     /// Starts an echo server inside the pair's server namespace.
     private func startServer(_ hosts: NetworkNamespacePair, backend: EvplProtocol.Backend) throws -> ThreadedEchoServer {
-        let started = Mutex<Result<ThreadedEchoServer, any Error>?>(nil)
+        let started = Locked<Result<ThreadedEchoServer, any Error>?>(nil)
         try hosts.onThread(in: hosts.server) {
             let address = try! SocketAddress(host: NetworkNamespacePair.serverAddress, port: Self.port)
             let result = Result { try ThreadedEchoServer([(EvplProtocol(.tcp, backend: backend), address)]) }
@@ -121,7 +121,7 @@ struct NetworkFaultTests {
     /// Runs `count` echo streams of `total` bytes from the client namespace.
     private func echo(_ hosts: NetworkNamespacePair, streams count: Int, total: Int, seed: UInt64,
                       readDelayMilliseconds: Int = 0, seconds: Double = 90) throws -> [EchoOutcome] {
-        let outcomes = Mutex<[EchoOutcome]>([])
+        let outcomes = Locked<[EchoOutcome]>([])
         try hosts.onThread(in: hosts.client) {
             let address = try! SocketAddress(host: NetworkNamespacePair.serverAddress, port: Self.port)
             let results = RawStreamClient.echoConcurrently(Array(repeating: (address: address, total: total), count: count),

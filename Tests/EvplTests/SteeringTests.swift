@@ -18,7 +18,7 @@ private final class PoolReport: Sendable {
     /// onStop calls that got another thread's state, or ran on the wrong thread.
     let onStopMismatches = AtomicCounter()
     let leakedBuffers = AtomicCounter()
-    let disconnectsSeenByOnStop = Mutex<[Int: Int]>([:])
+    let disconnectsSeenByOnStop = Locked<[Int: Int]>([:])
 
     init(threads: Int) {
         accepted = (0..<threads).map { _ in AtomicCounter() }

@@ -82,4 +82,14 @@ int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_
 /// Accepts one connection as a non-blocking, close-on-exec socket.
 int cevpl_accept(int fd, struct sockaddr *address, socklen_t *length);
 
+/// Call right after an io_uring is mapped, and right before one is
+/// unmapped. liburing maps and unmaps rings with raw system calls that
+/// ThreadSanitizer cannot intercept, so a ring mapped where a freed one was
+/// inherits the old ring's access history, and the next thread to fill its
+/// entries is reported racing with the thread that used the old ring. These
+/// order every ring set-up after every earlier tear-down (acquire/release
+/// on one address). They do nothing outside ThreadSanitizer builds.
+void cevpl_uring_mapped(void);
+void cevpl_uring_unmapping(void);
+
 #endif

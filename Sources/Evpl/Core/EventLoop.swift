@@ -144,8 +144,7 @@ public final class EventLoop {
         for connection in connections.all() {
             connection.abandon()
         }
-        // Tearing the ring down cancels what is still in flight; those
-        // operations' references to their targets are never dropped.
+        // The ring cancels what is still in flight and lets go of it.
         uring = nil
         Glibc.close(epollFD)
         iovecScratch.deallocate()

@@ -16,7 +16,7 @@ public final class EventLoopRemote: Sendable {
     }
 
     let wakeFD: Int32
-    private let queue = Mutex<[Task]>([])
+    private let queue = Locked<[Task]>([])
     private let stopFlag = Atomic<Bool>(false)
     private let pendingWake = Atomic<Bool>(false)
 

@@ -17,7 +17,7 @@ import Glibc
 public final class EventLoopThreadPool<ThreadState>: Sendable {
     /// Remotes of the pool's loops, in thread order.
     public let remotes: [EventLoopRemote]
-    private let threads: Mutex<[pthread_t]>
+    private let threads: Locked<[pthread_t]>
 
     /// Starts `count` threads.
     ///
@@ -77,7 +77,7 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
             throw failure ?? EvplError(.system, operation: "thread pool")
         }
         self.remotes = remotes
-        self.threads = Mutex(threads)
+        self.threads = Locked(threads)
     }
 
     /// Number of threads.
@@ -125,7 +125,7 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
 
 /// Sums the reports of loops shutting down on their own threads.
 private final class ReportCollector: Sendable {
-    private let state = Mutex(ShutdownReport())
+    private let state = Locked(ShutdownReport())
     func add(_ report: ShutdownReport) { state.withLock { $0.merge(report) } }
     var total: ShutdownReport { state.withLock { $0 } }
 }
@@ -133,13 +133,13 @@ private final class ReportCollector: Sendable {
 /// Collects each thread's start result and releases the creator once all
 /// have reported.
 private final class StartupBarrier: Sendable {
-    private let results: Mutex<[Result<EventLoopRemote, EvplError>?]>
+    private let results: Locked<[Result<EventLoopRemote, EvplError>?]>
     private let arrived = Atomic<Int>(0)
     private let count: Int
 
     init(count: Int) {
         self.count = count
-        self.results = Mutex(Array(repeating: nil, count: count))
+        self.results = Locked(Array(repeating: nil, count: count))
     }
 
     func arrive(index: Int, result: Result<EventLoopRemote, EvplError>) {

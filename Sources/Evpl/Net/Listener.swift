@@ -135,7 +135,7 @@ final class ListenerCore: Sendable {
     let unlinkPath: String?
     /// Accept with io_uring multishot accept instead of poll + accept4.
     let multishot: Bool
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(fd: Int32, multishot: Bool, unlinkPath: String?) throws(EvplError) {
         self.fd = fd

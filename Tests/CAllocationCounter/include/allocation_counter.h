@@ -3,6 +3,10 @@
 
 #include <stdint.h>
 
+/// 1 when the allocator is interposed and counting works; 0 in sanitizer
+/// builds, where the sanitizer's allocator must stay in place.
+int cevpl_allocation_counting_available(void);
+
 /// Starts counting heap allocations made by the calling thread (from zero).
 void cevpl_allocations_begin(void);
 

@@ -58,6 +58,7 @@ final class URing {
             throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "\(config.ioUringEntries) entries")
         }
         ringSetUp = true
+        cevpl_uring_mapped()
         _ = io_uring_register_ring_fd(ring)
         buffers = try ProvidedBuffers(uring: self, pool: loop.bufferPool, entries: config.ioUringBufferRingEntries, group: 0)
         epollWatch = EpollWatch(uring: self)
@@ -65,11 +66,61 @@ final class URing {
     }
 
     deinit {
+        if ringSetUp { abandonOperationsInFlight() }
         buffers = nil
         fixedBufferTable = nil
-        if ringSetUp { io_uring_queue_exit(ring) }
+        if ringSetUp {
+            cevpl_uring_unmapping()
+            io_uring_queue_exit(ring)
+        }
         ring.deallocate()
         batch.deallocate()
+    }
+
+    /// Marks the completion of the cancel `abandonOperationsInFlight` submits
+    /// (below 16, so no operation target has it).
+    private static let abandonMarker: UInt64 = 0xF
+
+    /// For a ring going away: cancels every operation still in flight and
+    /// drops the reference each holds on its target, without completing it
+    /// (nothing may run for a loop that is going away). Operations the kernel
+    /// cancels complete before the cancel does; what is left after it (a
+    /// block transfer already at the device) keeps its target.
+    private func abandonOperationsInFlight() {
+        var entry = io_uring_get_sqe(ring)
+        if entry == nil {
+            _ = io_uring_submit(ring)
+            entry = io_uring_get_sqe(ring)
+        }
+        guard let entry else { return }
+        io_uring_prep_cancel64(entry, 0, Int32(IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL))
+        entry.pointee.user_data = Self.abandonMarker
+        // Another thread than the ring's own cannot submit (SINGLE_ISSUER): leave it.
+        guard io_uring_submit(ring) >= 0 else { return }
+        var cancelDone = false
+        while true {
+            var completion: UnsafeMutablePointer<io_uring_cqe>?
+            if cancelDone {
+                guard io_uring_peek_cqe(ring, &completion) == 0, let completion else { return }
+                abandon(completion.pointee)
+            } else {
+                var timeout = __kernel_timespec(tv_sec: 1, tv_nsec: 0)
+                guard io_uring_wait_cqe_timeout(ring, &completion, &timeout) == 0, let completion else { return }
+                if completion.pointee.user_data == Self.abandonMarker { cancelDone = true } else { abandon(completion.pointee) }
+            }
+            io_uring_cqe_seen(ring, completion)
+        }
+    }
+
+    /// Drops what one completion of an abandoned operation holds.
+    private func abandon(_ completion: io_uring_cqe) {
+        if completion.flags & IORING_CQE_F_BUFFER != 0 {
+            buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))?.release()
+        }
+        guard completion.flags & IORING_CQE_F_MORE == 0, let pointer = UnsafeRawPointer(bitPattern: UInt(completion.user_data & ~0xF)) else { return }
+        let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
+        target.takeUnretainedValue().abandon(UInt8(completion.user_data & 0xF))
+        target.release()
     }
 
     /// A free submission entry; submits what is queued first when the SQ is full.

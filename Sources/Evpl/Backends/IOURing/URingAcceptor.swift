@@ -47,7 +47,11 @@ enum URingAcceptor {
         params.cq_entries = 64
         let status = io_uring_queue_init_params(16, ring, &params)
         guard status == 0 else { throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "listener") }
-        defer { io_uring_queue_exit(ring) }
+        cevpl_uring_mapped()
+        defer {
+            cevpl_uring_unmapping()
+            io_uring_queue_exit(ring)
+        }
 
         var slots = Slots()
         for slot in 0..<Self.slots { armAccept(ring, listenFD, slot: slot, slots: &slots) }

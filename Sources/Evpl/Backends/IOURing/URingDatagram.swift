@@ -61,6 +61,10 @@ final class URingDatagram: URingOperationTarget {
         if operationsInFlight == 0 { keepAlive = nil }
     }
 
+    override func abandon(_ operation: UInt8) {
+        ended()
+    }
+
     // MARK: Receive
 
     /// Arms the next receive unless one is in flight.
@@ -201,6 +205,10 @@ final class URingDatagramSend: URingOperationTarget {
         let entry = uring.submissionEntry()
         io_uring_prep_sendmsg(entry, fd, message, UInt32(CEVPL_MSG_NOSIGNAL))
         entry.pointee.user_data = userData(for: 2)
+    }
+
+    override func abandon(_ operation: UInt8) {
+        complete(operation, result: -ECANCELED, flags: 0, buffer: nil)
     }
 
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {

@@ -1,3 +1,4 @@
+import CEvplLinux
 import CURing
 #if canImport(Glibc)
 import Glibc
@@ -95,7 +96,11 @@ struct URingFeatures: Sendable {
         params.cq_entries = 16
         let status = io_uring_queue_init_params(8, ring, &params)
         guard status == 0 else { return -status }
-        defer { io_uring_queue_exit(ring) }
+        cevpl_uring_mapped()
+        defer {
+            cevpl_uring_unmapping()
+            io_uring_queue_exit(ring)
+        }
         return body(ring)
     }
 }

@@ -16,6 +16,12 @@ class URingOperationTarget {
         buffer?.release()
     }
 
+    /// Called instead of ``complete(_:result:flags:buffer:)`` for an
+    /// operation whose ring goes away before it completes: lets go of what
+    /// the operation kept alive (nothing else may run for a loop that is
+    /// going away). The ring drops the operation's reference right after.
+    func abandon(_ operation: UInt8) {}
+
     /// The user data for a new `operation` on this target; retains the target
     /// until the operation's final completion.
     final func userData(for operation: UInt8) -> UInt64 {

@@ -68,6 +68,13 @@ final class URingSend: URingOperationTarget {
         return kind == .zeroCopy
     }
 
+    override func abandon(_ operation: UInt8) {
+        while let buffer = held.popLast() { buffer.release() }
+        let stream = self.stream
+        self.stream = nil
+        stream?.recycle(self)
+    }
+
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
         buffer?.release()
         guard let stream else { return }

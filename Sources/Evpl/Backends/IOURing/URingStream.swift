@@ -49,6 +49,10 @@ final class URingStream: URingOperationTarget {
         if operationsInFlight == 0 { keepAlive = nil }
     }
 
+    override func abandon(_ operation: UInt8) {
+        ended()
+    }
+
     // MARK: Connect
 
     func connect(to remote: SocketAddress) {

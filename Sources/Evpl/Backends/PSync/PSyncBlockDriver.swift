@@ -34,12 +34,12 @@ final class PSyncBlockDriver: BlockDriver {
 
     /// The state workers and the loop share.
     final class Shared: Sendable {
-        let jobs = Mutex<(queue: [Job], stopping: Bool)>(([], false))
+        let jobs = Locked<(queue: [Job], stopping: Bool)>(([], false))
         /// Jobs in `jobs.queue`, readable without the lock.
         let queuedJobs = Atomic<Int>(0)
         /// Workers looking for jobs without sleeping.
         let spinningWorkers = Atomic<Int>(0)
-        let results = Mutex<[(request: UInt, result: Int)]>([])
+        let results = Locked<[(request: UInt, result: Int)]>([])
         /// Workers wait on it (a semaphore: one count per job).
         let wakeFD: Int32
         /// The loop watches it for finished jobs.
