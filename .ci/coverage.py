@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Prints the line coverage of Sources/Evpl per folder from the llvm-cov JSON
+export that `swift test --enable-code-coverage` writes (its path comes from
+`swift test --show-codecov-path`)."""
+import collections
+import json
+import os
+import sys
+
+
+def folder_of(path, root):
+    relative = os.path.relpath(path, root)
+    parts = relative.split(os.sep)[:-1]
+    # Backends/<name> and Net, Core, ... on their own.
+    return "/".join(parts[:2] if parts[:1] == ["Backends"] else parts[:1]) or "."
+
+
+def main():
+    export, root = sys.argv[1], os.path.abspath(sys.argv[2])
+    files = json.load(open(export))["data"][0]["files"]
+    lines = collections.defaultdict(lambda: [0, 0])
+    for entry in files:
+        path = os.path.abspath(entry["filename"])
+        if not path.startswith(root + os.sep):
+            continue
+        summary = entry["summary"]["lines"]
+        totals = lines[folder_of(path, root)]
+        totals[0] += summary["covered"]
+        totals[1] += summary["count"]
+    covered = sum(value[0] for value in lines.values())
+    count = sum(value[1] for value in lines.values())
+    print(f"| {os.path.relpath(root)} | lines | covered |")
+    print("|---|---|---|")
+    for folder in sorted(lines):
+        done, total = lines[folder]
+        print(f"| {folder} | {total} | {100 * done / max(total, 1):.1f}% |")
+    print(f"| all | {count} | {100 * covered / max(count, 1):.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
