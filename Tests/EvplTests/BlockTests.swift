@@ -68,20 +68,41 @@ struct BlockTests {
         expectNoLeaks(loop)
     }
 
-    @Test("512 writes at queue depth 32 all complete, none rejected", arguments: storingEngines + [.null])
+    @Test("512 writes at queue depth 32: at most 32 at the engine, all complete, every block reads back", arguments: storingEngines + [.null])
     func deepQueue(engine: BlockEngine) throws {
         let loop = try makeLoop()
         let file = ScratchFile()
         let (device, completions) = try open(loop, file, engine, depth: 32)
-        let data = try filled(loop, from: 0, count: 4096)
+        // Each block its own bytes (a 64 KiB pool buffer holds 16 of them).
+        let buffers = try (0..<32).map { try filled(loop, from: $0 * 65_536, count: 65_536) }
         for index in 0..<512 {
-            device.write([data], at: UInt64(index) * 4096, tag: UInt64(index))
+            device.write([buffers[index / 16].slice(from: index % 16 * 4096, length: 4096)], at: UInt64(index) * 4096, tag: UInt64(index))
         }
         #expect(device.pendingRequests == 512)
-        try spin(loop, seconds: 30, "512 completions") { completions.order.count == 512 }
+        #expect(device.requestsAtEngine == 32, "the rest wait inside the device")
+        var mostAtEngine = 0
+        try spin(loop, seconds: 30, "512 completions") {
+            mostAtEngine = max(mostAtEngine, device.requestsAtEngine)
+            return completions.order.count == 512
+        }
+        #expect(mostAtEngine <= 32)
         #expect(completions.byTag.values.allSatisfy { $0.error == nil && $0.bytes == 4096 })
         #expect(Set(completions.order) == Set(0..<512))
-        data.release()
+        if engine != .null {
+            // Read every block back, 16 per buffer, and compare.
+            let readBack = try (0..<32).map { _ in try loop.bufferPool.allocate() }
+            for index in 0..<512 {
+                device.read(into: [readBack[index / 16].slice(from: index % 16 * 4096, length: 4096)], at: UInt64(index) * 4096, tag: UInt64(1000 + index))
+            }
+            try spin(loop, seconds: 30, "512 reads") { completions.order.count == 1024 }
+            #expect((0..<512).allSatisfy { completions.byTag[UInt64(1000 + $0)]?.error == nil })
+            for (index, buffer) in readBack.enumerated() {
+                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer.bytes)[0..<65_536])
+                #expect(patternMismatch(in: bytes, at: index * 65_536) == nil, "blocks \(index * 16) to \(index * 16 + 15)")
+                buffer.release()
+            }
+        }
+        for buffer in buffers { buffer.release() }
         device.close()
         expectNoLeaks(loop)
     }
@@ -202,7 +223,7 @@ struct BlockTests {
                 (error as? EvplError)?.code == .unavailable
             }
         }
-        #expect(throws: EvplError.self) { _ = try loop.openBlockDevice("http://example/disk") }
+        #expect { _ = try loop.openBlockDevice("http://example/disk") } throws: { ($0 as? EvplError)?.code == .invalidArgument }
         expectNoLeaks(loop)
     }
 

@@ -82,15 +82,15 @@ struct ConnectionLifecycleTests {
     @Test("mismatched protocol and address is an error, not a crash")
     func protocolAddressMismatch() throws {
         let loop = try makeLoop()
-        #expect(throws: EvplError.self) {
+        #expect {
             _ = try loop.connect(to: SocketAddress(unixPath: "/tmp/x.sock"), protocol: .tcp) { _, _ in }
-        }
-        #expect(throws: EvplError.self) {
+        } throws: { ($0 as? EvplError)?.code == .invalidAddress }
+        #expect {
             _ = try loop.connect(to: SocketAddress(host: "127.0.0.1", port: 1), protocol: .unix) { _, _ in }
-        }
-        #expect(throws: EvplError.self) {
+        } throws: { ($0 as? EvplError)?.code == .invalidAddress }
+        #expect {
             _ = try loop.connect(to: SocketAddress(host: "127.0.0.1", port: 1), protocol: .udp) { _, _ in }
-        }
+        } throws: { ($0 as? EvplError)?.code == .invalidArgument }
         expectNoLeaks(loop)
     }
 }

@@ -80,6 +80,9 @@ public final class BlockDevice {
 
     /// Requests submitted and not yet completed.
     public var pendingRequests: Int { inFlight + waiting.count - waitingHead }
+    /// Requests handed to the engine and not yet complete: never more than
+    /// ``queueDepth``.
+    public var requestsAtEngine: Int { inFlight }
 
     /// Reads into `iovecs` (scatter; the caller keeps its references) from `offset`.
     public func read(into iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
