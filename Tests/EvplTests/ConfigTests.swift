@@ -116,6 +116,15 @@ struct ConfigTests {
         #expect(try SocketAddress(parsing: address.description) == address)
     }
 
+    /// Found by Fuzz/FuzzAddress: the scope of a link-scoped IPv6 address
+    /// was left out of its description, which then named another address.
+    @Test("an IPv6 scope survives the round trip", arguments: ["[fe80::1%2]:80", "9999::A:9c%99996:9"])
+    func scopedRoundTrip(text: String) throws {
+        let address = try SocketAddress(parsing: text)
+        #expect(address.description.contains("%"), "\(address)")
+        #expect(try SocketAddress(parsing: address.description) == address)
+    }
+
     @Test("constructed addresses describe themselves as expected")
     func constructedDescriptions() throws {
         #expect(try SocketAddress(host: "127.0.0.1", port: 80).description == "127.0.0.1:80")

@@ -87,11 +87,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
             inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
             return "\(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)):\(UInt16(bigEndian: port))"
-        case .inet6(let high, let low, let port, _):
+        case .inet6(let high, let low, let port, let scope):
             var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             var raw = (high, low)
             inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
-            return "[\(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))]:\(UInt16(bigEndian: port))"
+            // A link-local address means nothing without its interface.
+            let zone = scope == 0 ? "" : "%\(scope)"
+            return "[\(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))\(zone)]:\(UInt16(bigEndian: port))"
         case .unixPath(let path):
             return path
         case .unixAbstract(let name):

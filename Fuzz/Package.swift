@@ -1,0 +1,19 @@
+// swift-tools-version:6.0
+// libFuzzer targets for swift-evpl, in a package of their own: they are
+// built with -sanitize=fuzzer,address throughout (run.sh).
+import PackageDescription
+
+func fuzzTarget(_ name: String) -> Target {
+    .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Evpl", package: "swift-evpl")])
+}
+
+let package = Package(
+    name: "EvplFuzz",
+    dependencies: [.package(name: "swift-evpl", path: "..")],
+    targets: [
+        .target(name: "FuzzSupport"),
+        fuzzTarget("FuzzConfig"),
+        fuzzTarget("FuzzAddress"),
+    ],
+    swiftLanguageModes: [.v6]
+)
