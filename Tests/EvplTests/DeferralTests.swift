@@ -6,9 +6,9 @@ import Glibc
 
 @Suite("Deferrals")
 struct DeferralTests {
-    @Test("arming twice before the loop runs gives exactly one callback")
-    func armTwice() throws {
-        let loop = try makeLoop()
+    @Test("arming twice before the loop runs gives exactly one callback", arguments: LoopWait.usable)
+    func armTwice(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var runs = 0
         let deferral = loop.makeDeferral { _ in runs += 1 }
         deferral.arm()
@@ -22,9 +22,9 @@ struct DeferralTests {
         expectNoLeaks(loop)
     }
 
-    @Test("re-arming inside the callback gives exactly one more run, on the next iteration")
-    func rearmInCallback() throws {
-        let loop = try makeLoop()
+    @Test("re-arming inside the callback gives exactly one more run, on the next iteration", arguments: LoopWait.usable)
+    func rearmInCallback(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var runs = 0
         var runIterations: [UInt64] = []
         let deferral = loop.makeDeferral { deferral in
@@ -45,9 +45,9 @@ struct DeferralTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a disarmed deferral never runs; disarming an idle one is harmless")
-    func disarm() throws {
-        let loop = try makeLoop()
+    @Test("a disarmed deferral never runs; disarming an idle one is harmless", arguments: LoopWait.usable)
+    func disarm(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var runs = 0
         let deferral = loop.makeDeferral { _ in runs += 1 }
         deferral.disarm()  // idle: nothing happens
@@ -63,9 +63,9 @@ struct DeferralTests {
         expectNoLeaks(loop)
     }
 
-    @Test("arm, disarm, arm: a deferral that re-arms itself still runs once per iteration")
-    func rearmAfterDisarm() throws {
-        let loop = try makeLoop()
+    @Test("arm, disarm, arm: a deferral that re-arms itself still runs once per iteration", arguments: LoopWait.usable)
+    func rearmAfterDisarm(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var runsPerIteration: [UInt64: Int] = [:]
         var runs = 0
         let deferral = loop.makeDeferral { deferral in
@@ -84,9 +84,9 @@ struct DeferralTests {
         expectNoLeaks(loop)
     }
 
-    @Test("an armed deferral keeps runOnce from blocking on a loop with nothing else to do")
-    func armedDeferralPreventsSleep() throws {
-        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+    @Test("an armed deferral keeps runOnce from blocking on a loop with nothing else to do", arguments: LoopWait.usable)
+    func armedDeferralPreventsSleep(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait) { $0.spinNanoseconds = 0 }
         // A fresh loop polls on its first pass; after it, with no spin window,
         // no timers and no sources, the next wait would be for ever.
         loop.runOnce()

@@ -7,9 +7,9 @@ import Glibc
 
 @Suite("Doorbells and remotes")
 struct DoorbellTests {
-    @Test("a doorbell rung from another thread wakes a loop asleep in run() with no timers")
-    func wakesSleepingLoop() throws {
-        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+    @Test("a doorbell rung from another thread wakes a loop asleep in run() with no timers", arguments: LoopWait.usable)
+    func wakesSleepingLoop(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait) { $0.spinNanoseconds = 0 }
         var rings = 0
         var ringThreadMatches = false
         let loopThread = pthread_self()
@@ -40,9 +40,9 @@ struct DoorbellTests {
         expectNoLeaks(loop)
     }
 
-    @Test("two rings before the loop gets to them coalesce into one callback")
-    func ringsCoalesce() throws {
-        let loop = try makeLoop()
+    @Test("two rings before the loop gets to them coalesce into one callback", arguments: LoopWait.usable)
+    func ringsCoalesce(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var rings = 0
         let doorbell = try loop.addDoorbell { _ in rings += 1 }
         let ringer = doorbell.ringer
@@ -59,9 +59,9 @@ struct DoorbellTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a doorbell removed inside its own callback never fires again")
-    func removeInOwnCallback() throws {
-        let loop = try makeLoop()
+    @Test("a doorbell removed inside its own callback never fires again", arguments: LoopWait.usable)
+    func removeInOwnCallback(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var rings = 0
         let doorbell = try loop.addDoorbell { doorbell in
             rings += 1
@@ -84,9 +84,9 @@ struct DoorbellTests {
         expectNoLeaks(loop)
     }
 
-    @Test("EventLoopRemote.execute runs work on the loop's thread")
-    func remoteExecute() throws {
-        let loop = try makeLoop()
+    @Test("EventLoopRemote.execute runs work on the loop's thread", arguments: LoopWait.usable)
+    func remoteExecute(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         let loopThread = pthread_self()
         let runs = AtomicCounter()
         let onLoopThread = AtomicCounter()
@@ -108,9 +108,9 @@ struct DoorbellTests {
         expectNoLeaks(loop)
     }
 
-    @Test("remote.stop() from another thread stops run()")
-    func remoteStop() throws {
-        let loop = try makeLoop()
+    @Test("remote.stop() from another thread stops run()", arguments: LoopWait.usable)
+    func remoteStop(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var timedOut = false
         let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 5_000_000) { _ in
             timedOut = true

@@ -14,9 +14,9 @@ struct FDWatchTests {
         return (ends[0], ends[1])
     }
 
-    @Test("read readiness reports bytes written from another thread; write readiness fires on an empty pipe")
-    func pipeReadiness() throws {
-        let loop = try makeLoop()
+    @Test("read readiness reports bytes written from another thread; write readiness fires on an empty pipe", arguments: LoopWait.usable)
+    func pipeReadiness(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         let ends = try Self.makePipe()
         defer {
             close(ends.read)
@@ -57,9 +57,9 @@ struct FDWatchTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a removed watch gets no more callbacks, even from inside its own callback")
-    func removeInCallback() throws {
-        let loop = try makeLoop()
+    @Test("a removed watch gets no more callbacks, even from inside its own callback", arguments: LoopWait.usable)
+    func removeInCallback(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         let ends = try Self.makePipe()
         defer {
             close(ends.read)
@@ -79,9 +79,9 @@ struct FDWatchTests {
         expectNoLeaks(loop)
     }
 
-    @Test("closing the write end reports hang-up on the read end")
-    func hangUp() throws {
-        let loop = try makeLoop()
+    @Test("closing the write end reports hang-up on the read end", arguments: LoopWait.usable)
+    func hangUp(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         let ends = try Self.makePipe()
         defer { close(ends.read) }
         var events: FDWatch.Events = []

@@ -16,9 +16,9 @@ private func threadCPUNanoseconds() -> UInt64 {
 
 @Suite("Idle loop")
 struct IdleTests {
-    @Test("an idle loop with the default spin settings uses under 5% of a core over one second")
-    func idleCPU() throws {
-        let loop = try EventLoop(config: EvplConfig())
+    @Test("an idle loop with the default spin settings uses under 5% of a core over one second", arguments: LoopWait.usable)
+    func idleCPU(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait) { $0 = EvplConfig() }
         var timedOut = false
         try loop.addOneShotTimer(afterMicroseconds: 1_000_000) { _ in loop.stop() }
         let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 10_000_000) { _ in
@@ -38,9 +38,9 @@ struct IdleTests {
         expectNoLeaks(loop)
     }
 
-    @Test("pin() keeps the very next runOnce from sleeping")
-    func pinTakesEffectAtOnce() throws {
-        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+    @Test("pin() keeps the very next runOnce from sleeping", arguments: LoopWait.usable)
+    func pinTakesEffectAtOnce(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait) { $0.spinNanoseconds = 0 }
         loop.runOnce()  // a fresh loop polls once, then decides to sleep: nothing to wait for
         #expect(!loop.isPolling)
         loop.pin()

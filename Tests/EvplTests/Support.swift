@@ -1,4 +1,4 @@
-import Evpl
+@testable import Evpl
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -97,12 +97,26 @@ func runLoop(_ loop: EventLoop, forMilliseconds milliseconds: UInt64) throws {
 }
 
 /// A loop with small buffers so multi-buffer paths are exercised.
-func makeLoop(bufferSize: Int = 64 * 1024, configure: (inout EvplConfig) -> Void = { _ in }) throws -> EventLoop {
+func makeLoop(bufferSize: Int = 64 * 1024, waitingIn wait: LoopWait = .epoll, configure: (inout EvplConfig) -> Void = { _ in }) throws -> EventLoop {
     var config = EvplConfig()
     config.bufferSize = bufferSize
     config.spinNanoseconds = 50_000
     configure(&config)
-    return try EventLoop(config: config)
+    let loop = try EventLoop(config: config)
+    if wait == .ioUring { _ = try loop.ioURing() }
+    return loop
+}
+
+/// What an idle loop sleeps in: `epoll_wait`, or `io_uring_enter` once the
+/// loop has a ring (which then watches the epoll set).
+enum LoopWait: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case epoll
+    case ioUring
+
+    var testDescription: String { rawValue }
+
+    /// The waits usable here.
+    static let usable: [LoopWait] = StreamCase.backends.contains(.ioUring) ? [.epoll, .ioUring] : [.epoll]
 }
 
 /// Closes everything on `loop`, lets the disconnects run, and checks that

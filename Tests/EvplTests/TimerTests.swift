@@ -6,9 +6,9 @@ import Glibc
 
 @Suite("Timers")
 struct TimerTests {
-    @Test("a 50 ms one-shot timer never fires early, and fires exactly once")
-    func oneShotNotEarly() throws {
-        let loop = try makeLoop()
+    @Test("a 50 ms one-shot timer never fires early, and fires exactly once", arguments: LoopWait.usable)
+    func oneShotNotEarly(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var firings: [UInt64] = []
         let start = MonotonicClock.nanoseconds()
         let timer = try loop.addOneShotTimer(afterMicroseconds: 50_000) { _ in
@@ -24,9 +24,9 @@ struct TimerTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a 1 ms periodic timer fires 10 times promptly and never ahead of its schedule")
-    func periodic() throws {
-        let loop = try makeLoop()
+    @Test("a 1 ms periodic timer fires 10 times promptly and never ahead of its schedule", arguments: LoopWait.usable)
+    func periodic(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var firings: [UInt64] = []
         let start = MonotonicClock.nanoseconds()
         let timer = try loop.addTimer(everyMicroseconds: 1000) { timer in
@@ -46,9 +46,9 @@ struct TimerTests {
         }
     }
 
-    @Test("timers added at 30, 10 and 20 ms fire in deadline order")
-    func deadlineOrder() throws {
-        let loop = try makeLoop()
+    @Test("timers added at 30, 10 and 20 ms fire in deadline order", arguments: LoopWait.usable)
+    func deadlineOrder(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var order: [Int] = []
         for milliseconds in [30, 10, 20] {
             try loop.addOneShotTimer(afterMicroseconds: UInt64(milliseconds) * 1000) { _ in order.append(milliseconds) }
@@ -59,9 +59,9 @@ struct TimerTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a periodic timer cancelled in its own callback fires once")
-    func cancelInOwnCallback() throws {
-        let loop = try makeLoop()
+    @Test("a periodic timer cancelled in its own callback fires once", arguments: LoopWait.usable)
+    func cancelInOwnCallback(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var firings = 0
         let timer = try loop.addTimer(everyMicroseconds: 1000) { timer in
             firings += 1
@@ -75,9 +75,9 @@ struct TimerTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a due timer cancelled by another timer's callback in the same pass never fires")
-    func cancelledByAnotherInSamePass() throws {
-        let loop = try makeLoop()
+    @Test("a due timer cancelled by another timer's callback in the same pass never fires", arguments: LoopWait.usable)
+    func cancelledByAnotherInSamePass(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         var firstFirings = 0
         var secondFirings = 0
         var second: EvplTimer?
@@ -104,9 +104,9 @@ struct TimerTests {
 
     /// `runOnce` "may block ... at most until the next timer". A timer added
     /// between iterations (code driving `runOnce` by hand) must count too.
-    @Test("a timer added between iterations bounds the very next wait")
-    func timerAddedBetweenIterations() throws {
-        let loop = try makeLoop { $0.spinNanoseconds = 0 }
+    @Test("a timer added between iterations bounds the very next wait", arguments: LoopWait.usable)
+    func timerAddedBetweenIterations(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait) { $0.spinNanoseconds = 0 }
         loop.runOnce()  // a fresh loop polls once, then decides to sleep: nothing to wait for
         #expect(!loop.isPolling)
         var firings = 0
@@ -117,9 +117,9 @@ struct TimerTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a zero interval is rejected with invalidArgument")
-    func zeroInterval() throws {
-        let loop = try makeLoop()
+    @Test("a zero interval is rejected with invalidArgument", arguments: LoopWait.usable)
+    func zeroInterval(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
         #expect {
             try loop.addTimer(everyMicroseconds: 0) { _ in }
         } throws: { error in
