@@ -3,8 +3,9 @@ import FuzzSupport
 
 // Arbitrary address text: a Unix path, an abstract name, or `host:port`
 // with a numeric host (names would go to the resolver). Each parses or
-// throws a typed error, and what parses prints as text that parses back to
-// the same address.
+// throws a typed error, and a parsed path or IP address prints as text
+// that parses back to the same address (an abstract name may hold bytes
+// that do not survive as text).
 runFuzzer { bytes in
     guard let mode = bytes.first else { return }
     let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
