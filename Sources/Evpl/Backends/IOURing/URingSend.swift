@@ -69,10 +69,8 @@ final class URingSend: URingOperationTarget {
     }
 
     override func abandon(_ operation: UInt8) {
-        while let buffer = held.popLast() { buffer.release() }
-        let stream = self.stream
-        self.stream = nil
-        stream?.recycle(self)
+        guard let stream else { return }
+        end(on: stream)
     }
 
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
@@ -81,10 +79,14 @@ final class URingSend: URingOperationTarget {
         if flags & IORING_CQE_F_NOTIF == 0 {
             stream.sendCompleted(result: result)
         }
-        if flags & IORING_CQE_F_MORE == 0 {
-            while let buffer = held.popLast() { buffer.release() }
-            self.stream = nil
-            stream.recycle(self)
-        }
+        if flags & IORING_CQE_F_MORE == 0 { end(on: stream) }
+    }
+
+    /// After the last completion (or none, when abandoned): lets go of the
+    /// sent bytes and goes back to `stream` for reuse.
+    private func end(on stream: URingStream) {
+        while let buffer = held.popLast() { buffer.release() }
+        self.stream = nil
+        stream.recycle(self)
     }
 }
