@@ -14,7 +14,12 @@ let package = Package(
         .target(name: "CEvplLinux"),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CLibAIO", providers: [.apt(["libaio-dev"])]),
-        .target(name: "Evpl", dependencies: ["CEvplLinux", "CURing", "CLibAIO"]),
+        .target(
+            name: "Evpl",
+            dependencies: ["CEvplLinux", "CURing", "CLibAIO"],
+            // Debug builds (the tests) route system calls through a fault plan; release builds call the kernel directly.
+            swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
+        ),
         .executableTarget(
             name: "evpl",
             dependencies: [
@@ -24,7 +29,11 @@ let package = Package(
         ),
         // Test-only: an interposed malloc that counts the test thread's allocations.
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
-        .testTarget(name: "EvplTests", dependencies: ["Evpl", "CAllocationCounter"]),
+        .testTarget(
+            name: "EvplTests",
+            dependencies: ["Evpl", "CAllocationCounter"],
+            swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

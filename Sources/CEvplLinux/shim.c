@@ -148,3 +148,9 @@ void cevpl_uring_unmapping(void) { __tsan_release(&cevpl_uring_mapping_order); }
 void cevpl_uring_mapped(void) {}
 void cevpl_uring_unmapping(void) {}
 #endif
+
+static __thread void *thread_fault_plan;
+
+void *cevpl_thread_fault_plan(void) { return thread_fault_plan; }
+
+void cevpl_set_thread_fault_plan(void *plan) { thread_fault_plan = plan; }

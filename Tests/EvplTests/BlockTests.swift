@@ -6,13 +6,13 @@ import Glibc
 
 /// A scratch file on the disk (not tmpfs: O_DIRECT needs a real filesystem),
 /// removed when the value goes away.
-private final class ScratchFile {
+final class ScratchFile {
     let path = "/var/tmp/evpl-block-\(getpid())-\(UniqueName.next()).img"
     deinit { unlink(path) }
 }
 
 /// Collects a device's completions by tag.
-private final class Completions {
+final class Completions {
     var byTag: [UInt64: BlockCompletion] = [:]
     var order: [UInt64] = []
 
@@ -23,7 +23,7 @@ private final class Completions {
 }
 
 /// Engines that store data; the null engine only completes.
-private let storingEngines: [BlockEngine] = [.ioUring, .libaio, .psync].filter { $0.unavailableReason == nil }
+let storingEngines: [BlockEngine] = [.ioUring, .libaio, .psync].filter { $0.unavailableReason == nil }
 
 @Suite("Block devices")
 struct BlockTests {

@@ -4,7 +4,7 @@ import Testing
 /// One side of a full-duplex transfer: sends `total` pattern bytes in random
 /// chunks, never more than `lead` bytes ahead of what it has received, and
 /// checks every byte it receives against the pattern as it arrives.
-private final class DuplexPeer {
+final class DuplexPeer {
     let total: Int
     let lead: Int
     private var random: SeededRandom

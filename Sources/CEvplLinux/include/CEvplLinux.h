@@ -82,6 +82,14 @@ int cevpl_recv_two(int fd, void *first, size_t first_length, void *second, size_
 /// Accepts one connection as a non-blocking, close-on-exec socket.
 int cevpl_accept(int fd, struct sockaddr *address, socklen_t *length);
 
+/// The calling thread's system-call fault plan (an opaque, unretained
+/// object pointer), or NULL: test builds consult it before each system call
+/// the seam wraps. Swift has no thread-local storage of its own.
+void *cevpl_thread_fault_plan(void);
+
+/// Sets the calling thread's fault plan (NULL for none).
+void cevpl_set_thread_fault_plan(void *plan);
+
 /// Call right after an io_uring is mapped, and right before one is
 /// unmapped. liburing maps and unmaps rings with raw system calls that
 /// ThreadSanitizer cannot intercept, so a ring mapped where a freed one was

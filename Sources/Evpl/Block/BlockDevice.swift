@@ -144,6 +144,8 @@ public final class BlockDevice {
         request.offset = offset
         request.length = length
         request.tag = tag
+        request.transferred = 0
+        request.retries = 0
         loop.blockRequestsPending &+= 1
         buffers(request)
         if let error = validate(request) {
@@ -198,6 +200,7 @@ public final class BlockDevice {
 
     /// Called by engines on the loop: `result` is bytes transferred or a negative errno.
     func finish(_ request: BlockRequest, result: Int, error presetError: EvplError? = nil) {
+        if presetError == nil && continues(request, after: result) { return }
         // The request may hold the last reference to this device: move it
         // out so it lives to the end of this call.
         var owner: BlockDevice?
@@ -209,11 +212,11 @@ public final class BlockDevice {
         if error == nil {
             if result < 0 {
                 error = EvplError(errno: Int32(-result), operation: "block \(request.operation)", context: "\(path) at \(request.offset)")
-            } else if (request.operation == .read || request.operation == .write) && result != request.length {
-                error = EvplError(errno: EIO, operation: "block \(request.operation)", context: "\(path): short transfer of \(result) of \(request.length) bytes at \(request.offset)")
+            } else if request.isTransfer && result != request.remaining {
+                error = EvplError(errno: EIO, operation: "block \(request.operation)", context: "\(path): short transfer of \(request.transferred + result) of \(request.length) bytes at \(request.offset)")
             } else {
-                bytes = result
-                if request.operation == .read && request.usedBounce { request.copyBounceOut(result) }
+                bytes = request.transferred + result
+                if request.operation == .read && request.usedBounce { request.copyBounceOut(bytes) }
             }
         }
         let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
@@ -223,6 +226,30 @@ public final class BlockDevice {
         startWaiting()
         handler(self, completion)
         closeDescriptorIfIdle()
+    }
+
+    /// Attempts in a row that may end in `EINTR` or `EAGAIN` before the
+    /// error reaches the handler.
+    static let retriesWithoutProgress = 8
+
+    /// Starts the rest of a read or write the kernel did in part (the next
+    /// attempt makes no progress at the end of a file, and then fails), or
+    /// the same one again after `EINTR` or `EAGAIN`. Returns whether it did.
+    private func continues(_ request: BlockRequest, after result: Int) -> Bool {
+        guard request.isTransfer else { return false }
+        if result == -Int(EINTR) || result == -Int(EAGAIN) {
+            guard request.retries < Self.retriesWithoutProgress else { return false }
+            request.retries += 1
+        } else if result > 0 && result < request.remaining && (request.transferred + result) % alignment == 0 {
+            request.transferred += result
+            request.retries = 0
+        } else {
+            return false
+        }
+        guard request.prepareVectors(alignment: alignment) else { return false }
+        loop.statistics.blockTransfersContinued &+= 1
+        driver.start(request)
+        return true
     }
 
     private func startWaiting() {

@@ -48,7 +48,7 @@ final class NullBlockDriver: BlockDriver {
     }
 
     func start(_ request: BlockRequest) {
-        completions.add(request, result: request.length)
+        completions.add(request, result: request.remaining)
     }
 
     func shutdown() {}

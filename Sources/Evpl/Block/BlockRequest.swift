@@ -22,6 +22,21 @@ final class BlockRequest: URingOperationTarget {
     @exclusivity(unchecked) var bounceCapacity = 0
     /// The device, kept alive while the request is in flight.
     @exclusivity(unchecked) var device: BlockDevice?
+    /// Bytes moved by earlier attempts of a read or write the kernel did in
+    /// part: the next attempt starts after them.
+    @exclusivity(unchecked) var transferred = 0
+    /// Attempts in a row that ended in `EINTR` or `EAGAIN`.
+    @exclusivity(unchecked) var retries = 0
+    /// Whether `vectors` describe the bounce buffer.
+    @exclusivity(unchecked) private(set) var usedBounce = false
+
+    /// Whether the request moves data (a read or a write).
+    var isTransfer: Bool { operation == .read || operation == .write }
+
+    /// Where the next attempt starts.
+    var position: UInt64 { offset + UInt64(transferred) }
+    /// Bytes the next attempt moves.
+    var remaining: Int { length - transferred }
 
     override init() {
         vectors = .allocate(capacity: Self.maxVectors)
@@ -48,18 +63,33 @@ final class BlockRequest: URingOperationTarget {
         iovecs.append(buffer)
     }
 
-    /// Describes the caller's buffers in `vectors`, or a bounce buffer of the
-    /// same total length when `alignment` is not met. Returns false when no
-    /// aligned memory could be had.
+    /// Describes the caller's buffers after the first `transferred` bytes
+    /// in `vectors`, or the same range of a bounce buffer of the request's
+    /// length when `alignment` is not met. Returns false when no aligned
+    /// memory could be had.
     func prepareVectors(alignment: Int) -> Bool {
         let aligned = alignment <= 1 || iovecs.allSatisfy {
             Int(bitPattern: $0.baseAddress) % alignment == 0 && $0.length % alignment == 0
         }
         if aligned {
+            var skip = transferred
+            vectorCount = 0
             for index in iovecs.indices {
-                vectors[index] = Glibc.iovec(iov_base: iovecs[index].baseAddress, iov_len: iovecs[index].length)
+                let iovec = iovecs[index]
+                if skip >= iovec.length {
+                    skip -= iovec.length
+                    continue
+                }
+                vectors[vectorCount] = Glibc.iovec(iov_base: iovec.baseAddress + skip, iov_len: iovec.length - skip)
+                vectorCount += 1
+                skip = 0
             }
-            vectorCount = iovecs.count
+            usedBounce = false
+            return true
+        }
+        if transferred > 0 {
+            // A later attempt: the bounce buffer holds the request already.
+            vectors[0] = Glibc.iovec(iov_base: bounce.unsafelyUnwrapped + transferred, iov_len: remaining)
             return true
         }
         if bounceCapacity < length {
@@ -79,11 +109,9 @@ final class BlockRequest: URingOperationTarget {
         }
         vectors[0] = Glibc.iovec(iov_base: bounce, iov_len: length)
         vectorCount = 1
+        usedBounce = true
         return true
     }
-
-    /// Whether the request went through the bounce buffer.
-    var usedBounce: Bool { vectorCount == 1 && bounce != nil && vectors[0].iov_base == bounce }
 
     /// After a bounced read: copies the data into the caller's buffers.
     func copyBounceOut(_ count: Int) {

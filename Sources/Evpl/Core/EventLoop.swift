@@ -101,6 +101,9 @@ public final class EventLoop {
         public var receivePauses: UInt64 = 0
         /// Of those, pauses because the buffer pool reached its receive limit.
         public var memoryPauses: UInt64 = 0
+        /// Block reads and writes started again after the kernel did part of
+        /// them (a short count) or was interrupted (`EINTR`, `EAGAIN`).
+        public var blockTransfersContinued: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.
@@ -198,6 +201,7 @@ public final class EventLoop {
         if deliverPendingDisconnects() { active = true }
         if (!memoryWaiters.isEmpty || !datagramMemoryWaiters.isEmpty) && bufferPool.hasRoom { resumeMemoryWaiters() }
         if gracefulShutdown != nil { continueGracefulShutdown() }
+        deliverOwedEdges()
         decideNextWait(active: active)
     }
 

@@ -151,7 +151,7 @@ extension Connection {
                 }
                 return
             }
-            let result = Glibc.read(fd, space.baseAddress, space.count)
+            let result = SystemCalls.read(fd, space.baseAddress, space.count)
             if result > 0 {
                 receiveQueue.commit(result)
                 deliverReceived()

@@ -159,7 +159,7 @@ public final class DatagramEndpoint: PollSource {
                 }
                 headers[index] = msghdr(msg_name: UnsafeMutableRawPointer(addresses + index), msg_namelen: length, msg_iov: vectors + index, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
             }
-            let result = cevpl_sendmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT))
+            let result = SystemCalls.sendmmsg(fd, headers, count, Int32(MSG_DONTWAIT))
             if result < 0 {
                 let code = Glibc.errno
                 if code == EINTR { continue }
@@ -234,7 +234,7 @@ public final class DatagramEndpoint: PollSource {
                 return
             }
             let second = spare.unsafelyUnwrapped
-            let received = cevpl_recv_two(fd, space.baseAddress, space.count, second.baseAddress, second.capacity,
+            let received = SystemCalls.receiveTwo(fd, space.baseAddress, space.count, second.baseAddress, second.capacity,
                                           senders, senderLengths, receivedLengths)
             if received < 0 {
                 if Glibc.errno == EINTR { continue }

@@ -43,7 +43,7 @@ extension EventLoop {
             stream.connect(to: address)
             return connection
         }
-        let status = address.withSockAddr { Glibc.connect(fd, $0, $1) == 0 ? 0 : Glibc.errno }
+        let status = address.withSockAddr { SystemCalls.connect(fd, $0, $1) == 0 ? 0 : Glibc.errno }
         if status != 0 && status != EINPROGRESS {
             guard SocketOps.isConnectFailure(status) else {
                 Glibc.close(fd)

@@ -212,7 +212,7 @@ final class ListenerCore: Sendable {
         while true {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = withUnsafeMutablePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { cevpl_accept(fd, $0, &length) }
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { SystemCalls.accept(fd, $0, &length) }
             }
             if client < 0 {
                 switch Glibc.errno {

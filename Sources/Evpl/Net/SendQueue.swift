@@ -109,12 +109,12 @@ struct SendQueue {
             let (vectors, attempted) = gather(into: scratch, limit: limit)
             let result: Int
             if vectors == 1 {
-                result = send(fd, scratch[0].iov_base, scratch[0].iov_len, CEVPL_SEND_FLAGS)
+                result = SystemCalls.send(fd, scratch[0].iov_base, scratch[0].iov_len, CEVPL_SEND_FLAGS)
             } else {
                 var message = msghdr()
                 message.msg_iov = scratch
                 message.msg_iovlen = vectors
-                result = sendmsg(fd, &message, CEVPL_SEND_FLAGS)
+                result = SystemCalls.sendmsg(fd, &message, CEVPL_SEND_FLAGS)
             }
             if result < 0 {
                 let code = Glibc.errno

@@ -33,6 +33,10 @@ final class URing {
     private var ringSetUp = false
     /// Pool slabs registered as fixed buffers, once a block device needs them.
     var fixedBufferTable: URingFixedBuffers?
+    #if EVPL_FAULT_INJECTION
+    /// Where in the SQ the fault plan last looked (see `applyFaultPlan`).
+    var faultScanPosition: UInt32 = 0
+    #endif
 
     init(loop: EventLoop) throws(EvplError) {
         self.loop = loop
@@ -117,10 +121,8 @@ final class URing {
         if completion.flags & IORING_CQE_F_BUFFER != 0 {
             buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))?.release()
         }
-        guard completion.flags & IORING_CQE_F_MORE == 0, let pointer = UnsafeRawPointer(bitPattern: UInt(completion.user_data & ~0xF)) else { return }
-        let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
-        target.takeUnretainedValue().abandon(UInt8(completion.user_data & 0xF))
-        target.release()
+        guard completion.flags & IORING_CQE_F_MORE == 0 else { return }
+        URingOperationTarget.abandon(userData: completion.user_data)
     }
 
     /// A free submission entry; submits what is queued first when the SQ is full.
@@ -130,6 +132,7 @@ final class URing {
         if let entry = io_uring_get_sqe(ring) { return entry }
         // SUBMIT_ALL consumed every entry unless the kernel is out of memory:
         // wait for completions to make room.
+        applyFaultPlan()
         _ = io_uring_submit_and_wait(ring, 1)
         return io_uring_get_sqe(ring)!
     }
@@ -156,6 +159,7 @@ final class URing {
             return
         }
         buffers.refill()
+        applyFaultPlan()
         var completion: UnsafeMutablePointer<io_uring_cqe>?
         let status: Int32
         if timeoutNanoseconds < 0 {
@@ -208,6 +212,7 @@ final class URing {
         guard io_uring_sq_ready(ring) > 0 || completionsWaitInKernel else { return }
         // Receives re-armed after ENOBUFS must find the ring refilled.
         buffers.refill()
+        applyFaultPlan()
         while true {
             let status = io_uring_submit_and_get_events(ring)
             if status >= 0 { return }
@@ -228,6 +233,7 @@ final class URing {
     func submitNow() {
         // Receives re-armed after ENOBUFS must find the ring refilled.
         buffers.refill()
+        applyFaultPlan()
         check(io_uring_submit(ring), "io_uring_submit")
     }
 

@@ -41,15 +41,15 @@ final class URingBlockDriver: BlockDriver {
         switch request.operation {
         case .read:
             if let slot = fixedSlot(request) {
-                io_uring_prep_read_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.length), request.offset, slot)
+                io_uring_prep_read_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.remaining), request.position, slot)
             } else {
-                io_uring_prep_readv(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+                io_uring_prep_readv(entry, fd, request.vectors, UInt32(request.vectorCount), request.position)
             }
         case .write:
             if let slot = fixedSlot(request) {
-                io_uring_prep_write_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.length), request.offset, slot)
+                io_uring_prep_write_fixed(entry, fd, request.vectors[0].iov_base, UInt32(request.remaining), request.position, slot)
             } else {
-                io_uring_prep_writev(entry, fd, request.vectors, UInt32(request.vectorCount), request.offset)
+                io_uring_prep_writev(entry, fd, request.vectors, UInt32(request.vectorCount), request.position)
             }
         case .flush:
             io_uring_prep_fsync(entry, fd, IORING_FSYNC_DATASYNC)

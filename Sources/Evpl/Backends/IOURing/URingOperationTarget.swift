@@ -29,6 +29,16 @@ class URingOperationTarget {
         return UInt64(address) | UInt64(operation & 0xF)
     }
 
+    /// Lets the target of an operation whose ring goes away drop what the
+    /// operation kept alive (see ``abandon(_:)``), and drops the operation's
+    /// reference on it.
+    static func abandon(userData: UInt64) {
+        guard let pointer = UnsafeRawPointer(bitPattern: UInt(userData & ~0xF)) else { return }
+        let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
+        target.takeUnretainedValue().abandon(UInt8(userData & 0xF))
+        target.release()
+    }
+
     /// Routes one completion to its target, dropping the operation's
     /// reference when it is the final one.
     static func dispatch(_ completion: io_uring_cqe, buffer: Buffer?) {

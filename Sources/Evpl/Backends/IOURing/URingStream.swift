@@ -144,8 +144,9 @@ final class URingStream: URingOperationTarget {
             } else {
                 armReceive()
             }
-        } else if result == -ECANCELED {
-            // Cancelled for a pause: armed again if the resume came first.
+        } else if result == -ECANCELED || result == -EINTR || result == -EAGAIN {
+            // Cancelled for a pause (armed again if the resume came first),
+            // or interrupted: nothing was received, so arm again.
             armReceive()
         } else {
             connection.tearDown(error: EvplError(errno: -result, operation: "receive", context: "\(connection.remoteAddress)"))

@@ -77,9 +77,9 @@ final class LibAIOBlockDriver: BlockDriver {
         let block = takeControlBlock()
         switch request.operation {
         case .read:
-            io_prep_preadv(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
+            io_prep_preadv(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.position))
         case .write:
-            io_prep_pwritev(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
+            io_prep_pwritev(block, device.fd, request.vectors, Int32(request.vectorCount), Int64(request.position))
         default:
             io_prep_fdsync(block, device.fd)
         }
@@ -130,7 +130,7 @@ final class LibAIOBlockDriver: BlockDriver {
     /// took from the queue. Returns `io_submit`'s status.
     private func pushQueued(_ context: io_context_t) -> Int {
         let count = queued.count
-        let submitted = queued.withUnsafeMutableBufferPointer { io_submit(context, count, $0.baseAddress) }
+        let submitted = queued.withUnsafeMutableBufferPointer { SystemCalls.ioSubmit(context, count, $0.baseAddress) }
         if submitted == count {
             queued.removeAllKeepingCapacity()
         } else if submitted > 0 {

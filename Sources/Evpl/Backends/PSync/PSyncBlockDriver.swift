@@ -103,8 +103,8 @@ final class PSyncBlockDriver: BlockDriver {
         if request.operation == .read && !device.isDirect {
             // What the page cache holds is read right here, without a trip
             // to a worker; anything that would block goes to one.
-            let result = cevpl_preadv_nowait(device.fd, request.vectors, Int32(request.vectorCount), Int64(request.offset))
-            if result == request.length {
+            let result = SystemCalls.preadvNowait(device.fd, request.vectors, Int32(request.vectorCount), request.position)
+            if result == request.remaining {
                 inline.add(request, result: result)
                 return
             }
@@ -120,7 +120,7 @@ final class PSyncBlockDriver: BlockDriver {
 
     /// The plain values a worker needs for `request`, which `address` names.
     private func job(for request: BlockRequest, address: UInt) -> Job {
-        Job(request: address, operation: request.operation, fd: device.fd, offset: request.offset, length: request.length,
+        Job(request: address, operation: request.operation, fd: device.fd, offset: request.position, length: request.remaining,
             vectors: UInt(bitPattern: request.vectors), vectorCount: Int32(request.vectorCount))
     }
 
@@ -195,9 +195,8 @@ final class PSyncBlockDriver: BlockDriver {
         return take(shared)
     }
 
-    /// Runs one job; returns bytes transferred or a negative errno. Short
-    /// transfers are retried until the end of the file, so a short result
-    /// means the request reached past it.
+    /// Runs one job; returns bytes transferred or a negative errno (the
+    /// device starts the rest of a short transfer again).
     private static func run(_ job: Job) -> Int {
         let vectors = UnsafeMutablePointer<iovec>(bitPattern: job.vectors)
         switch job.operation {
@@ -205,13 +204,13 @@ final class PSyncBlockDriver: BlockDriver {
             guard let vectors else { return -Int(EINVAL) }
             while true {
                 let result = job.operation == .read
-                    ? preadv(job.fd, vectors, job.vectorCount, off_t(job.offset))
-                    : pwritev(job.fd, vectors, job.vectorCount, off_t(job.offset))
+                    ? SystemCalls.preadv(job.fd, vectors, job.vectorCount, job.offset)
+                    : SystemCalls.pwritev(job.fd, vectors, job.vectorCount, job.offset)
                 if result < 0 && Glibc.errno == EINTR { continue }
                 return result < 0 ? -Int(Glibc.errno) : result
             }
         case .flush:
-            return fdatasync(job.fd) == 0 ? 0 : -Int(Glibc.errno)
+            return SystemCalls.fdatasync(job.fd) == 0 ? 0 : -Int(Glibc.errno)
         case .discard:
             return cevpl_fallocate(job.fd, CEVPL_FALLOC_PUNCH_HOLE | CEVPL_FALLOC_KEEP_SIZE, Int64(job.offset), Int64(job.length)) == 0 ? 0 : -Int(Glibc.errno)
         case .writeZeroes:
