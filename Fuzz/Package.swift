@@ -14,6 +14,7 @@ let package = Package(
         .target(name: "FuzzSupport"),
         fuzzTarget("FuzzConfig"),
         fuzzTarget("FuzzAddress"),
+        fuzzTarget("FuzzSegmenters"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -142,6 +142,48 @@ struct FramingTests {
         expectNoLeaks(loop)
     }
 
+    @Test("delimited: CRLF lines written 1 to 7 bytes at a time arrive whole; a line past the maximum is a framing error",
+          arguments: StreamCase.core.filter { $0.backend == .socket } + StreamCase.core.filter { $0.backend == .ioUring })
+    func crlfLines(_ streamCase: StreamCase) throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: streamCase.listenAddress(), protocol: streamCase.evplProtocol)
+        let server = EventLog()
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.delimited(by: Array("\r\n".utf8), maximumLength: 64)
+            connection.handler = server.handle
+        }
+        let lines = ["GET / HTTP/1.1\r\n", "\r\n", "a\rb\nc\r\n", String(repeating: "x", count: 62) + "\r\n"].map { Array($0.utf8) }
+        let tooLong = Array(String(repeating: "y", count: 64).utf8) + Array("\r\n".utf8)
+        let stream = lines.flatMap { $0 } + tooLong
+        let address = listener.address
+        let clientFailed = AtomicCounter()
+        let client = TestThread {
+            let fd = rawConnect(to: address)
+            guard fd >= 0 else {
+                clientFailed.increment()
+                return
+            }
+            var random = SeededRandom(seed: 0xC0DE)
+            var position = 0
+            while position < stream.count {
+                let piece = min(stream.count - position, random.next(in: 1...7))
+                // The server closes on the long line: MSG_NOSIGNAL, not SIGPIPE.
+                _ = stream[position..<(position + piece)].withUnsafeBytes { send(fd, $0.baseAddress, piece, Int32(MSG_NOSIGNAL)) }
+                position += piece
+                usleep(200)
+            }
+            close(fd)
+        }
+        defer { client.join() }
+        try spin(loop, seconds: 30, "the lines and the disconnect") { server.disconnected == 1 }
+        client.join()
+        #expect(clientFailed.value == 0)
+        #expect(server.messages == lines)
+        #expect(server.disconnectError?.code == .framing, "\(String(describing: server.disconnectError))")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("a segmenter failure closes the connection with a framing error; the peer is disconnected too",
           arguments: StreamCase.allCases)
     func segmenterFailure(_ streamCase: StreamCase) throws {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A borrowed view of received bytes: a whole message, a datagram, or a
 /// chunk of a raw stream. Valid only during the callback that receives it.
 ///
@@ -89,6 +93,41 @@ public struct ReceivedBytes {
         var value: UInt32 = 0
         for index in 0..<4 { value = value << 8 | UInt32(self[position + index]) }
         return value
+    }
+
+    /// The length of the prefix that ends with the first `delimiter` lying
+    /// wholly within the first `limit` bytes, or `nil` when there is none.
+    func lengthThrough(_ delimiter: [UInt8], within limit: Int) -> Int? {
+        let searched = min(count, limit)
+        guard searched >= delimiter.count else { return nil }
+        // The last position a delimiter may start at.
+        let lastStart = searched - delimiter.count
+        let first = Int32(delimiter[0])
+        var position = 0
+        var index = segment
+        var skip = offset
+        while position <= lastStart {
+            let iovec = queue.segments[index]
+            let start = iovec.baseAddress + skip
+            let candidates = min(iovec.length - skip, lastStart - position + 1)
+            var at = 0
+            while at < candidates, let found = memchr(start + at, first, candidates - at) {
+                let candidate = position + (UnsafeRawPointer(found) - UnsafeRawPointer(start))
+                if matches(delimiter, at: candidate) { return candidate + delimiter.count }
+                at = candidate - position + 1
+            }
+            position += iovec.length - skip
+            index += 1
+            skip = 0
+        }
+        return nil
+    }
+
+    /// Whether the bytes from `position` on are `delimiter`, its first byte
+    /// already known to match.
+    private func matches(_ delimiter: [UInt8], at position: Int) -> Bool {
+        for index in 1..<delimiter.count where self[position + index] != delimiter[index] { return false }
+        return true
     }
 
     /// The bytes as IOVecs into pool memory, each carrying a new reference the

@@ -55,6 +55,28 @@ public enum Segmenters {
         }
     }
 
+    /// Messages that end with `delimiter`, which each message includes:
+    /// lines ending in `"\r\n"`, records ending in a zero byte.
+    ///
+    /// A message longer than `maximumLength` (delimiter included) fails the
+    /// stream: a peer that never sends the delimiter holds at most that
+    /// many bytes. Each call searches the unconsumed bytes from their start,
+    /// so the cost of a message grows with its length times the number of
+    /// pieces it arrives in; keep `maximumLength` to what the protocol needs.
+    public static func delimited(by delimiter: [UInt8], maximumLength: Int = 64 << 10) -> Segmenter {
+        precondition(!delimiter.isEmpty, "an empty delimiter ends nothing")
+        precondition(maximumLength >= delimiter.count, "the maximum length must hold the delimiter")
+        return { bytes in
+            if let length = bytes.lengthThrough(delimiter, within: maximumLength) {
+                return .message(length: length)
+            }
+            if bytes.count >= maximumLength {
+                return .failure("no delimiter in the first \(maximumLength) bytes")
+            }
+            return .needMoreBytes
+        }
+    }
+
     /// Fixed-size messages of `length` bytes.
     public static func fixedLength(_ length: Int) -> Segmenter {
         precondition(length > 0)
