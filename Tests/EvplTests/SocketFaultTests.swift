@@ -39,6 +39,19 @@ struct SocketFaultTests {
         expectNoLeaks(peers.loop, sourceLocation: sourceLocation)
     }
 
+    /// Runs a transfer whose `occurrence`th `call` fails with `code`, and
+    /// expects one side to end with that errno.
+    private func expectEnds(_ streamCase: StreamCase, failing call: SystemCall, with code: Int32, at occurrence: Int,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws -> (server: DuplexPeer, client: DuplexPeer, loop: EventLoop) {
+        let plan = FaultPlan()
+        plan.inject(.error(code), on: call, at: occurrence)
+        let peers = try duplex(streamCase, plan: plan)
+        let errors = [peers.server.disconnectError, peers.client.disconnectError].compactMap { $0 }
+        #expect(errors.contains { $0.errno == code }, "expected errno \(code), got \(errors)", sourceLocation: sourceLocation)
+        #expect(plan.faultsInjected(into: call) == 1, sourceLocation: sourceLocation)
+        return peers
+    }
+
     /// The socket-backend streams: the seam's `read` and `sendmsg`.
     static let socketCases = StreamCase.allCases.filter { $0.backend == .socket && ($0.kind == .tcp4 || $0.kind == .unixPath) }
     /// The io_uring streams, where the kernel is here.
@@ -62,12 +75,7 @@ struct SocketFaultTests {
     @Test("a read or sendmsg that fails for real ends the connection with that errno, and no buffer leaks",
           arguments: socketCases, [(SystemCall.read, ENOMEM), (.read, ECONNRESET), (.sendmsg, ENOBUFS), (.sendmsg, EPIPE)])
     func failingSocketCalls(_ streamCase: StreamCase, fault: (call: SystemCall, code: Int32)) throws {
-        let plan = FaultPlan()
-        plan.inject(.error(fault.code), on: fault.call, at: 5)
-        let peers = try duplex(streamCase, plan: plan)
-        let errors = [peers.server.disconnectError, peers.client.disconnectError].compactMap { $0 }
-        #expect(errors.contains { $0.errno == fault.code }, "expected errno \(fault.code), got \(errors)")
-        #expect(plan.faultsInjected(into: fault.call) == 1)
+        let peers = try expectEnds(streamCase, failing: fault.call, with: fault.code, at: 5)
         for peer in [peers.server, peers.client] {
             #expect(peer.firstMismatch == nil, "what arrived before the failure is the stream's start")
         }
@@ -95,12 +103,7 @@ struct SocketFaultTests {
     @Test("io_uring: a receive or send that fails for real ends the connection with that errno, and no buffer leaks",
           arguments: uringCases, [(SystemCall.uringReceive, ECONNRESET), (.uringSend, ENOMEM), (.uringSend, EPIPE)])
     func failingURingOperations(_ streamCase: StreamCase, fault: (call: SystemCall, code: Int32)) throws {
-        let plan = FaultPlan()
-        plan.inject(.error(fault.code), on: fault.call, at: fault.call == .uringReceive ? 1 : 3)
-        let peers = try duplex(streamCase, plan: plan)
-        let errors = [peers.server.disconnectError, peers.client.disconnectError].compactMap { $0 }
-        #expect(errors.contains { $0.errno == fault.code }, "expected errno \(fault.code), got \(errors)")
-        #expect(plan.faultsInjected(into: fault.call) == 1)
+        let peers = try expectEnds(streamCase, failing: fault.call, with: fault.code, at: fault.call == .uringReceive ? 1 : 3)
         expectNoLeaks(peers.loop)
     }
 
