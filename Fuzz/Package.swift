@@ -11,10 +11,12 @@ let package = Package(
     name: "EvplFuzz",
     dependencies: [.package(name: "swift-evpl", path: "..")],
     targets: [
-        .target(name: "FuzzSupport"),
+        .target(name: "FuzzSupport", dependencies: [.product(name: "Evpl", package: "swift-evpl")]),
         fuzzTarget("FuzzConfig"),
         fuzzTarget("FuzzAddress"),
         fuzzTarget("FuzzSegmenters"),
+        fuzzTarget("FuzzBlockRange"),
+        fuzzTarget("FuzzBlockLocation"),
     ],
     swiftLanguageModes: [.v6]
 )

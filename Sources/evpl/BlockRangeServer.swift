@@ -6,14 +6,10 @@ import Glibc
 /// Serves byte ranges of a file over a stream protocol, the network and the
 /// block device driven by the same loops.
 ///
-/// A request is 12 bytes: the offset (8 bytes) and the length (4 bytes),
-/// big-endian. The answer is an 8-byte header, the status (0 or an errno)
-/// and the length, then the bytes: read by the block engine into pool
-/// buffers and sent as those same IOVecs, with no copy.
+/// Requests and answers are ``BlockRangeWire``'s; the bytes of an answer
+/// are read by the block engine into pool buffers and sent as those same
+/// IOVecs, with no copy.
 final class BlockRangeServer: Sendable {
-    static let requestSize = 12
-    static let largestRange = 16 << 20
-
     let address: SocketAddress
     private let pool: EventLoopThreadPool<BlockRangeLoop?>
     private let listener: Listener
@@ -65,13 +61,12 @@ final class BlockRangeLoop {
     func adopt(_ connection: Connection) {
         let state = BlockRangeConnection()
         connection.context = state
-        connection.segmenter = Segmenters.fixedLength(BlockRangeServer.requestSize)
+        connection.segmenter = Segmenters.fixedLength(BlockRangeWire.requestSize)
         connection.finishesWhenInputCloses = false
         connection.handler = { [unowned self] connection, event in
             switch event {
             case .received(let request):
-                let offset = UInt64(request.loadBigEndianUInt32(at: 0)) << 32 | UInt64(request.loadBigEndianUInt32(at: 4))
-                serve(connection, state, offset: offset, length: Int(request.loadBigEndianUInt32(at: 8)))
+                serve(connection, state, BlockRangeWire.Request(decoding: request))
             case .inputClosed:
                 state.inputClosed = true
                 finishIfAnswered(connection, state)
@@ -83,11 +78,12 @@ final class BlockRangeLoop {
         }
     }
 
-    private func serve(_ connection: Connection, _ state: BlockRangeConnection, offset: UInt64, length: Int) {
+    private func serve(_ connection: Connection, _ state: BlockRangeConnection, _ wanted: BlockRangeWire.Request) {
+        let length = Int(wanted.length)
         let request = BlockRangeRequest(length: length)
         state.queue.append(request)
-        guard (1...BlockRangeServer.largestRange).contains(length) else {
-            request.status = UInt32(EINVAL)
+        if let rejection = wanted.rejection {
+            request.status = UInt32(rejection)
             answerReady(connection, state)
             return
         }
@@ -109,7 +105,7 @@ final class BlockRangeLoop {
         nextTag &+= 1
         request.connection = connection
         reading[nextTag] = request
-        device.read(into: request.iovecs, at: offset, tag: nextTag)
+        device.read(into: request.iovecs, at: wanted.offset, tag: nextTag)
     }
 
     private func completed(_ completion: BlockCompletion) {
@@ -136,8 +132,7 @@ final class BlockRangeLoop {
     private func answerReady(_ connection: Connection, _ state: BlockRangeConnection) {
         while let request = state.queue.first, let status = request.status {
             state.queue.removeFirst()
-            let header = (UInt64(status) << 32 | UInt64(request.bytes)).bigEndian
-            withUnsafeBytes(of: header) { try? connection.send(copying: $0) }
+            BlockRangeWire.withAnswerHeader(status: status, count: request.bytes) { try? connection.send(copying: $0) }
             if !request.iovecs.isEmpty {
                 let iovecs = request.iovecs
                 request.iovecs = []

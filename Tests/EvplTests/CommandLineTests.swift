@@ -34,7 +34,7 @@ struct CommandLineTests {
         #expect(output.contains("{\"name\":\"io_uring\",\"kind\":\"backend\""))
     }
 
-    @Test("evpl blk-serve answers a byte range with the file's bytes, a range past the end with EIO, and exits 0 on SIGTERM")
+    @Test("evpl blk-serve answers a byte range with the file's bytes, a range past the end with EIO, an unservable one with EINVAL, and exits 0 on SIGTERM")
     func blockRangeServer() throws {
         let path = "/var/tmp/evpl-serve-\(getpid())-\(UniqueName.next()).img"
         defer { unlink(path) }
@@ -71,6 +71,12 @@ struct CommandLineTests {
         let firstWord = answer.bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
         #expect(firstWord == expectedFirstWord)
         #expect(request((1 << 20) - 10, 100).status == UInt32(EIO))
+        // Ranges that cannot be served are EINVAL, and the connection goes on.
+        for (offset, length) in [(UInt64(0), UInt32(0)), (0, (16 << 20) + 1), (UInt64(Int64.max), 1), (UInt64.max, 4096)] {
+            let rejected = request(offset, length)
+            #expect(rejected.status == UInt32(EINVAL) && rejected.bytes.isEmpty, "offset \(offset), length \(length): \(rejected.status)")
+        }
+        #expect(request(0, 16).bytes.count == 16)
         kill(pid, SIGTERM)
         #expect(exitStatus(of: pid) == 0)
     }

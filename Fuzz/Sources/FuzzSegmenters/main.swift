@@ -5,21 +5,15 @@ import Glibc
 #endif
 
 // A stream cut into arbitrary pieces and fed to a connection's real
-// delivery path (`deliverReceived`) through a ready-made segmenter: the
+// delivery path through a ready-made segmenter (`feedInPieces`): the
 // messages delivered must be exactly those a whole-stream reference framing
 // finds, in order, and a malformed stream must end the connection with a
-// framing error, whatever the pieces. Pieces either extend the buffer being
-// filled (a socket read) or arrive in buffers of their own (an io_uring
-// provided buffer), so messages straddle buffers in every way.
+// framing error, whatever the pieces.
 //
 // Input: [kind, parameter, delimiter length, 8 bytes of chunking seed,
 // delimiter bytes..., stream...].
 
-let loop: EventLoop = {
-    var config = EvplConfig()
-    config.bufferSize = 4096
-    return try! EventLoop(config: config)
-}()
+let loop = smallBufferLoop()
 
 struct Framing {
     var segmenter: Segmenter
@@ -78,60 +72,9 @@ runFuzzer { bytes in
         stream = Array(rest[delimiterLength...])
     }
 
-    var pair: [Int32] = [0, 0]
-    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { return }
-    close(pair[1])
     var delivered: [[UInt8]] = []
-    var framingError: EvplError?
-    let connection = Connection(loop: loop, fd: pair[0], protocol: .unix, remoteAddress: try! SocketAddress(unixPath: "/fuzz"),
-                                state: .connected) { _, event in
-        switch event {
-        case .received(let message): delivered.append(message.array)
-        case .disconnected(let error): framingError = error
-        default: break
-        }
-    }
-    connection.token = UInt64.max
-    connection.segmenter = framing.segmenter
-
-    var random = seed
-    var position = 0
-    while position < stream.count && connection.isOpen {
-        random = random &* 6364136223846793005 &+ 1442695040888963407
-        let piece = min(stream.count - position, 1 + Int(random >> 33) % (1 << Int(random >> 60 & 12)))
-        let source = stream[position..<(position + piece)]
-        if random & 1 == 0 {
-            // Into the buffer being filled, as a socket read.
-            var copied = 0
-            while copied < piece {
-                let space = try! connection.receiveQueue.writableSpace(minimum: 1)
-                let length = min(space.count, piece - copied)
-                source.dropFirst(copied).prefix(length).withUnsafeBytes { space.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: length) }
-                connection.receiveQueue.commit(length)
-                copied += length
-            }
-        } else {
-            // In buffers of its own, as io_uring provided buffers arrive.
-            var copied = 0
-            while copied < piece {
-                var iovec = try! loop.bufferPool.allocate()
-                iovec.length = min(iovec.length, piece - copied)
-                source.dropFirst(copied).prefix(iovec.length).withUnsafeBytes { iovec.bytes.copyMemory(from: $0) }
-                connection.receiveQueue.append(iovec)
-                copied += iovec.length
-            }
-        }
-        position += piece
-        connection.deliverReceived()
-    }
-    connection.close()
-    // Delivers the queued `disconnected`; the pin keeps the pass from sleeping.
-    loop.pin()
-    loop.runOnce()
-    loop.unpin()
-
+    let framingError = feedInPieces(stream, seed: seed, through: framing.segmenter, on: loop) { delivered.append($0.array) }
     let expected = framing.reference(stream)
     precondition(delivered == expected.messages, "delivered \(delivered.count) messages, the reference frames \(expected.messages.count)")
     precondition((framingError?.code == .framing) == expected.malformed, "framing error \(String(describing: framingError)), reference says malformed: \(expected.malformed)")
-    precondition(loop.bufferPool.buffersInUse == 0, "\(loop.bufferPool.buffersInUse) buffers still in use")
 }

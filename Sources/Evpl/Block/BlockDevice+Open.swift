@@ -7,7 +7,9 @@ extension EventLoop {
     /// Opens a file or block device on this loop.
     ///
     /// - Parameters:
-    ///   - location: a path (`/path/file`, `/dev/...`) or a `file://` URI.
+    ///   - location: a path (`/path/file`, `/dev/...`), used as written, or a
+    ///     `file:///absolute/path` URI (`localhost` as host allowed, `%XX`
+    ///     escapes decoded).
     ///   - engine: how requests run; io_uring by default.
     ///   - direct: open with `O_DIRECT` (unaligned buffers then go through a
     ///     bounce buffer; offsets and lengths must be 4 KiB multiples).
@@ -15,7 +17,8 @@ extension EventLoop {
     ///   - queueDepth: requests in flight at most.
     /// - Throws: ``EvplError`` naming the path when it is missing or cannot be
     ///   opened, `.unavailable` for an engine this machine or build lacks
-    ///   (VFIO-NVMe, NVMe passthrough, libaio), `.invalidArgument` for a bad URI.
+    ///   (VFIO-NVMe, NVMe passthrough, libaio), `.invalidArgument` for an empty path, a NUL byte, another
+    ///   scheme, a remote host or a bad `%` escape.
     public func openBlockDevice(
         _ location: String,
         engine: BlockEngine = .ioUring,
@@ -24,7 +27,7 @@ extension EventLoop {
         queueDepth: Int = 128
     ) throws(EvplError) -> BlockDevice {
         checkLoopThread()
-        let path = try Self.blockPath(from: location)
+        let path = try BlockLocation.path(from: location)
         guard queueDepth > 0 else {
             throw EvplError(.invalidArgument, operation: "open block device", context: "queue depth \(queueDepth)")
         }
@@ -49,23 +52,5 @@ extension EventLoop {
         }
         // The device owns `fd` from here, and closes it even when it fails to open.
         return try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
-    }
-
-    /// The filesystem path a location names.
-    static func blockPath(from location: String) throws(EvplError) -> String {
-        if location.hasPrefix("file://") {
-            let path = String(location.dropFirst("file://".count))
-            guard path.hasPrefix("/") else {
-                throw EvplError(.invalidArgument, operation: "open block device", context: "\(location): a file URI needs an absolute path")
-            }
-            return path
-        }
-        if location.contains("://") {
-            throw EvplError(.invalidArgument, operation: "open block device", context: "\(location): only paths and file:// URIs are supported")
-        }
-        guard !location.isEmpty else {
-            throw EvplError(.invalidArgument, operation: "open block device", context: "empty path")
-        }
-        return location
     }
 }

@@ -1,0 +1,1 @@
+../../../Sources/evpl/BlockRangeWire.swift
