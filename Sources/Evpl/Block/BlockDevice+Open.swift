@@ -31,10 +31,10 @@ extension EventLoop {
         guard queueDepth > 0 else {
             throw EvplError(.invalidArgument, operation: "open block device", context: "queue depth \(queueDepth)")
         }
-        if engine == .nvmePassthrough || engine == .vfioNVMe {
-            throw EvplError(.unavailable, operation: "open block device", context: "\(path): \(engine.rawValue): \(engine.unavailableReason ?? "not implemented in this build")")
+        if let size, size > UInt64(Int64.max) {
+            throw EvplError(.invalidArgument, operation: "open block device", context: "\(path): size \(size) is past the largest file offset")
         }
-        if let reason = engine.unavailableReason {
+        if let reason = Self.refusal(of: engine) {
             throw EvplError(.unavailable, operation: "open block device", context: "\(path): \(engine.rawValue): \(reason)")
         }
         var flags = O_RDWR | O_CLOEXEC
@@ -52,5 +52,15 @@ extension EventLoop {
         }
         // The device owns `fd` from here, and closes it even when it fails to open.
         return try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
+    }
+
+    /// Why `engine` cannot open a device here, or `nil` when it can.
+    private static func refusal(of engine: BlockEngine) -> String? {
+        switch engine {
+        case .ioUring, .libaio, .psync, .null:
+            return engine.unavailableReason
+        case .vfioNVMe, .nvmePassthrough:
+            return engine.unavailableReason ?? "not implemented in this build"
+        }
     }
 }

@@ -58,7 +58,7 @@ public final class BlockDevice {
         case .libaio:
             driver = try LibAIOBlockDriver(device: self, loop: loop, depth: queueDepth)
         case .vfioNVMe, .nvmePassthrough:
-            throw EvplError(.unavailable, operation: "open block device", context: "\(path): \(engine.rawValue): \(engine.unavailableReason ?? "")")
+            preconditionFailure("openBlockDevice refuses \(engine.rawValue) before it opens anything")
         }
     }
 

@@ -46,7 +46,7 @@ public final class DoorbellRinger: Sendable {
     let fd: Int32
 
     init() throws(EvplError) {
-        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        let fd = SystemCalls.eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else { throw EvplError.lastErrno("eventfd", context: "doorbell") }
         self.fd = fd
     }

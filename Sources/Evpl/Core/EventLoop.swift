@@ -130,7 +130,7 @@ public final class EventLoop {
         self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes)
         self.remote = try EventLoopRemote()
-        let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        let fd = SystemCalls.epollCreate(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
         self.epollFD = fd
         self.ownerThread = pthread_self()
@@ -341,7 +341,7 @@ public final class EventLoop {
 
     func register(fd: Int32, events: UInt32, source: PollSource) throws(EvplError) -> UInt64 {
         let token = sources.insert(source)
-        if cevpl_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, events, token) != 0 {
+        if SystemCalls.epollCtl(epollFD, EPOLL_CTL_ADD, fd, events, token) != 0 {
             let error = EvplError.lastErrno("epoll_ctl add")
             sources.remove(token: token)
             throw error
@@ -350,7 +350,7 @@ public final class EventLoop {
     }
 
     func modify(fd: Int32, events: UInt32, token: UInt64) throws(EvplError) {
-        if cevpl_epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, events, token) != 0 {
+        if SystemCalls.epollCtl(epollFD, EPOLL_CTL_MOD, fd, events, token) != 0 {
             throw EvplError.lastErrno("epoll_ctl mod")
         }
     }

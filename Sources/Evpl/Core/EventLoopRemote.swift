@@ -21,7 +21,7 @@ public final class EventLoopRemote: Sendable {
     private let pendingWake = Atomic<Bool>(false)
 
     init() throws(EvplError) {
-        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        let fd = SystemCalls.eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else { throw EvplError.lastErrno("eventfd") }
         wakeFD = fd
     }

@@ -20,7 +20,7 @@ enum LoopThread {
     static func spawn(name: String, _ work: @escaping @Sendable () -> Void) throws(EvplError) -> pthread_t {
         let body = Unmanaged.passRetained(Body(name: name, work: work))
         var thread = pthread_t()
-        let status = pthread_create(&thread, nil, { argument in
+        let status = SystemCalls.threadCreate(&thread, { argument in
             let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
             cevpl_set_thread_name(body.name)
             body.faultPlan.adopted(body.work)

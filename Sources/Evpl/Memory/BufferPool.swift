@@ -170,7 +170,7 @@ public final class BufferPool {
 
     private func mapSlab() throws(EvplError) {
         let length = bufferSize * buffersPerSlab
-        let memory = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let memory = SystemCalls.mapAnonymous(length)
         guard let memory, memory != MAP_FAILED else {
             throw EvplError.lastErrno("mmap", context: "buffer slab of \(length) bytes")
         }

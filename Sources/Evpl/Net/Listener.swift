@@ -45,7 +45,7 @@ public final class Listener: Sendable {
         }
         do throws(EvplError) {
             try Self.bind(fd, to: address)
-            if Glibc.listen(fd, backlog) != 0 {
+            if SystemCalls.listen(fd, backlog) != 0 {
                 throw EvplError.lastErrno("listen", context: "\(address)")
             }
         } catch {
@@ -141,7 +141,7 @@ final class ListenerCore: Sendable {
         self.fd = fd
         self.multishot = multishot
         self.unlinkPath = unlinkPath
-        let stop = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        let stop = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard stop >= 0 else {
             Glibc.close(fd)
             throw EvplError.lastErrno("eventfd", context: "listener")
@@ -193,7 +193,11 @@ final class ListenerCore: Sendable {
             do throws(EvplError) {
                 try URingAcceptor.run(listenFD: fd, stopFD: stopFD) { dispatch($0, peer: $1) }
                 return
-            } catch {}
+            } catch {
+                // accept4 below runs until EAGAIN: on a blocking socket the
+                // last call would wait for the next client, and `close()` with it.
+                SocketOps.setNonBlocking(fd)
+            }
         }
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         while true {

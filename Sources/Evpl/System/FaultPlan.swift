@@ -92,6 +92,13 @@ final class FaultPlan: Sendable {
         return Unmanaged<FaultPlan>.fromOpaque(pointer).takeUnretainedValue()
     }
 
+    /// For a set-up call that moves no bytes: the injected `errno`, if the
+    /// plan fails this call, or `nil` to make it.
+    static func failure(of call: SystemCall) -> Int32? {
+        var unused = 0
+        return apply(call, limiting: &unused) == nil ? nil : errno
+    }
+
     /// For a wrapped call on `fd` (-1 for none) about to move `count` bytes
     /// (or requests): counts the call, and applies its fault. Returns -1
     /// with `errno` set for an injected error (the caller returns it without

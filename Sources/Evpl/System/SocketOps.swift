@@ -6,9 +6,15 @@ import Glibc
 /// Thin, throwing wrappers over the socket system calls the epoll backend uses.
 enum SocketOps {
     static func makeSocket(family: Int32, type: Int32, operation: String, context: String) throws(EvplError) -> Int32 {
-        let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        let fd = SystemCalls.socket(family, type | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw EvplError.lastErrno(operation, context: context) }
         return fd
+    }
+
+    /// Sets `O_NONBLOCK` again, for a socket io_uring turned out not to drive.
+    static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
     /// Clears `O_NONBLOCK`: io_uring does its own waiting on the sockets it drives.
@@ -23,7 +29,7 @@ enum SocketOps {
     }
 
     static func bind(_ fd: Int32, to address: SocketAddress) -> Int32 {
-        address.withSockAddr { Glibc.bind(fd, $0, $1) == 0 ? 0 : Glibc.errno }
+        address.withSockAddr { SystemCalls.bind(fd, $0, $1) == 0 ? 0 : Glibc.errno }
     }
 
     static func localAddress(of fd: Int32) -> SocketAddress? {

@@ -32,4 +32,31 @@ enum SystemCall: Hashable, Sendable, CaseIterable {
     case uringWrite
     /// An io_uring `FSYNC`.
     case uringSync
+
+    // Set-up calls, where running out of descriptors, memory or threads
+    // (EMFILE, ENFILE, ENOMEM, EAGAIN) shows.
+
+    /// `socket(2)` for a listener, a connection or a datagram endpoint.
+    case socket
+    /// `bind(2)` of a listener or a datagram endpoint.
+    case bind
+    /// `listen(2)`.
+    case listen
+    /// `eventfd(2)`: a loop's wake-up, a doorbell, a listener's stop signal,
+    /// a block engine's completions.
+    case eventfd
+    /// `epoll_create1(2)` of a new loop.
+    case epollCreate
+    /// `epoll_ctl(2)` adding or changing a watched descriptor.
+    case epollCtl
+    /// `mmap(2)` of a buffer pool slab.
+    case mmap
+    /// `pthread_create(3)` of a loop or pool thread.
+    case threadCreate
+    /// `io_uring_queue_init_params` of a loop's or an acceptor's ring.
+    case uringSetup
+    /// `io_uring_register_buf_ring` of a ring's provided buffers.
+    case uringRegisterBuffers
+    /// `io_setup(2)` of the libaio engine.
+    case ioSetup
 }

@@ -24,7 +24,7 @@ final class ProvidedBuffers {
         self.entries = entries
         self.group = group
         var error: Int32 = 0
-        guard let ring = cevpl_uring_register_buffer_ring(uring.ring, UInt32(entries), group, &error) else {
+        guard let ring = SystemCalls.uringRegisterBuffers(uring.ring, UInt32(entries), group, &error) else {
             throw EvplError(errno: error, operation: "io_uring_register_buf_ring", context: "\(entries) entries")
         }
         self.ring = ring

@@ -57,7 +57,7 @@ final class URing {
         // Every stored property is initialized from here on, so a throw
         // runs `deinit`, which alone releases what was set up (releasing
         // here as well would free the ring twice).
-        let status = io_uring_queue_init_params(UInt32(config.ioUringEntries), ring, &params)
+        let status = SystemCalls.uringSetup(UInt32(config.ioUringEntries), ring, &params)
         guard status == 0 else {
             throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "\(config.ioUringEntries) entries")
         }

@@ -45,7 +45,7 @@ enum URingAcceptor {
         var params = io_uring_params()
         params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE
         params.cq_entries = 64
-        let status = io_uring_queue_init_params(16, ring, &params)
+        let status = SystemCalls.uringSetup(16, ring, &params)
         guard status == 0 else { throw EvplError(errno: -status, operation: "io_uring_queue_init", context: "listener") }
         cevpl_uring_mapped()
         defer {

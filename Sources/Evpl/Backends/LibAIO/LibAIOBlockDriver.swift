@@ -39,12 +39,12 @@ final class LibAIOBlockDriver: BlockDriver {
         self.device = device
         eventCapacity = depth
         var created: io_context_t?
-        let status = io_setup(Int32(depth), &created)
+        let status = SystemCalls.ioSetup(Int32(depth), &created)
         guard status == 0, let created else {
             throw EvplError(errno: -status, operation: "io_setup", context: "\(device.path): depth \(depth)")
         }
         context = created
-        eventFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        eventFD = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard eventFD >= 0 else {
             let error = EvplError.lastErrno("eventfd", context: "libaio")
             io_destroy(created)

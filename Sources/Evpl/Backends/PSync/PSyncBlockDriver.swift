@@ -66,8 +66,8 @@ final class PSyncBlockDriver: BlockDriver {
 
     init(device: BlockDevice, loop: EventLoop, workers: Int = 4) throws(EvplError) {
         self.device = device
-        let wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_SEMAPHORE))
-        let doneFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        let wakeFD = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_SEMAPHORE))
+        let doneFD = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard wakeFD >= 0, doneFD >= 0 else {
             let error = EvplError.lastErrno("eventfd", context: "psync workers")
             if wakeFD >= 0 { Glibc.close(wakeFD) }
