@@ -42,6 +42,7 @@ struct SetUpFailureTests {
         let iovec = try loop.bufferPool.allocate()
         iovec.release()
         expectFails(.eventfd, with: EMFILE, in: "eventfd") { _ = try loop.addDoorbell { _ in } }
+        expectFails(.signalfd, with: EMFILE, in: "signalfd") { _ = try TerminationSignals() }
         // CPU 1000 is in range of a cpu_set_t but not on this machine: the test thread keeps its own.
         expectThrows(.invalidArgument) { _ = try EventLoop(config: EvplConfig(), loopConfig: LoopConfig(cpuAffinity: [1000])) }
         expectThrows(.invalidArgument) { _ = try EventLoop(config: EvplConfig(), loopConfig: LoopConfig(cpuAffinity: [-1])) }

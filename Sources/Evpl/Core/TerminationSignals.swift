@@ -15,7 +15,7 @@ public final class TerminationSignals: Sendable {
 
     /// Blocks SIGINT and SIGTERM and opens the signalfd.
     public init() throws(EvplError) {
-        let fd = cevpl_signalfd_for_termination()
+        let fd = SystemCalls.terminationSignalFD()
         guard fd >= 0 else { throw EvplError.lastErrno("signalfd") }
         self.fd = fd
     }

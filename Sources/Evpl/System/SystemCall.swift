@@ -45,6 +45,8 @@ enum SystemCall: Hashable, Sendable, CaseIterable {
     /// `eventfd(2)`: a loop's wake-up, a doorbell, a listener's stop signal,
     /// a block engine's completions.
     case eventfd
+    /// `signalfd(2)` of ``TerminationSignals``.
+    case signalfd
     /// `epoll_create1(2)` of a new loop.
     case epollCreate
     /// `epoll_ctl(2)` adding or changing a watched descriptor.

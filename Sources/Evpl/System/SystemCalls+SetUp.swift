@@ -44,6 +44,15 @@ extension SystemCalls {
         return CEvplLinux.eventfd(initial, flags)
     }
 
+    /// Blocks SIGINT and SIGTERM on the calling thread and opens a
+    /// `signalfd(2)` for them (an injected failure blocks nothing).
+    static func terminationSignalFD() -> Int32 {
+        #if EVPL_FAULT_INJECTION
+        if let code = FaultPlan.failure(of: .signalfd) { errno = code; return -1 }
+        #endif
+        return cevpl_signalfd_for_termination()
+    }
+
     /// `epoll_create1(2)`.
     static func epollCreate(_ flags: Int32) -> Int32 {
         #if EVPL_FAULT_INJECTION
