@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .target(name: "CEvplLinux"),
@@ -16,7 +17,7 @@ let package = Package(
         .systemLibrary(name: "CLibAIO", providers: [.apt(["libaio-dev"])]),
         .target(
             name: "Evpl",
-            dependencies: ["CEvplLinux", "CURing", "CLibAIO"],
+            dependencies: ["CEvplLinux", "CURing", "CLibAIO", .product(name: "Logging", package: "swift-log")],
             // Debug builds (the tests) route system calls through a fault plan; release builds call the kernel directly.
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),
@@ -25,6 +26,7 @@ let package = Package(
             dependencies: [
                 "Evpl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Test-only: an interposed malloc that counts the test thread's allocations.

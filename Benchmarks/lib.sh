@@ -83,7 +83,7 @@ iperf3_stream() {
 # evpl_blk ENGINE DEPTH DIRECT(0/1) -> IOPS of 4 KiB random reads over BLOCK_FILE
 evpl_blk() {
     local direct=(); [ "$3" = 1 ] && direct=(--direct)
-    "$EVPL" blk --path "$BLOCK_FILE" --rw randread --bs 4096 --iodepth "$2" --size 1073741824 --runtime "$SECS" --engine "$1" "${direct[@]}" --json |
+    "$EVPL" blk --path "$BLOCK_FILE" --rw randread --bs 4096 --iodepth "$2" --size 1073741824 --runtime "$SECS" --time-based --engine "$1" "${direct[@]}" --json |
         json_field iops
 }
 
@@ -97,7 +97,7 @@ fio_blk() {
 # prepare_block_file: a real 1 GiB of data (not a hole), read once into the page cache.
 prepare_block_file() {
     if [ "$(stat -c %s "$BLOCK_FILE" 2>/dev/null || echo 0)" != "1073741824" ]; then
-        "$EVPL" blk --path "$BLOCK_FILE" --rw write --bs 1048576 --iodepth 8 --size 1073741824 --runtime 600 --engine io_uring --verify >/dev/null
+        "$EVPL" blk --path "$BLOCK_FILE" --rw write --bs 1048576 --iodepth 8 --size 1073741824 --runtime 600 --engine io_uring --verify >/dev/null  # ends after 1 GiB
     fi
     cat "$BLOCK_FILE" >/dev/null
 }

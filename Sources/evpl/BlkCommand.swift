@@ -19,11 +19,14 @@ struct BlkCommand: ParsableCommand {
     @Option(help: "Requests in flight.")
     var iodepth: Int = 1
 
-    @Option(help: "Bytes of the file to use.")
+    @Option(help: "Bytes of the file to use; a run ends once it has moved this much, unless --time-based.")
     var size: UInt64 = 1 << 30
 
-    @Option(help: "Seconds to run.")
+    @Option(help: "Seconds a run lasts at most.")
     var runtime: Double = 5
+
+    @Flag(help: "Run for all of --runtime, going over --size again as needed (fio's --time_based).")
+    var timeBased = false
 
     @Option(help: "io_uring, libaio, psync or null.")
     var engine: BlockEngine = .ioUring
@@ -37,6 +40,8 @@ struct BlkCommand: ParsableCommand {
     @Flag(help: "Print {iops, bytes_per_sec, latency_ns} as JSON.")
     var json = false
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
         guard bs > 0, bs % 8 == 0 else { throw ValidationError("--bs must be a positive multiple of 8") }
         guard !direct || bs % 4096 == 0 else { throw ValidationError("--direct needs --bs in multiples of 4096") }
@@ -48,8 +53,13 @@ struct BlkCommand: ParsableCommand {
 
     func run() throws {
         let plan = BlockPlan(path: path, workload: rw, blockSize: bs, depth: iodepth, size: size, seconds: runtime,
-                             engine: engine, direct: direct, verify: verify)
-        let result = try failing { try BlockBench.run(plan) }
+                             timeBased: timeBased, engine: engine, direct: direct, verify: verify)
+        let result = try failing {
+            try BlockBench.run(plan, config: logging.config(), progress: json ? nil : { second in
+                print("[\(String(second.second).leftPadded(3))s] iops \(Int(second.operationsPerSecond.rounded()))  MiB/s \(PerfReport.format1(second.bytesPerSecond / 1_048_576))  p99 \(PerfReport.microseconds(second.p99))")
+                flushStandardOutput()
+            })
+        }
         if let error = result.error {
             throw CommandFailure(message: error.description)
         }

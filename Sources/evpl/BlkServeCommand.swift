@@ -26,7 +26,8 @@ struct BlkServeCommand: ParsableCommand {
         let signals = try failing { try TerminationSignals() }
         let ranges = try failing {
             try BlockRangeServer(file: file, engine: engine, direct: direct, protocol: server.endpoint.evplProtocol,
-                                 address: server.endpoint.address(defaultPath: "/tmp/evpl-blk.sock"), threads: server.threads)
+                                 address: server.endpoint.address(defaultPath: "/tmp/evpl-blk.sock"), threads: server.threads,
+                                 config: server.logging.config())
         }
         print("listening on \(ranges.address)")
         flushStandardOutput()

@@ -13,11 +13,25 @@ struct BlockPlan {
     var workload: BlockWorkload
     var blockSize: Int
     var depth: Int
+    /// Bytes of the file used; without `timeBased`, also what a run moves.
     var size: UInt64
+    /// The longest a run lasts.
     var seconds: Double
+    /// Run for all of `seconds`, going over `size` again as needed (fio's
+    /// `--time_based`); otherwise stop after `size` bytes if that comes first.
+    var timeBased: Bool
     var engine: BlockEngine
     var direct: Bool
     var verify: Bool
+}
+
+/// One second of a run, for a live progress line.
+struct BlockProgress {
+    var second: Int
+    var operationsPerSecond: Double
+    var bytesPerSecond: Double
+    /// The 99th percentile of the second's latencies, in nanoseconds.
+    var p99: UInt64
 }
 
 /// What a run measured.
@@ -36,7 +50,8 @@ struct BlockResult {
 }
 
 /// Runs a plan on one loop on the calling thread: `depth` requests in
-/// flight, each resubmitted as it completes until the time is up. With
+/// flight, each resubmitted as it completes until `size` bytes were issued
+/// or the time is up (only the time, when time-based). With
 /// `verify`, the whole range is first written with ``BlockPattern``,
 /// every read is checked against it, and a final pass reads everything
 /// back.
@@ -50,20 +65,27 @@ final class BlockBench {
     @exclusivity(unchecked) private var offsets: [UInt64]
     private var random: UInt64 = 0x2545_F491_4F6C_DD1D
     private var nextSequential: UInt64 = 0
+    private var bytesIssued: UInt64 = 0
     private var deadline: UInt64 = 0
     private var idle = 0
     private var measuring = false
+    private let progress: ((BlockProgress) -> Void)?
+    /// The current second's tallies, for `progress`.
+    @exclusivity(unchecked) private var interval = (operations: UInt64(0), bytes: UInt64(0), latency: LatencyHistogram(), second: 0)
     @exclusivity(unchecked) private(set) var result = BlockResult()
     private let blocks: UInt64
 
-    static func run(_ plan: BlockPlan) throws(EvplError) -> BlockResult {
-        let bench = try BlockBench(plan)
+    /// Runs `plan`; `progress`, when given, hears about each second of the
+    /// timed phase as it ends.
+    static func run(_ plan: BlockPlan, config: EvplConfig, progress: ((BlockProgress) -> Void)? = nil) throws(EvplError) -> BlockResult {
+        let bench = try BlockBench(plan, config: config, progress: progress)
         return bench.execute()
     }
 
-    private init(_ plan: BlockPlan) throws(EvplError) {
+    private init(_ plan: BlockPlan, config: EvplConfig, progress: ((BlockProgress) -> Void)?) throws(EvplError) {
         self.plan = plan
-        var config = try EvplConfig.fromProcessEnvironment()
+        self.progress = progress
+        var config = config
         config.bufferSize = max(config.bufferSize, (plan.blockSize + 4095) / 4096 * 4096)
         loop = try EventLoop(config: config)
         device = try loop.openBlockDevice(plan.path, engine: plan.engine, direct: plan.direct, create: plan.size, queueDepth: plan.depth)
@@ -88,8 +110,16 @@ final class BlockBench {
         let start = MonotonicClock.nanoseconds()
         deadline = start + UInt64(plan.seconds * 1e9)
         idle = 0
-        for slot in 0..<plan.depth { issue(slot) }
+        // A size smaller than depth blocks leaves the other slots idle from the start.
+        var started = 0
+        for slot in 0..<plan.depth where !sizeReached {
+            issue(slot)
+            started += 1
+        }
+        idle = plan.depth - started
+        let ticker = progress == nil ? nil : try? loop.addTimer(every: .seconds(1)) { [unowned self] _ in reportSecond() }
         loop.run()
+        ticker?.cancel()
         result.seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
         measuring = false
         if plan.verify && result.error == nil && result.mismatch == nil {
@@ -107,7 +137,11 @@ final class BlockBench {
 
     // MARK: Timed phase
 
+    /// Whether a run that is not time-based has issued all of `size`.
+    private var sizeReached: Bool { !plan.timeBased && bytesIssued >= plan.size }
+
     private func issue(_ slot: Int) {
+        bytesIssued &+= UInt64(plan.blockSize)
         let offset: UInt64
         if plan.workload.isRandom {
             random ^= random << 13
@@ -154,10 +188,15 @@ final class BlockBench {
                 result.operations &+= 1
                 result.bytes &+= UInt64(completion.bytes)
                 result.latency.record(now - startedAt[slot])
+                if progress != nil {
+                    interval.operations &+= 1
+                    interval.bytes &+= UInt64(completion.bytes)
+                    interval.latency.record(now - startedAt[slot])
+                }
             }
         }
         if measuring {
-            if result.error == nil && result.mismatch == nil && now < deadline {
+            if result.error == nil && result.mismatch == nil && now < deadline && !sizeReached {
                 issue(slot)
             } else {
                 retire()
@@ -165,6 +204,13 @@ final class BlockBench {
         } else {
             continueSweep(slot)
         }
+    }
+
+    private func reportSecond() {
+        interval.second += 1
+        progress?(BlockProgress(second: interval.second, operationsPerSecond: Double(interval.operations), bytesPerSecond: Double(interval.bytes),
+                                p99: interval.latency.value(atQuantile: 0.99)))
+        interval = (0, 0, LatencyHistogram(), interval.second)
     }
 
     private func retire() {

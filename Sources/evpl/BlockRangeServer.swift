@@ -14,14 +14,15 @@ final class BlockRangeServer: Sendable {
     private let pool: EventLoopThreadPool<BlockRangeLoop?>
     private let listener: Listener
 
-    init(file: String, engine: BlockEngine, direct: Bool, protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int) throws(EvplError) {
+    init(file: String, engine: BlockEngine, direct: Bool, protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int,
+         config: EvplConfig) throws(EvplError) {
         // Open once here so that a bad path or engine is a thrown error, not a silent thread.
-        let probeLoop = try EventLoop()
+        let probeLoop = try EventLoop(config: config)
         try probeLoop.openBlockDevice(file, engine: engine, direct: direct).close()
-        let listener = try Listener(address: address, protocol: evplProtocol)
+        let listener = try Listener(address: address, protocol: evplProtocol, logger: config.logger)
         self.listener = listener
         self.address = listener.address
-        pool = try EventLoopThreadPool(count: threads) { loop, _ in
+        pool = try EventLoopThreadPool(count: threads, config: config) { loop, _ in
             guard let device = try? loop.openBlockDevice(file, engine: engine, direct: direct) else { return nil }
             let server = BlockRangeLoop(device: device)
             loop.attach(to: listener) { connection in server.adopt(connection) }

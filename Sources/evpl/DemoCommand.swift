@@ -62,8 +62,8 @@ struct DemoCommand: ParsableCommand {
         defer { unlink(path) }
         for engine in BlockEngine.allCases where engine.unavailableReason == nil && engine != .null {
             let plan = BlockPlan(path: path, workload: .randread, blockSize: 4096, depth: 32, size: 64 << 20, seconds: seconds,
-                                 engine: engine, direct: false, verify: false)
-            let result = try failing { try BlockBench.run(plan) }
+                                 timeBased: true, engine: engine, direct: false, verify: false)
+            let result = try failing { try BlockBench.run(plan, config: EvplConfig.fromProcessEnvironment()) }
             print(row([
                 "blk/\(engine.rawValue)",
                 "randread 4 KiB",

@@ -17,6 +17,7 @@ struct EchoCommand: ParsableCommand {
 /// Options of every server command: where to listen and on how many threads.
 struct ServerOptions: ParsableArguments {
     @OptionGroup var endpoint: EndpointOptions
+    @OptionGroup var logging: LoggingOptions
 
     @Option(help: "Event loop threads serving connections.")
     var threads: Int = 1
@@ -30,7 +31,8 @@ struct ServerOptions: ParsableArguments {
     func serveUntilTerminated(defaultPath: String, mode: EchoServer.Mode) throws {
         let signals = try failing { try TerminationSignals() }
         let server = try failing {
-            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode)
+            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode,
+                           config: logging.config())
         }
         print("listening on \(server.address)")
         flushStandardOutput()

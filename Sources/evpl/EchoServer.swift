@@ -19,7 +19,7 @@ final class EchoServer: Sendable {
 
     init(protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int, mode: Mode, config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
         if evplProtocol.isStream {
-            let listener = try Listener(address: address, protocol: evplProtocol)
+            let listener = try Listener(address: address, protocol: evplProtocol, logger: config?.logger ?? .evplSilent)
             self.listener = listener
             self.address = listener.address
             pool = try EventLoopThreadPool(count: threads, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in

@@ -40,14 +40,18 @@ struct PerfResult: Sendable {
     var gigabitsPerSecond: Double { bytesPerSecond * 8 / 1e9 }
 }
 
-/// A counter one thread bumps and another reads for progress lines.
+/// A thread's running totals, which it stores and another thread reads
+/// for progress lines.
 final class ProgressCounter: Sendable {
-    let value = Atomic<UInt64>(0)
+    let operations = Atomic<UInt64>(0)
+    let bytes = Atomic<UInt64>(0)
 }
 
 /// Runs the client side of a perf measurement on a pool of loop threads.
 enum PerfClient {
-    static func run(_ plan: PerfPlan, progress: ((Int, Double) -> Void)? = nil) throws(EvplError) -> PerfResult {
+    /// Runs `plan`; `progress`, when given, hears each second's number, its
+    /// operations per second and its bytes per second.
+    static func run(_ plan: PerfPlan, progress: ((Int, Double, Double) -> Void)? = nil) throws(EvplError) -> PerfResult {
         guard plan.size >= 1, plan.depth >= 1, plan.connections >= 1, plan.threads >= 1, plan.durationSeconds > 0 else {
             throw EvplError(.invalidArgument, operation: "perf", context: "size, depth, connections, threads and duration must be positive")
         }
@@ -85,6 +89,7 @@ enum PerfClient {
         let end = start + UInt64(plan.durationSeconds * 1e9)
         var lastReport = start
         var lastOperations: UInt64 = 0
+        var lastBytes: UInt64 = 0
         var second = 0
         while true {
             let now = MonotonicClock.nanoseconds()
@@ -97,9 +102,12 @@ enum PerfClient {
             let after = MonotonicClock.nanoseconds()
             if let progress, after - lastReport >= 1_000_000_000 {
                 second += 1
-                let operations = counters.reduce(0) { $0 + $1.value.load(ordering: .relaxed) }
-                progress(second, Double(operations - lastOperations) / (Double(after - lastReport) / 1e9))
+                let operations = counters.reduce(0) { $0 + $1.operations.load(ordering: .relaxed) }
+                let bytes = counters.reduce(0) { $0 + $1.bytes.load(ordering: .relaxed) }
+                let seconds = Double(after - lastReport) / 1e9
+                progress(second, Double(operations - lastOperations) / seconds, Double(bytes - lastBytes) / seconds)
                 lastOperations = operations
+                lastBytes = bytes
                 lastReport = after
             }
         }
@@ -175,7 +183,8 @@ final class PerfClientThread {
     func recordOperation(bytes count: Int) {
         operations &+= 1
         bytes &+= UInt64(count)
-        counter.value.store(operations, ordering: .relaxed)
+        counter.operations.store(operations, ordering: .relaxed)
+        counter.bytes.store(bytes, ordering: .relaxed)
     }
 
     /// One connection's (or UDP endpoint's) traffic.

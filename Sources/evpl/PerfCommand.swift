@@ -57,12 +57,11 @@ struct PerfClientCommand: ParsableCommand {
             throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
         }
         let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration)
-        let showProgress = !json && duration > 3
         let result = try failing {
-            try PerfClient.run(plan, progress: showProgress ? { second, rate in
-                print("[\(String(second).leftPadded(3))s] \(Int(rate.rounded())) ops/s")
+            try PerfClient.run(plan, progress: json ? nil : { second, rate, bytesPerSecond in
+                print("[\(String(second).leftPadded(3))s] \(Int(rate.rounded())) ops/s  \(PerfReport.format1(bytesPerSecond * 8 / 1e9)) Gbit/s")
                 flushStandardOutput()
-            } : nil)
+            })
         }
         if json {
             print(PerfReport.json(result))

@@ -18,6 +18,24 @@ struct CommandLineTests {
         }
     }
 
+    @Test("evpl blk ends after --size bytes like fio, and --time-based runs for all of --runtime")
+    func blockEndsAtSize() throws {
+        let path = "/var/tmp/evpl-cli-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        func run(_ extra: [String]) throws -> (operations: Int, seconds: Double) {
+            let (status, output) = try runEvpl(["blk", "--path", path, "--bs", "4096", "--engine", "psync", "--json"] + extra)
+            try #require(status == 0, "\(output)")
+            let number = { (key: String) in output.split(separator: "\"\(key)\":").dropFirst().first.map { Double($0.prefix { "0123456789.".contains($0) }) ?? -1 } ?? -1 }
+            return (Int(number("operations")), number("seconds"))
+        }
+        let sized = try run(["--rw", "write", "--iodepth", "8", "--size", "\(1 << 20)", "--runtime", "60"])
+        #expect(sized.operations == 256 && sized.seconds < 30, "\(sized)")
+        let deeperThanFile = try run(["--rw", "randread", "--iodepth", "32", "--size", "16384", "--runtime", "60"])
+        #expect(deeperThanFile.operations == 4, "\(deeperThanFile)")
+        let timed = try run(["--rw", "read", "--iodepth", "4", "--size", "16384", "--runtime", "0.3", "--time-based"])
+        #expect(timed.operations > 4 && timed.seconds >= 0.3, "\(timed)")
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])

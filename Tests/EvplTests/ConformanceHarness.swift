@@ -151,7 +151,7 @@ final class HarnessPeer {
             if pauseChance > 0 && random.next(in: 1...100) <= pauseChance && resumeTimer == nil {
                 connection.pauseReceiving()
                 let delay = UInt64(random.next(in: 50...3000))
-                resumeTimer = try? connection.loop.addOneShotTimer(afterMicroseconds: delay) { [weak self] _ in
+                resumeTimer = try? connection.loop.addOneShotTimer(after: .microseconds(delay)) { [weak self] _ in
                     self?.resumeTimer = nil
                     self?.connection?.resumeReceiving()
                 }
@@ -202,7 +202,7 @@ final class HarnessPeer {
 
     private func retryLater() {
         guard retryTimer == nil, let loop = connection?.loop else { return }
-        retryTimer = try? loop.addOneShotTimer(afterMicroseconds: 200) { [weak self] _ in
+        retryTimer = try? loop.addOneShotTimer(after: .microseconds(200)) { [weak self] _ in
             self?.retryTimer = nil
             self?.pump()
         }

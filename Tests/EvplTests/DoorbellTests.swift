@@ -112,7 +112,7 @@ struct DoorbellTests {
     func remoteStop(_ wait: LoopWait) throws {
         let loop = try makeLoop(waitingIn: wait)
         var timedOut = false
-        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 5_000_000) { _ in
+        let guardTimer = try loop.addOneShotTimer(after: .microseconds(5_000_000)) { _ in
             timedOut = true
             loop.stop()
         }
@@ -131,7 +131,7 @@ struct DoorbellTests {
         // The stop request was used up: run() works again afterwards.
         loop.wakeIfSleeping()
         var ticks = 0
-        let ticker = try loop.addTimer(everyMicroseconds: 1000) { timer in
+        let ticker = try loop.addTimer(every: .microseconds(1000)) { timer in
             ticks += 1
             if ticks == 3 { loop.stop() }
         }

@@ -158,7 +158,7 @@ struct FlowControlTests {
                 case .inputClosed:
                     inputClosedSeen = true
                     // The reply is ready only later, as from a block read or another service.
-                    reply = try? connection.loop.addOneShotTimer(afterMicroseconds: 20_000) { _ in
+                    reply = try? connection.loop.addOneShotTimer(after: .microseconds(20_000)) { _ in
                         try? connection.send(request.reversed())
                         connection.finish()
                     }

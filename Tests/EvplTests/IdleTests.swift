@@ -20,8 +20,8 @@ struct IdleTests {
     func idleCPU(_ wait: LoopWait) throws {
         let loop = try makeLoop(waitingIn: wait) { $0 = EvplConfig() }
         var timedOut = false
-        try loop.addOneShotTimer(afterMicroseconds: 1_000_000) { _ in loop.stop() }
-        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 10_000_000) { _ in
+        try loop.addOneShotTimer(after: .microseconds(1_000_000)) { _ in loop.stop() }
+        let guardTimer = try loop.addOneShotTimer(after: .microseconds(10_000_000)) { _ in
             timedOut = true
             loop.stop()
         }

@@ -3,6 +3,17 @@ import Testing
 
 @Suite("Probe")
 struct ProbeTests {
+    @Test("protocols, backends and engines print the names the probe and the command line use")
+    func namesPrintAlike() {
+        let entries = Probe.entries()
+        let names = { (kind: String) in Set(entries.filter { $0.kind == kind }.map(\.name)) }
+        #expect(Set(EvplProtocol.Transport.allCases.map { "\($0)" }) == names("protocol"))
+        #expect(Set(EvplProtocol.Backend.allCases.map { "\($0)" }) == names("backend"))
+        #expect(Set(BlockEngine.allCases.map { "\($0)" }) == names("block-engine"))
+        #expect("\(EvplProtocol.Backend.ioUring)" == "io_uring" && "\(BlockEngine.vfioNVMe)" == "vfio-nvme")
+        #expect("\(EvplProtocol(.tcp, backend: .ioUring))" == "tcp/io_uring")
+    }
+
     @Test("every protocol, backend and block engine is listed, and each unavailable one says why")
     func entriesAreComplete() throws {
         let entries = Probe.entries()

@@ -27,7 +27,7 @@ struct ReadmeExampleTests {
             default: break
             }
         }
-        let guardTimer = try loop.addOneShotTimer(afterMicroseconds: 10_000_000) { _ in loop.stop() }
+        let guardTimer = try loop.addOneShotTimer(after: .microseconds(10_000_000)) { _ in loop.stop() }
         loop.run()
         guardTimer.cancel()
         #expect(disconnected)

@@ -78,7 +78,7 @@ struct TimedOut: Error, CustomStringConvertible {
 /// ``TimedOut`` instead of a loop asleep in `epoll_wait` for ever.
 func spin(_ loop: EventLoop, seconds: Double = 30, _ what: String = "condition", wakeEveryMilliseconds: UInt64 = 20, until condition: () -> Bool) throws {
     let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
-    let watchdog = try loop.addTimer(everyMicroseconds: wakeEveryMilliseconds * 1000) { _ in }
+    let watchdog = try loop.addTimer(every: .microseconds(wakeEveryMilliseconds * 1000)) { _ in }
     defer { watchdog.cancel() }
     // The first wait was decided before the watchdog existed (see runOnceWithoutBlocking).
     loop.wakeIfSleeping()
@@ -91,7 +91,7 @@ func spin(_ loop: EventLoop, seconds: Double = 30, _ what: String = "condition",
 /// Runs `loop` for about `milliseconds` (at least that long), whatever happens on it.
 func runLoop(_ loop: EventLoop, forMilliseconds milliseconds: UInt64) throws {
     var done = false
-    let timer = try loop.addOneShotTimer(afterMicroseconds: milliseconds * 1000) { _ in done = true }
+    let timer = try loop.addOneShotTimer(after: .microseconds(milliseconds * 1000)) { _ in done = true }
     defer { timer.cancel() }
     try spin(loop, seconds: Double(milliseconds) / 1000 + 10, "\(milliseconds) ms to pass") { done }
 }

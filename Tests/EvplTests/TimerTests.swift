@@ -11,7 +11,7 @@ struct TimerTests {
         let loop = try makeLoop(waitingIn: wait)
         var firings: [UInt64] = []
         let start = MonotonicClock.nanoseconds()
-        let timer = try loop.addOneShotTimer(afterMicroseconds: 50_000) { _ in
+        let timer = try loop.addOneShotTimer(after: .microseconds(50_000)) { _ in
             firings.append(MonotonicClock.nanoseconds())
         }
         try spin(loop, seconds: 5, "the one-shot timer") { !firings.isEmpty }
@@ -29,7 +29,7 @@ struct TimerTests {
         let loop = try makeLoop(waitingIn: wait)
         var firings: [UInt64] = []
         let start = MonotonicClock.nanoseconds()
-        let timer = try loop.addTimer(everyMicroseconds: 1000) { timer in
+        let timer = try loop.addTimer(every: .microseconds(1000)) { timer in
             firings.append(MonotonicClock.nanoseconds())
             if firings.count == 10 { timer.cancel() }
         }
@@ -51,7 +51,7 @@ struct TimerTests {
         let loop = try makeLoop(waitingIn: wait)
         var order: [Int] = []
         for milliseconds in [30, 10, 20] {
-            try loop.addOneShotTimer(afterMicroseconds: UInt64(milliseconds) * 1000) { _ in order.append(milliseconds) }
+            try loop.addOneShotTimer(after: .microseconds(UInt64(milliseconds) * 1000)) { _ in order.append(milliseconds) }
         }
         try spin(loop, seconds: 5, "three timers") { order.count >= 3 }
         try runLoop(loop, forMilliseconds: 20)
@@ -63,7 +63,7 @@ struct TimerTests {
     func cancelInOwnCallback(_ wait: LoopWait) throws {
         let loop = try makeLoop(waitingIn: wait)
         var firings = 0
-        let timer = try loop.addTimer(everyMicroseconds: 1000) { timer in
+        let timer = try loop.addTimer(every: .microseconds(1000)) { timer in
             firings += 1
             timer.cancel()
             timer.cancel()
@@ -81,12 +81,12 @@ struct TimerTests {
         var firstFirings = 0
         var secondFirings = 0
         var second: EvplTimer?
-        let first = try loop.addTimer(everyMicroseconds: 1000) { timer in
+        let first = try loop.addTimer(every: .microseconds(1000)) { timer in
             firstFirings += 1
             timer.cancel()
             second?.cancel()
         }
-        second = try loop.addTimer(everyMicroseconds: 2000) { _ in secondFirings += 1 }
+        second = try loop.addTimer(every: .microseconds(2000)) { _ in secondFirings += 1 }
         // Let both deadlines pass before the loop looks, so one pass finds both due.
         usleep(5000)
         let now = MonotonicClock.nanoseconds()
@@ -110,21 +110,31 @@ struct TimerTests {
         loop.runOnce()  // a fresh loop polls once, then decides to sleep: nothing to wait for
         #expect(!loop.isPolling)
         var firings = 0
-        try loop.addOneShotTimer(afterMicroseconds: 10_000) { _ in firings += 1 }
+        try loop.addOneShotTimer(after: .microseconds(10_000)) { _ in firings += 1 }
         expectRunOnceDoesNotSleep(loop, "a timer due in 10 ms")
         try spin(loop, seconds: 5, "the timer") { firings >= 1 }
         #expect(firings == 1)
         expectNoLeaks(loop)
     }
 
-    @Test("a zero interval is rejected with invalidArgument", arguments: LoopWait.usable)
-    func zeroInterval(_ wait: LoopWait) throws {
+    @Test("an interval that is zero, negative, under a nanosecond or past UInt64 nanoseconds is invalidArgument", arguments: LoopWait.usable)
+    func badIntervals(_ wait: LoopWait) throws {
         let loop = try makeLoop(waitingIn: wait)
-        #expect {
-            try loop.addTimer(everyMicroseconds: 0) { _ in }
-        } throws: { error in
-            (error as? EvplError)?.code == .invalidArgument
+        for interval in [Duration.zero, .microseconds(-5), .nanoseconds(-1), .seconds(1) / 1_000_000_000_000, .seconds(Int64.max)] {
+            #expect {
+                try loop.addTimer(every: interval) { _ in }
+            } throws: { error in
+                (error as? EvplError)?.code == .invalidArgument
+            }
         }
+        #expect { try loop.addOneShotTimer(after: .seconds(Int64.max)) { _ in } } throws: { ($0 as? EvplError)?.code == .invalidArgument }
+        // A one-shot timer due now or in the past fires at the next pass.
+        var fired = false
+        try loop.addOneShotTimer(after: .seconds(-1)) { _ in fired = true }
+        try spin(loop, seconds: 5, "the overdue timer") { fired }
+        let timer = try loop.addTimer(every: .milliseconds(1500)) { _ in }
+        #expect(timer.interval == .milliseconds(1500) && timer.intervalNanoseconds == 1_500_000_000)
+        timer.cancel()
         expectNoLeaks(loop)
     }
 }

@@ -1,6 +1,7 @@
 import CEvplLinux
 #if canImport(Glibc)
 import Glibc
+import Logging
 #endif
 
 extension EventLoop {
@@ -51,7 +52,9 @@ extension EventLoop {
             }
         }
         // The device owns `fd` from here, and closes it even when it fails to open.
-        return try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
+        let device = try BlockDevice(loop: self, path: path, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
+        logger.debug("block device open", metadata: ["path": "\(path)", "engine": "\(engine)", "direct": "\(direct)", "depth": "\(queueDepth)"])
+        return device
     }
 
     /// Why `engine` cannot open a device here, or `nil` when it can.

@@ -1,5 +1,5 @@
 /// How a ``BlockDevice`` moves data between pool buffers and storage.
-public enum BlockEngine: String, Sendable, Hashable, CaseIterable {
+public enum BlockEngine: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// The loop's io_uring: `READV`/`WRITEV`, `FSYNC`, `FALLOCATE`, completions
     /// reaped with the network's.
     case ioUring = "io_uring"
@@ -16,6 +16,9 @@ public enum BlockEngine: String, Sendable, Hashable, CaseIterable {
     case vfioNVMe = "vfio-nvme"
     /// NVMe passthrough commands (`URING_CMD`) on a `/dev/ng*` character device.
     case nvmePassthrough = "nvme-passthrough"
+
+    /// The name the command line and ``Probe`` use (`io_uring`, `vfio-nvme`).
+    public var description: String { rawValue }
 
     /// Why the engine cannot be used here, or `nil` when it can.
     public var unavailableReason: String? {

@@ -1,3 +1,5 @@
+import Logging
+
 /// What a graceful shutdown achieved.
 public struct ShutdownReport: Sendable, Hashable, CustomStringConvertible {
     /// Connections that finished in time: every queued byte delivered, then
@@ -62,7 +64,7 @@ extension EventLoop {
     public func shutdownGracefully(timeout: Duration, _ completion: @escaping (ShutdownReport) -> Void = { _ in }) {
         checkLoopThread()
         guard gracefulShutdown == nil else { return }
-        let nanoseconds = UInt64(max(0, timeout.components.seconds)) * 1_000_000_000 + UInt64(max(0, timeout.components.attoseconds / 1_000_000_000))
+        let nanoseconds = min(timeout.wholeNanoseconds ?? (timeout > .zero ? .max : 0), UInt64(Int64.max))
         let shutdown = GracefulShutdown(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, completion: completion)
         gracefulShutdown = shutdown
         detachFromAllListeners()
@@ -75,7 +77,7 @@ extension EventLoop {
             }
         }
         // Wakes the loop at the deadline, however idle it is.
-        shutdown.deadlineTimer = try? addOneShotTimer(afterMicroseconds: max(1, nanoseconds / 1000)) { _ in }
+        shutdown.deadlineTimer = try? addOneShotTimer(after: .nanoseconds(nanoseconds)) { _ in }
         continueGracefulShutdown()
     }
 
@@ -108,6 +110,7 @@ extension EventLoop {
         shutdown.report.blockRequestsPending = blockRequestsPending
         shutdown.deadlineTimer?.cancel()
         gracefulShutdown = nil
+        logger.info("graceful shutdown done", metadata: ["report": "\(shutdown.report)"])
         shutdown.completion(shutdown.report)
         stop()
     }

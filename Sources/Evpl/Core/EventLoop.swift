@@ -1,4 +1,5 @@
 import CEvplLinux
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,8 @@ import Glibc
 public final class EventLoop {
     /// Global settings this loop was created with.
     public let config: EvplConfig
+    /// ``EvplConfig/logger`` with this loop's name as `evpl-loop` metadata.
+    public let logger: Logger
     /// Per-loop settings.
     public let loopConfig: LoopConfig
     /// This loop's buffer pool.
@@ -127,6 +130,9 @@ public final class EventLoop {
         }
         self.config = resolved
         self.loopConfig = loopConfig
+        var logger = resolved.logger
+        logger[metadataKey: "evpl-loop"] = "\(loopConfig.name)"
+        self.logger = logger
         self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes)
         self.remote = try EventLoopRemote()
@@ -139,6 +145,7 @@ public final class EventLoop {
         self.eventTokens = .allocate(capacity: resolved.maxEventsPerPoll)
         self.remoteToken = try register(fd: remote.wakeFD, events: UInt32(EPOLLIN.rawValue), source: RemoteWakeSource(loop: self))
         bufferPool.trimScheduler = { [unowned self] in schedulePoolTrim() }
+        logger.debug("loop ready", metadata: ["buffer-size": "\(resolved.bufferSize)", "spin-ns": "\(resolved.spinNanoseconds)"])
     }
 
     deinit {
@@ -247,7 +254,7 @@ public final class EventLoop {
 
     /// Trims the pool a second from now: what is still free then was idle.
     private func schedulePoolTrim() {
-        _ = try? addOneShotTimer(afterMicroseconds: 1_000_000) { [unowned self] _ in bufferPool.trim() }
+        _ = try? addOneShotTimer(after: .seconds(1)) { [unowned self] _ in bufferPool.trim() }
     }
 
     // MARK: Failure

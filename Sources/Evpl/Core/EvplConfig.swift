@@ -1,3 +1,4 @@
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,18 @@ import Glibc
 /// The defaults need no configuration. ``fromEnvironment(_:)`` applies
 /// `EVPL_*` overrides; an invalid value is an error, never silently clamped.
 public struct EvplConfig: Sendable, Hashable {
+    /// Where the library logs what an operator wants to know: loops starting
+    /// and stopping, a backend falling back, connections that end with an
+    /// error, block devices opening and closing, graceful shutdowns. Never
+    /// once per message or request. Silent (``Logging/Logger/evplSilent``)
+    /// unless given; loops add their name as `evpl-loop` metadata. Equality
+    /// and hashing ignore it.
+    public var logger: Logger {
+        get { storedLogger.value }
+        set { storedLogger.value = newValue }
+    }
+    private var storedLogger = IgnoredInEquality(value: Logger.evplSilent)
+
     /// Size of each pooled buffer in bytes; received data and copied sends land in these.
     public var bufferSize: Int = 64 * 1024
     /// Number of buffers carved from each `mmap`ed slab.

@@ -1,4 +1,4 @@
-/// A periodic timer with microsecond resolution.
+/// A periodic timer, its deadlines kept in nanoseconds.
 ///
 /// Each firing is rescheduled from its previous deadline, not from when the
 /// callback ran, so a periodic timer does not drift. When the loop falls more
@@ -9,6 +9,8 @@
 public final class EvplTimer {
     /// Time between firings, in nanoseconds.
     public let intervalNanoseconds: UInt64
+    /// Time between firings.
+    public var interval: Duration { .nanoseconds(intervalNanoseconds) }
     /// The next time the timer fires, on ``MonotonicClock``.
     @exclusivity(unchecked) public internal(set) var deadline: UInt64
     var heapIndex: Int = -1
@@ -32,25 +34,33 @@ public final class EvplTimer {
 }
 
 extension EventLoop {
-    /// Adds a timer that fires every `microseconds`, first after one period.
+    /// Adds a timer that fires every `interval`, first after one interval.
     ///
-    /// - Throws: ``EvplError`` `.invalidArgument` for a zero interval.
+    /// Deadlines are kept in nanoseconds; how close to its deadline a timer
+    /// fires depends on how the loop waits (to the microsecond while it
+    /// spins, to the millisecond in `epoll_wait`, to the nanosecond in
+    /// `io_uring_enter`).
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` for an interval under one
+    ///   nanosecond or over 292 years.
     @discardableResult
-    public func addTimer(everyMicroseconds microseconds: UInt64, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
+    public func addTimer(every interval: Duration, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
         checkLoopThread()
-        guard microseconds > 0 else {
-            throw EvplError(.invalidArgument, operation: "add timer", context: "interval 0 us")
+        guard let nanoseconds = interval.wholeNanoseconds, nanoseconds > 0 else {
+            throw EvplError(.invalidArgument, operation: "add timer", context: "interval \(interval)")
         }
-        let interval = microseconds &* 1000
-        let timer = EvplTimer(loop: self, intervalNanoseconds: interval, deadline: MonotonicClock.nanoseconds() &+ interval, handler: handler)
+        let timer = EvplTimer(loop: self, intervalNanoseconds: nanoseconds, deadline: MonotonicClock.nanoseconds() &+ nanoseconds, handler: handler)
         timers.insert(timer)
         return timer
     }
 
-    /// Adds a timer that fires once, `microseconds` from now.
+    /// Adds a timer that fires once, `delay` from now (at the next pass of
+    /// the loop for a delay of zero or less).
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` for a delay over 292 years.
     @discardableResult
-    public func addOneShotTimer(afterMicroseconds microseconds: UInt64, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
-        try addTimer(everyMicroseconds: max(microseconds, 1)) { timer in
+    public func addOneShotTimer(after delay: Duration, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
+        try addTimer(every: max(delay, .nanoseconds(1))) { timer in
             timer.cancel()
             handler(timer)
         }
@@ -146,5 +156,17 @@ struct TimerHeap {
         heap.swapAt(a, b)
         heap[a].heapIndex = a
         heap[b].heapIndex = b
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (rounded down), or `nil` when it
+    /// is negative or does not fit in a `UInt64`.
+    var wholeNanoseconds: UInt64? {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0, attoseconds >= 0 else { return nil }
+        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, carry) = whole.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
+        return overflow || carry ? nil : total
     }
 }

@@ -1,6 +1,7 @@
 import CEvplLinux
 #if canImport(Glibc)
 import Glibc
+import Logging
 #endif
 
 /// One stream endpoint pair (TCP or Unix stream) on one event loop.
@@ -291,6 +292,9 @@ public final class Connection: PollSource {
         guard state != .closed else { return }
         state = .closed
         finalError = error
+        if let error, error.code != .aborted {
+            loop.logger.debug("connection ended", metadata: ["peer": "\(remoteAddress)", "error": "\(error)"])
+        }
         if let uring {
             uring.cancel()
         } else {

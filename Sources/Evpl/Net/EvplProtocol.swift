@@ -2,17 +2,20 @@
 /// channel (TCP stream, UDP datagrams, Unix stream) over which backend.
 public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// The channel semantics and addressing.
-    public enum Transport: String, Sendable, Hashable, CaseIterable {
+    public enum Transport: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         /// TCP byte stream over IPv4 or IPv6.
         case tcp
         /// UDP datagrams over IPv4 or IPv6.
         case udp
         /// Unix-domain byte stream, by path or abstract name.
         case unix
+
+        /// The name the command line and ``Probe`` use: `tcp`, `udp`, `unix`.
+        public var description: String { rawValue }
     }
 
     /// The engine that moves the bytes.
-    public enum Backend: String, Sendable, Hashable, CaseIterable {
+    public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         /// The best backend available on this machine.
         case auto
         /// Kernel sockets driven by epoll.
@@ -23,6 +26,9 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
         case rdmacm
         /// NVIDIA XLIO user-space TCP (needs a supported NIC).
         case xlio
+
+        /// The name the command line and ``Probe`` use (`io_uring`, not `ioUring`).
+        public var description: String { rawValue }
     }
 
     /// The channel semantics.

@@ -1,5 +1,6 @@
 import CEvplLinux
 import Synchronization
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,10 +31,15 @@ public final class Listener: Sendable {
 
     /// Binds and listens on `address`, and starts accepting.
     ///
+    /// `logger` hears what the accepting thread cannot report any other
+    /// way (an io_uring acceptor that falls back to `poll` and `accept4`,
+    /// accept errors); silent unless given.
+    ///
     /// - Throws: ``EvplError`` `.addressInUse` when something already listens
     ///   there, `.invalidAddress` for an address the protocol cannot use,
     ///   `.unavailable` for a missing backend, or the failing system call.
-    public init(address: SocketAddress, protocol evplProtocol: EvplProtocol = .tcp, steering: SteeringPolicy = .roundRobin, backlog: Int32 = 4096) throws(EvplError) {
+    public init(address: SocketAddress, protocol evplProtocol: EvplProtocol = .tcp, steering: SteeringPolicy = .roundRobin, backlog: Int32 = 4096,
+                logger: Logger = .evplSilent) throws(EvplError) {
         guard evplProtocol.isStream else {
             throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
         }
@@ -57,7 +63,7 @@ public final class Listener: Sendable {
         self.steering = steering
         self.backend = backend
         if backend == .ioUring { SocketOps.setBlocking(fd) }
-        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
+        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
         try core.start()
     }
 
@@ -135,11 +141,13 @@ final class ListenerCore: Sendable {
     let unlinkPath: String?
     /// Accept with io_uring multishot accept instead of poll + accept4.
     let multishot: Bool
+    private let logger: Logger
     private let state = Locked(State())
 
-    init(fd: Int32, multishot: Bool, unlinkPath: String?) throws(EvplError) {
+    init(fd: Int32, multishot: Bool, logger: Logger, unlinkPath: String?) throws(EvplError) {
         self.fd = fd
         self.multishot = multishot
+        self.logger = logger
         self.unlinkPath = unlinkPath
         let stop = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard stop >= 0 else {
@@ -194,6 +202,7 @@ final class ListenerCore: Sendable {
                 try URingAcceptor.run(listenFD: fd, stopFD: stopFD) { dispatch($0, peer: $1) }
                 return
             } catch {
+                logger.warning("io_uring acceptor unavailable, accepting with poll and accept4", metadata: ["error": "\(error)"])
                 // accept4 below runs until EAGAIN: on a blocking socket the
                 // last call would wait for the next client, and `close()` with it.
                 SocketOps.setNonBlocking(fd)
@@ -204,6 +213,7 @@ final class ListenerCore: Sendable {
             let ready = Glibc.poll(&fds, 2, -1)
             if ready < 0 {
                 if Glibc.errno == EINTR { continue }
+                logger.error("accepting stopped", metadata: ["error": "\(EvplError.lastErrno("poll"))"])
                 return
             }
             if fds[1].revents != 0 { return }

@@ -62,6 +62,14 @@ final class URingDatagram: URingOperationTarget {
     }
 
     override func abandon(_ operation: UInt8) {
+        if operation == Self.receiveOperation, let pool = receiveBuffers.first?.pool {
+            // The ring goes away with its loop, and the pool with it: the
+            // receive's buffers go back now, not when something still holding
+            // the endpoint lets go of it after the pool is gone.
+            receiveArmed = false
+            pool.buffersLentToKernel -= receiveBuffers.count
+            releaseReceiveBuffers()
+        }
         ended()
     }
 
