@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(
             name: "EvplTests",
-            dependencies: ["Evpl", "CAllocationCounter"],
+            dependencies: ["Evpl", "CAllocationCounter", .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),
     ],

@@ -127,8 +127,9 @@ struct SetUpFailureTests {
         let plan = FaultPlan()
         plan.inject(.error(ENOMEM), on: .uringSetup)
         var accepted = 0
+        let log = CapturedLog()
         let listener = try plan.installed {
-            let listener = try Listener(address: Self.loopback, protocol: EvplProtocol(.tcp, backend: .ioUring))
+            let listener = try Listener(address: Self.loopback, protocol: EvplProtocol(.tcp, backend: .ioUring), logger: log.logger())
             loop.attach(to: listener) { connection in
                 accepted += 1
                 connection.close()
@@ -140,6 +141,7 @@ struct SetUpFailureTests {
         defer { close(fd) }
         try spin(loop, "the accept") { accepted == 1 }
         #expect(plan.faultsInjected(into: .uringSetup) == 1)
+        #expect(log.records.contains { $0.level == .warning && $0.message.contains("accepting with poll") }, "\(log.records.map(\.message))")
     }
 
     @Test("block engines that cannot get their descriptors or AIO context throw, and the file stays usable")
