@@ -3,9 +3,12 @@ import PackageDescription
 
 let package = Package(
     name: "swift-evpl",
+    // Only the library is a product. The `evpl` command line is an
+    // executable target of this package (`swift run evpl` builds it here),
+    // so a package that depends on Evpl never fetches or builds the command
+    // line's dependencies (swift-argument-parser).
     products: [
         .library(name: "Evpl", targets: ["Evpl"]),
-        .executable(name: "evpl", targets: ["evpl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
