@@ -42,3 +42,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The documentation build (`EVPL_DOCS=1 swift package generate-documentation
+// --target Evpl`) needs swift-docc-plugin; nobody else fetches it.
+if Context.environment["EVPL_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

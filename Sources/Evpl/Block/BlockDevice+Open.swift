@@ -14,7 +14,8 @@ extension EventLoop {
     ///   - engine: how requests run; io_uring by default.
     ///   - direct: open with `O_DIRECT` (unaligned buffers then go through a
     ///     bounce buffer; offsets and lengths must be 4 KiB multiples).
-    ///   - create: create a missing regular file of `size` bytes (sparse).
+    ///   - size: with `create:`, the bytes a regular file must hold: a missing
+    ///     file is created (sparse) and a shorter one extended.
     ///   - queueDepth: requests in flight at most.
     /// - Throws: ``EvplError`` naming the path when it is missing or cannot be
     ///   opened, `.unavailable` for an engine this machine or build lacks

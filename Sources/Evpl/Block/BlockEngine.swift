@@ -39,7 +39,16 @@ public enum BlockEngine: String, Sendable, Hashable, CaseIterable, CustomStringC
 public struct BlockCompletion: Sendable {
     /// What the request did.
     public enum Operation: Sendable, Hashable {
-        case read, write, flush, discard, writeZeroes
+        /// A `BlockDevice.read(into:at:tag:)`.
+        case read
+        /// A `BlockDevice.write(_:at:tag:)`.
+        case write
+        /// ``BlockDevice/flush(tag:)``: data written before it is durable.
+        case flush
+        /// ``BlockDevice/discard(at:length:tag:)``: the range reads back as zeros.
+        case discard
+        /// ``BlockDevice/writeZeroes(at:length:tag:)``.
+        case writeZeroes
     }
 
     /// The tag the request was submitted with.

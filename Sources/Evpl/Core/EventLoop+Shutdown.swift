@@ -24,6 +24,7 @@ public struct ShutdownReport: Sendable, Hashable, CustomStringConvertible {
         blockRequestsPending += other.blockRequestsPending
     }
 
+    /// One line: what finished, what was aborted, what was still pending.
     public var description: String {
         "\(finished) connections finished, \(aborted) aborted at the deadline, \(blockRequestsPending) block requests pending"
     }

@@ -9,9 +9,10 @@ import Glibc
 /// The defaults need no configuration. ``fromEnvironment(_:)`` applies
 /// `EVPL_*` overrides; an invalid value is an error, never silently clamped.
 public struct EvplConfig: Sendable, Hashable {
-    /// Where the library logs what an operator wants to know: loops starting
-    /// and stopping, a backend falling back, connections that end with an
-    /// error, block devices opening and closing, graceful shutdowns. Never
+    /// Where the library logs what an operator wants to know: loops starting,
+    /// connections that end with an error, block devices opening, graceful
+    /// shutdowns (a listener's acceptor falling back takes the listener's own
+    /// logger, `Listener(address:protocol:steering:backlog:logger:)`). Never
     /// once per message or request. Silent (``Logging/Logger/evplSilent``)
     /// unless given; loops add their name as `evpl-loop` metadata. Equality
     /// and hashing ignore it.

@@ -36,10 +36,10 @@ public final class EvplTimer {
 extension EventLoop {
     /// Adds a timer that fires every `interval`, first after one interval.
     ///
-    /// Deadlines are kept in nanoseconds; how close to its deadline a timer
-    /// fires depends on how the loop waits (to the microsecond while it
-    /// spins, to the millisecond in `epoll_wait`, to the nanosecond in
-    /// `io_uring_enter`).
+    /// Deadlines are kept in nanoseconds, and a sleeping loop wakes for the
+    /// earliest one with a nanosecond timeout (`epoll_pwait2` where the
+    /// kernel has it, or `io_uring_enter`); a timer fires at the first pass
+    /// of the loop after its deadline.
     ///
     /// - Throws: ``EvplError`` `.invalidArgument` for an interval under one
     ///   nanosecond or over 292 years.

@@ -54,6 +54,8 @@ public final class BufferPool {
     /// Creates an empty pool; the first slab is mapped on the first allocation.
     ///
     /// - Parameters:
+    ///   - bufferSize: bytes per buffer.
+    ///   - buffersPerSlab: buffers carved from each `mmap`ed slab.
     ///   - maxBytes: the ceiling on buffer memory in use (at least one buffer).
     ///   - idleBytesKept: free buffer memory that stays resident when idle.
     public init(bufferSize: Int, buffersPerSlab: Int, maxBytes: Int = .max, idleBytesKept: Int = 8 << 20) {

@@ -19,7 +19,7 @@ struct ReceivePauses: OptionSet {
 extension Connection {
     // MARK: Flow control
 
-    /// Stops delivering ``ConnectionEvent/received`` until ``resumeReceiving()``.
+    /// Stops delivering ``ConnectionEvent/received(_:)`` until ``resumeReceiving()``.
     ///
     /// Incoming data waits in the kernel (the socket backend stops reading,
     /// the io_uring backend cancels its multishot receive), so the peer's

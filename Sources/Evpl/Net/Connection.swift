@@ -8,7 +8,7 @@ import Logging
 ///
 /// Everything about a connection happens on its loop's thread: its handler
 /// sees exactly one ``ConnectionEvent/connected`` before any data and exactly
-/// one ``ConnectionEvent/disconnected`` at the end, after which no event
+/// one ``ConnectionEvent/disconnected(_:)`` at the end, after which no event
 /// follows. Sends are queued and written at the end of the loop iteration,
 /// gathered into one `sendmsg`.
 ///
