@@ -30,7 +30,7 @@ def check(path):
         enum = PUBLIC_ENUM.match(line)
         if enum:
             enum_indent = len(enum.group(1))
-        is_public = DECLARATION.match(line) and "private" not in line.split("(")[0]
+        is_public = DECLARATION.match(line)
         is_enum_case = (enum_indent is not None and CASE.match(line)
                         and len(line) - len(line.lstrip()) == enum_indent + 4)
         if (is_public or is_enum_case) and not documented(lines, index):

@@ -33,6 +33,6 @@ else
     exit 1
 fi
 echo "installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${run[@]}" apt-get update -qq
-"${run[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+# Through env: sudo would drop an exported DEBIAN_FRONTEND, and debconf would ask questions.
+"${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

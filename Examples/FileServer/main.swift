@@ -19,26 +19,30 @@ final class Transfer {
 
     let connection: Connection
     let device: BlockDevice
+    /// The size announced in the `OK` line: a file that grows meanwhile
+    /// still sends exactly this much.
+    let size: UInt64
     var offset: UInt64 = 0
     var reading = false
 
-    init(connection: Connection, device: BlockDevice) {
+    init(connection: Connection, device: BlockDevice, size: UInt64) {
         self.connection = connection
         self.device = device
+        self.size = size
     }
 
     /// Reads the next chunk, unless the file is done, a read is running or
     /// the peer has not taken what is queued yet.
     func continueReading() {
         guard !reading, !connection.isClosed, connection.queuedBytes < Self.queuedLimit else { return }
-        guard offset < device.size else {
+        guard offset < size else {
             finish()
             return
         }
         var chunk: [IOVec] = []
         var planned: UInt64 = 0
-        while chunk.count < Self.chunkBuffers, offset + planned < device.size, var iovec = try? device.loop.bufferPool.allocate() {
-            iovec.length = Int(min(UInt64(iovec.length), device.size - offset - planned))
+        while chunk.count < Self.chunkBuffers, offset + planned < size, var iovec = try? device.loop.bufferPool.allocate() {
+            iovec.length = Int(min(UInt64(iovec.length), size - offset - planned))
             planned += UInt64(iovec.length)
             chunk.append(iovec)
         }
@@ -47,7 +51,12 @@ final class Transfer {
             return
         }
         reading = true
-        device.handler = { [unowned self] _, completion in
+        // Weak: a connection that ends drops its transfer while a read may be in flight.
+        device.handler = { [weak self] _, completion in
+            guard let self else {
+                for iovec in chunk { iovec.release() }
+                return
+            }
             reading = false
             if let error = completion.error {
                 for iovec in chunk { iovec.release() }
@@ -64,6 +73,7 @@ final class Transfer {
 
     private func fail(_ reason: String) {
         device.close()
+        connection.context = nil
         connection.close()
         print("transfer failed: \(reason)")
     }
@@ -87,8 +97,9 @@ func serve(_ connection: Connection, folder: String) {
             }
             do {
                 let device = try connection.loop.openBlockDevice(folder + "/" + name, engine: .psync)
-                try Array("OK \(device.size)\n".utf8).withUnsafeBytes { try connection.send(copying: $0) }
-                let transfer = Transfer(connection: connection, device: device)
+                let size = device.size
+                try Array("OK \(size)\n".utf8).withUnsafeBytes { try connection.send(copying: $0) }
+                let transfer = Transfer(connection: connection, device: device, size: size)
                 connection.context = transfer
                 // One file at a time: the next name is read once this one is sent.
                 connection.pauseReceiving()
@@ -100,6 +111,7 @@ func serve(_ connection: Connection, folder: String) {
             (connection.context as? Transfer)?.continueReading()
         case .disconnected:
             (connection.context as? Transfer)?.device.close()
+            connection.context = nil
         default:
             break
         }

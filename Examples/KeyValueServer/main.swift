@@ -46,15 +46,21 @@ enum LogRecord {
 }
 
 /// The values, the log they persist in, and the SETs being made durable.
+///
+/// SETs are written one at a time, in arrival order: the first in the
+/// queue is written, then flushed, then applied and answered, and only then
+/// is the next one written. So the log's order is the order answers went
+/// out, and the log never has a hole: its end moves only past a record
+/// that is durable. A failed write or flush stops the store taking SETs
+/// (what is in the log stays right; an operator looks at the disk).
 final class KeyValueStore {
     private let loop: EventLoop
     private let device: BlockDevice
     private var values: [String: String]
     private var logEnd: UInt64
-    private var nextTag: UInt64 = 0
-    /// SETs in flight by tag: the connection waiting, what it sets, and
-    /// whether the write is done (the flush comes next).
-    private var pending: [UInt64: (connection: Connection, key: String, value: String, written: Bool)] = [:]
+    private var queue: [(connection: Connection, key: String, value: String, record: [UInt8])] = []
+    private var flushing = false
+    private var failure: EvplError?
 
     init(loop: EventLoop, path: String) throws {
         self.loop = loop
@@ -62,6 +68,11 @@ final class KeyValueStore {
         let (values, end) = try Self.load(device, on: loop)
         self.values = values
         logEnd = UInt64(end)
+        // A record torn by a crash goes, so that stale bytes past the next
+        // (shorter) record can never read as a record of their own.
+        if logEnd < device.size && truncate(path, off_t(logEnd)) != 0 {
+            throw EvplError(.system, operation: "truncate", context: path)
+        }
         device.handler = { [unowned self] _, completion in completed(completion) }
     }
 
@@ -106,38 +117,56 @@ final class KeyValueStore {
 
     private func set(_ key: String, to value: String, for connection: Connection) {
         let record = LogRecord.encoded(key: key, value: value)
-        guard var iovec = try? loop.bufferPool.allocate(), record.count <= iovec.length else {
-            reply("ERROR no room for the record", to: connection)
+        if let failure {
+            reply("ERROR the log failed: \(failure)", to: connection)
             return
         }
-        iovec.length = record.count
-        record.withUnsafeBytes { iovec.bytes.copyMemory(from: $0) }
-        nextTag += 1
-        pending[nextTag] = (connection, key, value, false)
+        guard record.count <= loop.bufferPool.bufferSize else {
+            reply("ERROR a record holds at most \(loop.bufferPool.bufferSize) bytes", to: connection)
+            return
+        }
         // Answers stay in request order: nothing more is read from this
         // connection until its SET is durable.
         connection.pauseReceiving()
-        device.write(iovec, at: logEnd, tag: nextTag)
+        queue.append((connection, key, value, record))
+        if queue.count == 1 { writeFirst() }
+    }
+
+    /// Writes the first queued record at the log's end.
+    private func writeFirst() {
+        guard let first = queue.first else { return }
+        guard var iovec = try? loop.bufferPool.allocate() else {
+            answerFirst("ERROR out of buffers")
+            writeFirst()
+            return
+        }
+        iovec.length = first.record.count
+        first.record.withUnsafeBytes { iovec.bytes.copyMemory(from: $0) }
+        flushing = false
+        device.write(iovec, at: logEnd, tag: 0)
         iovec.release()  // the device holds its own reference until the write completes
-        logEnd += UInt64(record.count)
     }
 
     private func completed(_ completion: BlockCompletion) {
-        guard var set = pending[completion.tag] else { return }
+        guard let first = queue.first else { return }
         if let error = completion.error {
-            pending[completion.tag] = nil
-            reply("ERROR \(error)", to: set.connection)
-            set.connection.resumeReceiving()
-        } else if !set.written {
-            set.written = true
-            pending[completion.tag] = set
-            device.flush(tag: completion.tag)
+            failure = error
+            while !queue.isEmpty { answerFirst("ERROR the log failed: \(error)") }
+        } else if !flushing {
+            flushing = true
+            device.flush(tag: 0)
         } else {
-            pending[completion.tag] = nil
-            values[set.key] = set.value
-            reply("OK", to: set.connection)
-            set.connection.resumeReceiving()
+            logEnd += UInt64(first.record.count)
+            values[first.key] = first.value
+            answerFirst("OK")
+            writeFirst()
         }
+    }
+
+    private func answerFirst(_ text: String) {
+        let first = queue.removeFirst()
+        reply(text, to: first.connection)
+        first.connection.resumeReceiving()
     }
 
     private func reply(_ text: String, to connection: Connection) {

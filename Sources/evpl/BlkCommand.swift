@@ -47,7 +47,7 @@ struct BlkCommand: ParsableCommand {
         guard !direct || bs % 4096 == 0 else { throw ValidationError("--direct needs --bs in multiples of 4096") }
         guard (1...4096).contains(iodepth) else { throw ValidationError("--iodepth must be 1...4096") }
         guard size >= UInt64(bs) else { throw ValidationError("--size must hold at least one block") }
-        guard runtime > 0 else { throw ValidationError("--runtime must be positive") }
+        guard runtime > 0, runtime <= 1e7 else { throw ValidationError("--runtime must be positive and at most 10000000 seconds") }
         guard !(verify && engine == .null) else { throw ValidationError("--verify needs an engine that stores data (not null)") }
     }
 

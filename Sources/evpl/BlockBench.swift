@@ -71,7 +71,7 @@ final class BlockBench {
     private var measuring = false
     private let progress: ((BlockProgress) -> Void)?
     /// The current second's tallies, for `progress`.
-    @exclusivity(unchecked) private var interval = (operations: UInt64(0), bytes: UInt64(0), latency: LatencyHistogram(), second: 0)
+    @exclusivity(unchecked) private var interval = (operations: UInt64(0), bytes: UInt64(0), latency: LatencyHistogram(), second: 0, since: UInt64(0))
     @exclusivity(unchecked) private(set) var result = BlockResult()
     private let blocks: UInt64
 
@@ -117,6 +117,7 @@ final class BlockBench {
             started += 1
         }
         idle = plan.depth - started
+        interval.since = start
         let ticker = progress == nil ? nil : try? loop.addTimer(every: .seconds(1)) { [unowned self] _ in reportSecond() }
         loop.run()
         ticker?.cancel()
@@ -137,8 +138,9 @@ final class BlockBench {
 
     // MARK: Timed phase
 
-    /// Whether a run that is not time-based has issued all of `size`.
-    private var sizeReached: Bool { !plan.timeBased && bytesIssued >= plan.size }
+    /// Whether a run that is not time-based has issued every whole block of
+    /// `size` (a remainder smaller than a block is not moved, as in fio).
+    private var sizeReached: Bool { !plan.timeBased && bytesIssued + UInt64(plan.blockSize) > plan.size }
 
     private func issue(_ slot: Int) {
         bytesIssued &+= UInt64(plan.blockSize)
@@ -207,10 +209,12 @@ final class BlockBench {
     }
 
     private func reportSecond() {
+        let now = MonotonicClock.nanoseconds()
+        let seconds = Double(max(1, now - interval.since)) / 1e9
         interval.second += 1
-        progress?(BlockProgress(second: interval.second, operationsPerSecond: Double(interval.operations), bytesPerSecond: Double(interval.bytes),
-                                p99: interval.latency.value(atQuantile: 0.99)))
-        interval = (0, 0, LatencyHistogram(), interval.second)
+        progress?(BlockProgress(second: interval.second, operationsPerSecond: Double(interval.operations) / seconds,
+                                bytesPerSecond: Double(interval.bytes) / seconds, p99: interval.latency.value(atQuantile: 0.99)))
+        interval = (0, 0, LatencyHistogram(), interval.second, now)
     }
 
     private func retire() {

@@ -117,10 +117,10 @@ struct TimerTests {
         expectNoLeaks(loop)
     }
 
-    @Test("an interval that is zero, negative, under a nanosecond or past UInt64 nanoseconds is invalidArgument", arguments: LoopWait.usable)
+    @Test("an interval that is zero, negative, under a nanosecond or over 292 years is invalidArgument", arguments: LoopWait.usable)
     func badIntervals(_ wait: LoopWait) throws {
         let loop = try makeLoop(waitingIn: wait)
-        for interval in [Duration.zero, .microseconds(-5), .nanoseconds(-1), .seconds(1) / 1_000_000_000_000, .seconds(Int64.max)] {
+        for interval in [Duration.zero, .microseconds(-5), .nanoseconds(-1), .seconds(1) / 1_000_000_000_000, .seconds(10_000_000_000), .seconds(Int64.max)] {
             #expect {
                 try loop.addTimer(every: interval) { _ in }
             } throws: { error in

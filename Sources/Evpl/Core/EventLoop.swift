@@ -52,6 +52,9 @@ public final class EventLoop {
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
     /// Datagram endpoints that could not take the buffers a receive needs.
     @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
+    /// The io_uring side of every datagram endpoint bound here, weakly: an
+    /// endpoint may outlive its loop, but the pool buffers it holds may not.
+    @exclusivity(unchecked) var uringDatagrams: [WeakURingDatagram] = []
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     /// The loop's io_uring, created by the first io_uring object on the loop.
@@ -156,6 +159,9 @@ public final class EventLoop {
         }
         // The ring cancels what is still in flight and lets go of it.
         uring = nil
+        // Endpoints that outlive the loop give back the buffers they kept
+        // for their next receive while the pool is still here.
+        for index in uringDatagrams.indices { uringDatagrams[index].datagram?.releaseIdleReceiveBuffers() }
         Glibc.close(epollFD)
         iovecScratch.deallocate()
         eventMasks.deallocate()

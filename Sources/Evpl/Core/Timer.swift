@@ -46,7 +46,8 @@ extension EventLoop {
     @discardableResult
     public func addTimer(every interval: Duration, _ handler: @escaping (EvplTimer) -> Void) throws(EvplError) -> EvplTimer {
         checkLoopThread()
-        guard let nanoseconds = interval.wholeNanoseconds, nanoseconds > 0 else {
+        // A deadline is compared as a signed 64-bit distance from now.
+        guard let nanoseconds = interval.wholeNanoseconds, nanoseconds > 0, nanoseconds <= UInt64(Int64.max) else {
             throw EvplError(.invalidArgument, operation: "add timer", context: "interval \(interval)")
         }
         let timer = EvplTimer(loop: self, intervalNanoseconds: nanoseconds, deadline: MonotonicClock.nanoseconds() &+ nanoseconds, handler: handler)

@@ -290,6 +290,8 @@ extension EventLoop {
             SocketOps.setBlocking(fd)
             let datagrams = URingDatagram(endpoint: endpoint, uring: uring, bufferSize: bufferPool.bufferSize)
             endpoint.uring = datagrams
+            uringDatagrams.removeAll { $0.datagram == nil }
+            uringDatagrams.append(WeakURingDatagram(datagram: datagrams))
             endpoint.token = UInt64.max
             datagrams.armReceive()
             return endpoint

@@ -33,7 +33,7 @@ public final class Listener: Sendable {
     ///
     /// `logger` hears what the accepting thread cannot report any other
     /// way (an io_uring acceptor that falls back to `poll` and `accept4`,
-    /// accept errors); silent unless given.
+    /// accepting that stops on a `poll` error); silent unless given.
     ///
     /// - Throws: ``EvplError`` `.addressInUse` when something already listens
     ///   there, `.invalidAddress` for an address the protocol cannot use,

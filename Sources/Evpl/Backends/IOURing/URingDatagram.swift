@@ -147,6 +147,13 @@ final class URingDatagram: URingOperationTarget {
         endpoint.deliverQueued(length: length, from: address)
     }
 
+    /// Gives back the buffers kept for the next receive, when none is armed
+    /// (an armed one's come back when the ring abandons it).
+    func releaseIdleReceiveBuffers() {
+        guard !receiveArmed else { return }
+        releaseReceiveBuffers()
+    }
+
     private func releaseReceiveBuffers() {
         for buffer in receiveBuffers { buffer.release() }
         receiveBuffers.removeAll()
@@ -228,4 +235,9 @@ final class URingDatagramSend: URingOperationTarget {
         self.owner = nil
         owner?.recycle(self, rejected: result < 0 && result != -ECANCELED)
     }
+}
+
+/// A weak reference to an endpoint's io_uring side, for its loop's teardown.
+struct WeakURingDatagram {
+    weak var datagram: URingDatagram?
 }
