@@ -1,6 +1,7 @@
 /// How a ``BlockDevice`` moves data between pool buffers and storage.
 public enum BlockEngine: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-    /// The loop's io_uring: `READV`/`WRITEV`, `FSYNC`, `FALLOCATE`, completions
+    /// The loop's io_uring: `READ_FIXED`/`WRITE_FIXED` on registered pool
+    /// memory, `READV`/`WRITEV` otherwise, `FSYNC`, `FALLOCATE`; completions
     /// reaped with the network's.
     case ioUring = "io_uring"
     /// Linux native AIO (asynchronous with `O_DIRECT`; on buffered files the

@@ -69,8 +69,11 @@ public struct EvplConfig: Sendable, Hashable {
     /// Pool buffers lent to each loop's provided-buffer ring for multishot
     /// receives (a power of two).
     public var ioUringBufferRingEntries: Int = 256
-    /// Sends of at least this many bytes use io_uring `SEND_ZC`, holding their
-    /// buffers until the kernel's notification. `Int.max` turns it off.
+    /// io_uring TCP sends of at least this many bytes are zero-copy
+    /// (`SEND_ZC` for one range, `SENDMSG_ZC` for several), holding their
+    /// buffers until the kernel's notification; not to a loopback peer
+    /// unless ``zeroCopyToLoopback`` is set, and never on Unix streams (the
+    /// kernel copies locally anyway). `Int.max` turns it off.
     public var zeroCopySendThreshold: Int = 16 * 1024
     /// Whether zero-copy sends are used toward loopback peers too. Off by
     /// default: the kernel copies data it delivers locally, so there zero-copy
