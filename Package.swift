@@ -9,11 +9,15 @@ let package = Package(
     // line's dependencies (swift-argument-parser).
     products: [
         .library(name: "Evpl", targets: ["Evpl"]),
+        // Runs a pool of loops as a swift-service-lifecycle Service; its own
+        // product, so that Evpl itself depends on swift-log alone.
+        .library(name: "EvplServiceLifecycle", targets: ["EvplServiceLifecycle"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // 1.16.2: LogHandler.log(event:), which the tests' capturing handler implements.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(name: "CEvplLinux"),
@@ -24,6 +28,10 @@ let package = Package(
             dependencies: ["CEvplLinux", "CURing", "CLibAIO", .product(name: "Logging", package: "swift-log")],
             // Debug builds (the tests) route system calls through a fault plan; release builds call the kernel directly.
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
+        ),
+        .target(
+            name: "EvplServiceLifecycle",
+            dependencies: ["Evpl", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
         .executableTarget(
             name: "evpl",
@@ -37,7 +45,8 @@ let package = Package(
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(
             name: "EvplTests",
-            dependencies: ["Evpl", "CAllocationCounter", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Evpl", "EvplServiceLifecycle", "CAllocationCounter", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),
     ],
