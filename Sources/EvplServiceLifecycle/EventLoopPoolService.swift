@@ -70,7 +70,11 @@ public final class EventLoopPoolService<ThreadState>: Service, Sendable {
             return !outcome.stopping
         }
         guard first else { return }
-        runOnOwnThread { self.stopPool(graceful: graceful) }
+        do throws(EvplError) {
+            pthread_detach(try LoopThread.spawn(name: "evpl-shutdown") { self.stopPool(graceful: graceful) })
+        } catch {
+            stopPool(graceful: graceful)
+        }
     }
 
     private func stopPool(graceful: Bool) {
@@ -88,26 +92,5 @@ public final class EventLoopPoolService<ThreadState>: Service, Sendable {
             return outcome.waiter
         }
         waiter?.resume()
-    }
-}
-
-/// A body for a detached thread.
-private final class ThreadBody: Sendable {
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-}
-
-/// Runs `body` on a detached thread of its own (or here, if none can start).
-private func runOnOwnThread(_ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody(body))
-    var thread = pthread_t()
-    let started = pthread_create(&thread, nil, { argument in
-        Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
-    if started == 0 {
-        pthread_detach(thread)
-    } else {
-        box.takeRetainedValue().body()
     }
 }

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Starts joinable POSIX threads running a Swift closure, with a name.
-enum LoopThread {
+package enum LoopThread {
     private final class Body {
         let name: String
         let work: () -> Void
@@ -17,7 +17,7 @@ enum LoopThread {
 
     /// Spawns a thread running `work`; join it with `pthread_join`. In test
     /// builds the thread inherits the spawning thread's fault plan.
-    static func spawn(name: String, _ work: @escaping @Sendable () -> Void) throws(EvplError) -> pthread_t {
+    package static func spawn(name: String, _ work: @escaping @Sendable () -> Void) throws(EvplError) -> pthread_t {
         let body = Unmanaged.passRetained(Body(name: name, work: work))
         var thread = pthread_t()
         let status = SystemCalls.threadCreate(&thread, { argument in
