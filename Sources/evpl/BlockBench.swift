@@ -214,7 +214,10 @@ final class BlockBench {
         interval.second += 1
         progress?(BlockProgress(second: interval.second, operationsPerSecond: Double(interval.operations) / seconds,
                                 bytesPerSecond: Double(interval.bytes) / seconds, p99: interval.latency.value(atQuantile: 0.99)))
-        interval = (0, 0, LatencyHistogram(), interval.second, now)
+        interval.operations = 0
+        interval.bytes = 0
+        interval.latency.reset()
+        interval.since = now
     }
 
     private func retire() {

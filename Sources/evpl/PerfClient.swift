@@ -40,18 +40,29 @@ struct PerfResult: Sendable {
     var gigabitsPerSecond: Double { bytesPerSecond * 8 / 1e9 }
 }
 
-/// A thread's running totals, which it stores and another thread reads
-/// for progress lines.
+/// A thread's running totals and its latencies since the last progress
+/// line, which it publishes and another thread reads for progress lines.
 final class ProgressCounter: Sendable {
     let operations = Atomic<UInt64>(0)
     let bytes = Atomic<UInt64>(0)
+    /// Round trips published by the loop thread and not yet reported.
+    let latency = Locked(LatencyHistogram())
+}
+
+/// One second of a perf run, for a live progress line.
+struct PerfProgress {
+    var second: Int
+    var operationsPerSecond: Double
+    var bytesPerSecond: Double
+    /// The 99th percentile of the round trips completed in this second, in
+    /// nanoseconds; 0 in stream mode.
+    var p99: UInt64
 }
 
 /// Runs the client side of a perf measurement on a pool of loop threads.
 enum PerfClient {
-    /// Runs `plan`; `progress`, when given, hears each second's number, its
-    /// operations per second and its bytes per second.
-    static func run(_ plan: PerfPlan, progress: ((Int, Double, Double) -> Void)? = nil) throws(EvplError) -> PerfResult {
+    /// Runs `plan`; `progress`, when given, hears about each second of it.
+    static func run(_ plan: PerfPlan, progress: ((PerfProgress) -> Void)? = nil) throws(EvplError) -> PerfResult {
         guard plan.size >= 1, plan.depth >= 1, plan.connections >= 1, plan.threads >= 1, plan.durationSeconds > 0 else {
             throw EvplError(.invalidArgument, operation: "perf", context: "size, depth, connections, threads and duration must be positive")
         }
@@ -91,6 +102,7 @@ enum PerfClient {
         var lastOperations: UInt64 = 0
         var lastBytes: UInt64 = 0
         var second = 0
+        var window = LatencyHistogram()
         while true {
             let now = MonotonicClock.nanoseconds()
             if now >= end { break }
@@ -105,7 +117,15 @@ enum PerfClient {
                 let operations = counters.reduce(0) { $0 + $1.operations.load(ordering: .relaxed) }
                 let bytes = counters.reduce(0) { $0 + $1.bytes.load(ordering: .relaxed) }
                 let seconds = Double(after - lastReport) / 1e9
-                progress(second, Double(operations - lastOperations) / seconds, Double(bytes - lastBytes) / seconds)
+                for counter in counters {
+                    counter.latency.withLock { published in
+                        window.merge(published)
+                        published.reset()
+                    }
+                }
+                progress(PerfProgress(second: second, operationsPerSecond: Double(operations - lastOperations) / seconds,
+                                      bytesPerSecond: Double(bytes - lastBytes) / seconds, p99: window.value(atQuantile: 0.99)))
+                window.reset()
                 lastOperations = operations
                 lastBytes = bytes
                 lastReport = after
@@ -127,7 +147,11 @@ final class PerfClientThread {
     let counter: ProgressCounter
     var operations: UInt64 = 0
     var bytes: UInt64 = 0
+    /// Every round trip up to the last publication.
     var latency = LatencyHistogram()
+    /// Round trips since the last publication.
+    private var recent = LatencyHistogram()
+    private var publisher: EvplTimer?
     private let payload: UnsafeMutableRawBufferPointer
     private var streamPayload: [IOVec] = []
     private var flows: [PerfFlow] = []
@@ -145,6 +169,7 @@ final class PerfClientThread {
     }
 
     func open(connections: Int) throws(EvplError) {
+        publisher = try loop.addTimer(every: Self.publishInterval) { [unowned self] _ in publishLatency() }
         if plan.mode == .stream {
             var remaining = plan.size
             while remaining > 0 {
@@ -174,9 +199,30 @@ final class PerfClientThread {
     }
 
     func finish() {
+        publisher?.cancel()
+        publishLatency()
         for flow in flows { flow.endpoint?.close() }
         for iovec in streamPayload { iovec.release() }
         streamPayload.removeAll()
+    }
+
+    /// How often the loop thread hands its recent round trips to the
+    /// progress reporter: often enough that a progress line's window is
+    /// within this of one second, rarely enough to cost nothing.
+    static let publishInterval = Duration.milliseconds(200)
+
+    /// Folds the recent round trips into the run's total and the progress
+    /// reporter's window, and starts a new recent window.
+    private func publishLatency() {
+        guard recent.count > 0 else { return }
+        latency.merge(recent)
+        counter.latency.withLock { $0.merge(recent) }
+        recent.reset()
+    }
+
+    @inline(__always)
+    func recordLatency(_ nanoseconds: UInt64) {
+        recent.record(nanoseconds)
     }
 
     @inline(__always)
@@ -269,7 +315,7 @@ final class PerfClientThread {
         @inline(__always)
         private func completeRequest() {
             let now = MonotonicClock.nanoseconds()
-            thread.latency.record(now &- sentAt[head])
+            thread.recordLatency(now &- sentAt[head])
             head = (head + 1) % sentAt.count
             inFlight -= 1
             thread.recordOperation(bytes: thread.plan.size)

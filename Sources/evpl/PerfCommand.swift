@@ -58,8 +58,8 @@ struct PerfClientCommand: ParsableCommand {
         }
         let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration)
         let result = try failing {
-            try PerfClient.run(plan, progress: json ? nil : { second, rate, bytesPerSecond in
-                print("[\(String(second).leftPadded(3))s] \(Int(rate.rounded())) ops/s  \(PerfReport.format1(bytesPerSecond * 8 / 1e9)) Gbit/s")
+            try PerfClient.run(plan, progress: json ? nil : { second in
+                print(PerfReport.progressLine(second, mode: mode))
                 flushStandardOutput()
             })
         }
@@ -100,6 +100,14 @@ enum PerfReport {
             lines.append("latency min \(microseconds(latency.min)) mean \(microseconds(UInt64(latency.mean))) p50 \(microseconds(latency.value(atQuantile: 0.5))) p99 \(microseconds(latency.value(atQuantile: 0.99))) p99.9 \(microseconds(latency.value(atQuantile: 0.999))) max \(microseconds(latency.max))")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `[  3s] 41250 ops/s  0.02 Gbit/s  p99 31.5us`: one second of a run;
+    /// stream mode measures no round trips, so it has no p99.
+    static func progressLine(_ second: PerfProgress, mode: PerfMode) -> String {
+        var line = "[\(String(second.second).leftPadded(3))s] \(Int(second.operationsPerSecond.rounded())) ops/s  \(format2(second.bytesPerSecond * 8 / 1e9)) Gbit/s"
+        if mode == .pingpong { line += "  p99 \(microseconds(second.p99))" }
+        return line
     }
 
     static func microseconds(_ nanoseconds: UInt64) -> String {

@@ -36,6 +36,33 @@ struct CommandLineTests {
         #expect(timed.operations > 4 && timed.seconds >= 0.3, "\(timed)")
     }
 
+    @Test("evpl perf client prints one line per second with ops/s, Gbit/s and, for ping-pong, the second's p99 within the run's range")
+    func perfProgressLines() throws {
+        let server = try EvplServer(["perf", "server", "--port", "0"])
+        let port = String(server.address.description.split(separator: ":").last!)
+        for mode in ["pingpong", "stream"] {
+            let (status, output) = try runEvpl(["perf", "client", "--port", port, "--mode", mode, "--duration", "2.5"])
+            try #require(status == 0, "\(output)")
+            let seconds = output.split(separator: "\n").filter { $0.hasPrefix("[") }
+            #expect(seconds.count == 2, "\(output)")
+            for line in seconds {
+                let fields = line.split(separator: " ")
+                let rate = fields.firstIndex(of: "ops/s").flatMap { Int(fields[$0 - 1]) } ?? 0
+                #expect(rate > 0 && line.contains(" Gbit/s"), "\(line)")
+                guard mode == "pingpong" else {
+                    #expect(!line.contains("p99"), "\(line)")
+                    continue
+                }
+                let p99 = fields.firstIndex(of: "p99").flatMap { Double(fields[$0 + 1].dropLast(2)) } ?? 0
+                let latency = output.split(separator: "\n").first { $0.hasPrefix("latency ") }?.split(separator: " ") ?? []
+                let minimum = latency.firstIndex(of: "min").flatMap { Double(latency[$0 + 1].dropLast(2)) } ?? .infinity
+                let maximum = latency.firstIndex(of: "max").flatMap { Double(latency[$0 + 1].dropLast(2)) } ?? 0
+                #expect(p99 > 0 && p99 >= minimum && p99 <= maximum, "\(line) against \(latency)")
+            }
+        }
+        #expect(server.terminate() == 0)
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])
