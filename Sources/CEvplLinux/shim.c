@@ -42,6 +42,12 @@ int cevpl_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int6
     return n;
 }
 
+static _Thread_local void *current_loop;
+
+void *cevpl_current_loop(void) { return current_loop; }
+
+void cevpl_set_current_loop(void *loop) { current_loop = loop; }
+
 int cevpl_set_affinity(const int *cpus, int count) {
     cpu_set_t set;
     CPU_ZERO(&set);

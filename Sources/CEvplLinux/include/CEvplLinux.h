@@ -52,6 +52,13 @@ int cevpl_set_affinity(const int *cpus, int count);
 /// Number of CPUs the calling thread may run on, or -1 with errno set.
 int cevpl_affinity_count(void);
 
+/// The event loop that last ran an iteration on the calling thread (an
+/// unretained Swift object), or NULL.
+void *cevpl_current_loop(void);
+
+/// Records `loop` as the calling thread's current event loop.
+void cevpl_set_current_loop(void *loop);
+
 /// Sets the calling thread's name (at most 15 bytes are kept).
 void cevpl_set_thread_name(const char *name);
 

@@ -28,6 +28,9 @@ public final class EventLoop {
     public let bufferPool: BufferPool
     /// The thread-safe handle for stopping the loop and queueing work on it.
     public let remote: EventLoopRemote
+    /// The loop as a Swift concurrency executor: tasks that prefer it and
+    /// actors that adopt it run on this loop's thread. `Sendable`.
+    public let executor: EventLoopExecutor
 
     let epollFD: Int32
     let ownerThread: pthread_t
@@ -143,15 +146,19 @@ public final class EventLoop {
         guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
         self.epollFD = fd
         self.ownerThread = pthread_self()
+        self.executor = EventLoopExecutor(remote: remote, ownerThread: ownerThread, logger: logger)
         self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
         self.eventMasks = .allocate(capacity: resolved.maxEventsPerPoll)
         self.eventTokens = .allocate(capacity: resolved.maxEventsPerPoll)
         self.remoteToken = try register(fd: remote.wakeFD, events: UInt32(EPOLLIN.rawValue), source: RemoteWakeSource(loop: self))
         bufferPool.trimScheduler = { [unowned self] in schedulePoolTrim() }
+        executor.loop = self
+        becomeCurrent()
         logger.debug("loop ready", metadata: ["buffer-size": "\(resolved.bufferSize)", "spin-ns": "\(resolved.spinNanoseconds)"])
     }
 
     deinit {
+        executor.loopEnded()
         // Connections still open lose their sockets without further events:
         // nothing can run on a loop that is going away.
         for connection in connections.all() {
@@ -187,6 +194,7 @@ public final class EventLoop {
     public func runOnce() {
         checkLoopThread()
         guard failure == nil else { return }
+        becomeCurrent()
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
         let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
@@ -209,6 +217,7 @@ public final class EventLoop {
         }
         if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
         if processPendingReads() { active = true }
+        if executor.runReadyJobs() { active = true }
         if runDeferrals() { active = true }
         if flushPendingSends() { active = true }
         if deliverPendingDisconnects() { active = true }
@@ -302,7 +311,7 @@ public final class EventLoop {
 
     /// Work queued since the last wait was decided (between iterations).
     private var hasPendingWork: Bool {
-        !armedDeferrals.isEmpty || !pendingReads.isEmpty || !pendingDisconnects.isEmpty
+        !armedDeferrals.isEmpty || executor.hasReadyJobs || !pendingReads.isEmpty || !pendingDisconnects.isEmpty
             || !pendingFlush.isEmpty || !pendingDatagramFlush.isEmpty
     }
 
@@ -442,6 +451,8 @@ public final class EventLoop {
                 work(self)
             case .accepted(let fd, let peer, let listenerID):
                 adoptAcceptedSocket(fd: fd, peer: peer, listenerID: listenerID)
+            case .job(let job):
+                executor.enqueueLocally(job)
             }
         }
         remoteTasks.removeAllKeepingCapacity()
@@ -460,7 +471,28 @@ public final class EventLoop {
         }
         while deliverPendingDisconnects() || !pendingDisconnects.isEmpty {}
         handleRemoteWake()
+        becomeCurrent()
+        runTasksUntilSuspended()
     }
+
+    /// Runs the jobs of tasks on this loop until none is ready: tasks that
+    /// the closes above woke see their errors and end, or wait on something
+    /// else. A task that keeps yielding is given up on after a bound.
+    private func runTasksUntilSuspended() {
+        var rounds = 0
+        while executor.runReadyJobs() || executor.hasReadyJobs {
+            rounds += 1
+            if rounds == Self.closingJobRounds {
+                logger.warning("tasks on the loop still runnable after closing; leaving them queued", metadata: ["rounds": "\(rounds)"])
+                return
+            }
+            while deliverPendingDisconnects() {}
+            handleRemoteWake()
+        }
+    }
+
+    /// How many rounds of jobs ``closeAll()`` runs at most.
+    private static let closingJobRounds = 10_000
 }
 
 /// Wakes the loop's remote queue.

@@ -13,6 +13,7 @@ public final class EventLoopRemote: Sendable {
     enum Task: Sendable {
         case run(@Sendable (EventLoop) -> Void)
         case accepted(fd: Int32, peer: SocketAddress?, listenerID: UInt64)
+        case job(LoopJob)
     }
 
     let wakeFD: Int32

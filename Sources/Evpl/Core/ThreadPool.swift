@@ -17,6 +17,9 @@ import Glibc
 public final class EventLoopThreadPool<ThreadState>: Sendable {
     /// Remotes of the pool's loops, in thread order.
     public let remotes: [EventLoopRemote]
+    /// The pool's loops as Swift concurrency executors, in thread order:
+    /// start a task on a loop with `Task(executorPreference: pool.executors[i])`.
+    public let executors: [EventLoopExecutor]
     private let threads: Locked<[pthread_t]>
 
     /// Starts `count` threads.
@@ -56,7 +59,7 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
                         return
                     }
                     let state = onStart(loop, index)
-                    startup.arrive(index: index, result: .success(loop.remote))
+                    startup.arrive(index: index, result: .success(loop.executor))
                     loop.run()
                     loop.closeAll()
                     onStop(loop, state)
@@ -67,16 +70,17 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
             }
         }
         let results = startup.wait()
-        let remotes = results.compactMap { try? $0.get() }
-        if remotes.count != count {
-            for remote in remotes { remote.stop() }
+        let executors = results.compactMap { try? $0.get() }
+        if executors.count != count {
+            for executor in executors { executor.remote.stop() }
             for thread in threads { pthread_join(thread, nil) }
             let failure = results.lazy.compactMap { result -> EvplError? in
                 if case .failure(let error) = result { return error } else { return nil }
             }.first
             throw failure ?? EvplError(.system, operation: "thread pool")
         }
-        self.remotes = remotes
+        self.executors = executors
+        self.remotes = executors.map(\.remote)
         self.threads = Locked(threads)
     }
 
@@ -133,7 +137,7 @@ private final class ReportCollector: Sendable {
 /// Collects each thread's start result and releases the creator once all
 /// have reported.
 private final class StartupBarrier: Sendable {
-    private let results: Locked<[Result<EventLoopRemote, EvplError>?]>
+    private let results: Locked<[Result<EventLoopExecutor, EvplError>?]>
     private let arrived = Atomic<Int>(0)
     private let count: Int
 
@@ -142,12 +146,12 @@ private final class StartupBarrier: Sendable {
         self.results = Locked(Array(repeating: nil, count: count))
     }
 
-    func arrive(index: Int, result: Result<EventLoopRemote, EvplError>) {
+    func arrive(index: Int, result: Result<EventLoopExecutor, EvplError>) {
         results.withLock { $0[index] = result }
         arrived.add(1, ordering: .releasing)
     }
 
-    func wait() -> [Result<EventLoopRemote, EvplError>] {
+    func wait() -> [Result<EventLoopExecutor, EvplError>] {
         while arrived.load(ordering: .acquiring) < count {
             usleep(100)
         }
