@@ -1,5 +1,6 @@
 import CAllocationCounter
 import Evpl
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -160,6 +161,46 @@ struct AllocationTests {
         try drive(loop, "the last reads") { device.pendingRequests == 0 }
         device.close()
         for buffer in buffers { buffer.release() }
+        expectNoLeaks(loop)
+    }
+
+    @Test("10,000 async block reads of 4 KiB from 4 tasks allocate nothing on the loop thread",
+          arguments: BlockEngine.allCases.filter { $0.unavailableReason == nil })
+    func asyncBlockReads(engine: BlockEngine) throws {
+        let path = "/var/tmp/evpl-alloc-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        let loop = try makeLoop()
+        let blocks = 256
+        let device = try loop.openBlockDevice(path, engine: engine, create: UInt64(blocks * 4096), queueDepth: 4)
+        let handle = device.handle
+        let completed = AtomicCounter()
+        let failures = AtomicCounter()
+        let running = AtomicCounter()
+        let stop = Atomic<Bool>(false)
+        for task in 0..<4 {
+            running.increment()
+            Task(executorPreference: loop.executor) { @Sendable in
+                defer { running.add(-1) }
+                guard var block = try? EventLoop.current?.bufferPool.allocate() else { return failures.increment() }
+                defer { block.release() }
+                block.length = 4096
+                var next = task
+                while !stop.load(ordering: .relaxed) {
+                    do {
+                        if try await handle.read(into: block, at: UInt64(next * 4096)) != 4096 { failures.increment() }
+                    } catch {
+                        failures.increment()
+                    }
+                    completed.increment()
+                    next = (next + 4) % blocks
+                }
+            }
+        }
+        try Self.expectSteadyStateAllocationFree(loop, "\(engine.rawValue) async reads") { completed.value }
+        stop.store(true, ordering: .relaxed)
+        try drive(loop, "the tasks to end") { running.value == 0 }
+        #expect(failures.value == 0)
+        device.close()
         expectNoLeaks(loop)
     }
 }

@@ -85,38 +85,38 @@ public final class BlockDevice {
     public var requestsAtEngine: Int { inFlight }
 
     /// Reads into `iovecs` (scatter; the caller keeps its references) from `offset`.
-    public func read(into iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
+    public func read(into iovecs: [IOVec], at offset: UInt64, tag: UInt64) {
         submit(.read, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag) { $0.take(iovecs) }
     }
 
     /// Reads into one IOVec (the caller keeps its reference) from `offset`.
-    public func read(into iovec: IOVec, at offset: UInt64, tag: UInt64 = 0) {
+    public func read(into iovec: IOVec, at offset: UInt64, tag: UInt64) {
         submit(.read, offset: offset, length: iovec.length, tag: tag) { $0.take(iovec) }
     }
 
     /// Writes `iovecs` (gather; the caller keeps its references) at `offset`.
-    public func write(_ iovecs: [IOVec], at offset: UInt64, tag: UInt64 = 0) {
+    public func write(_ iovecs: [IOVec], at offset: UInt64, tag: UInt64) {
         submit(.write, offset: offset, length: iovecs.reduce(0) { $0 + $1.length }, tag: tag) { $0.take(iovecs) }
     }
 
     /// Writes one IOVec (the caller keeps its reference) at `offset`.
-    public func write(_ iovec: IOVec, at offset: UInt64, tag: UInt64 = 0) {
+    public func write(_ iovec: IOVec, at offset: UInt64, tag: UInt64) {
         submit(.write, offset: offset, length: iovec.length, tag: tag) { $0.take(iovec) }
     }
 
     /// Makes completed writes durable (`fdatasync`).
-    public func flush(tag: UInt64 = 0) {
+    public func flush(tag: UInt64) {
         submit(.flush, offset: 0, length: 0, tag: tag) { _ in }
     }
 
     /// Tells the device `length` bytes at `offset` are unused (advisory; they
     /// read back as zeros on a file).
-    public func discard(at offset: UInt64, length: Int, tag: UInt64 = 0) {
+    public func discard(at offset: UInt64, length: Int, tag: UInt64) {
         submit(.discard, offset: offset, length: length, tag: tag) { _ in }
     }
 
     /// Makes `length` bytes at `offset` read back as zeros.
-    public func writeZeroes(at offset: UInt64, length: Int, tag: UInt64 = 0) {
+    public func writeZeroes(at offset: UInt64, length: Int, tag: UInt64) {
         submit(.writeZeroes, offset: offset, length: length, tag: tag) { _ in }
     }
 
@@ -137,9 +137,11 @@ public final class BlockDevice {
 
     // MARK: Queue
 
-    private func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64, buffers: (BlockRequest) -> Void) {
+    func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64,
+                continuation: UnsafeContinuation<BlockCompletion, Never>? = nil, buffers: (BlockRequest) -> Void) {
         loop.checkLoopThread()
         let request = spare.popLast() ?? BlockRequest()
+        request.continuation = continuation
         request.operation = operation
         request.offset = offset
         request.length = length
@@ -222,9 +224,15 @@ public final class BlockDevice {
         let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
         loop.blockRequestsPending &-= 1
         while let iovec = request.iovecs.popLast() { iovec.release() }
+        let continuation = request.continuation
+        request.continuation = nil
         spare.append(request)
         startWaiting()
-        handler(self, completion)
+        if let continuation {
+            continuation.resume(returning: completion)
+        } else {
+            handler(self, completion)
+        }
         closeDescriptorIfIdle()
     }
 

@@ -14,6 +14,9 @@ final class BlockRequest: URingOperationTarget {
     @exclusivity(unchecked) var offset: UInt64 = 0
     @exclusivity(unchecked) var length = 0
     @exclusivity(unchecked) var tag: UInt64 = 0
+    /// The task awaiting this request, for async submissions; callback
+    /// submissions complete through the device's handler.
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<BlockCompletion, Never>?
     @exclusivity(unchecked) var iovecs: [IOVec] = []
     let vectors: UnsafeMutablePointer<iovec>
     @exclusivity(unchecked) var vectorCount = 0

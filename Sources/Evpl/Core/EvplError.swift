@@ -38,6 +38,10 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         /// or a graceful shutdown's deadline): queued bytes were dropped and
         /// the peer saw a reset. An orderly end reports no error at all.
         case aborted
+        /// The task awaiting the operation was cancelled.
+        case cancelled
+        /// The operation did not finish before its deadline.
+        case timedOut
         /// Any other system call failure; see ``EvplError/errno``.
         case system
     }
@@ -74,6 +78,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case EMFILE, ENFILE: return .tooManyOpenFiles
         case ENOMEM, ENOBUFS: return .resourceExhausted
         case EINVAL: return .invalidArgument
+        case ETIMEDOUT: return .timedOut
         case EAFNOSUPPORT, EADDRNOTAVAIL: return .invalidAddress
         case ENAMETOOLONG: return .pathTooLong
         default: return .system
@@ -106,6 +111,8 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notFound: return "not found"
         case .resourceExhausted: return "resource exhausted"
         case .aborted: return "closed abortively by this side"
+        case .cancelled: return "cancelled"
+        case .timedOut: return "timed out"
         case .system: return "system error"
         }
     }

@@ -203,7 +203,7 @@ public final class Connection: PollSource {
     /// Traps off the loop's thread, in release builds too (see ``EventLoop``).
     @inline(__always)
     func checkThread() {
-        precondition(pthread_self() == ownerThread, "Connection used off its loop's thread: use loop.remote.execute from other threads")
+        precondition(pthread_self() == ownerThread, "Connection used off its loop's thread: run async code on it with Task(executorPreference: loop.executor), and reach it from other threads with loop.remote.execute")
     }
 
     private func checkSendable() throws(EvplError) {
