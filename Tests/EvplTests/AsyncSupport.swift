@@ -24,3 +24,41 @@ func runTask(on loop: EventLoop, seconds: Double = 30, _ what: String,
 func currentLoop(sourceLocation: SourceLocation = #_sourceLocation) throws -> EventLoop {
     try #require(EventLoop.current, "not running on an event loop", sourceLocation: sourceLocation)
 }
+
+/// Runs each of `operations` as a task on `loop`'s executor until all have
+/// ended, and rethrows the first error one threw.
+func runTasks(on loop: EventLoop, seconds: Double = 60, _ what: String,
+              _ operations: [@Sendable () async throws -> Void]) throws {
+    let results = Mutex<[Result<Void, any Error>]>([])
+    for operation in operations {
+        Task(executorPreference: loop.executor) { @Sendable in
+            let result: Result<Void, any Error>
+            do {
+                try await operation()
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            results.withLock { $0.append(result) }
+        }
+    }
+    try spin(loop, seconds: seconds, what) { results.withLock { $0.count == operations.count } }
+    for result in results.withLock({ $0 }) { try result.get() }
+}
+
+/// Accepts exactly one connection from `listener` on the current loop.
+nonisolated(nonsending) func acceptOne(from listener: Listener, segmenter: Segmenter? = nil, window: Int = AsyncConnection.defaultWindow) async throws -> AsyncConnection {
+    let incoming = try currentLoop().connections(from: listener, segmenter: segmenter, window: window)
+    defer { incoming.stop() }
+    return try #require(try await incoming.accept())
+}
+
+/// Reads from `connection` until `count` bytes have arrived (or it ends),
+/// copying them out.
+nonisolated(nonsending) func receiveBytes(_ connection: AsyncConnection, count: Int) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    while bytes.count < count, let chunk = try await connection.receive() {
+        bytes += chunk.array
+    }
+    return bytes
+}

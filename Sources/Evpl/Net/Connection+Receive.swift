@@ -14,6 +14,8 @@ struct ReceivePauses: OptionSet {
     static let memory = ReceivePauses(rawValue: 1 << 2)
     /// A graceful shutdown waits for block requests in flight.
     static let shutdown = ReceivePauses(rawValue: 1 << 3)
+    /// An async consumer has a window's worth of bytes it has not taken.
+    static let consumer = ReceivePauses(rawValue: 1 << 4)
 }
 
 extension Connection {
@@ -184,6 +186,12 @@ extension Connection {
     /// stream, each whole message with a segmenter. Stops as soon as
     /// receiving is paused; the rest waits in the queue.
     func deliverReceived() {
+        if let pullConsumer {
+            // The bytes wait in the queue until the consumer takes them.
+            if receiveQueue.count >= pullWindow { pauseReceiving(.consumer) }
+            pullConsumer()
+            return
+        }
         guard let segmenter else {
             guard receivePauses.isEmpty, receiveQueue.count > 0 else { return }
             deliver(length: receiveQueue.count)
@@ -229,6 +237,11 @@ extension Connection {
             return
         }
         inputClosed = true
+        if let pullConsumer {
+            // The consumer drains what is queued, then sees the end.
+            pullConsumer()
+            return
+        }
         if segmenter != nil && receiveQueue.count > 0 {
             closingError = EvplError(.framing, operation: "receive", context: "\(remoteAddress): stream ended inside a message (\(receiveQueue.count) bytes left)")
         }

@@ -87,6 +87,12 @@ public final class Connection: PollSource {
     /// The io_uring operations of a connection on the io_uring backend; `nil`
     /// on the socket backend, where epoll readiness drives reads and writes.
     var uring: URingStream?
+    /// Set while an async consumer pulls received bytes (``AsyncConnection``):
+    /// arrivals and the end of stream only call it, and the bytes wait in
+    /// ``receiveQueue`` until the consumer takes them. Receiving pauses
+    /// once ``pullWindow`` bytes wait.
+    var pullConsumer: (() -> Void)?
+    var pullWindow = Int.max
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
     static let readBurst = 16
@@ -303,8 +309,9 @@ public final class Connection: PollSource {
         Glibc.close(fd)
         sendQueue.releaseAll()
         // A handler closing from inside `received` still reads its view;
-        // the delivery releases the queue when the handler returns.
-        if !delivering { receiveQueue.releaseAll() }
+        // the delivery releases the queue when the handler returns. An
+        // async consumer still takes what arrived before the end.
+        if !delivering && pullConsumer == nil { receiveQueue.releaseAll() }
         if !disconnectQueued {
             disconnectQueued = true
             loop.pendingDisconnects.append(self)

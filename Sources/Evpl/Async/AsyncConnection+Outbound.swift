@@ -1,0 +1,63 @@
+extension AsyncConnection {
+    /// Queues a copy of `bytes` as one message, then suspends while more
+    /// than ``EvplConfig/sendHighWatermark`` bytes wait to be sent.
+    ///
+    /// - Throws: ``EvplError``: the error that ended the connection,
+    ///   `.invalidState` after ``finish()``, `.cancelled` or `.timedOut`
+    ///   when the wait for room is cut short (the bytes stay queued).
+    nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws(EvplError) {
+        try checkWritable()
+        try connection.send(bytes)
+        try await waitForRoom()
+    }
+
+    /// Queues a copy of `bytes` as one message; see ``write(_:)``.
+    nonisolated(nonsending) public func write(copying bytes: UnsafeRawBufferPointer) async throws(EvplError) {
+        try checkWritable()
+        try connection.send(copying: bytes)
+        try await waitForRoom()
+    }
+
+    /// Queues `iovec` without copying, taking over the caller's reference
+    /// (released once written, or at once when this throws); see
+    /// ``write(_:)``.
+    nonisolated(nonsending) public func write(taking iovec: IOVec) async throws(EvplError) {
+        do throws(EvplError) {
+            try checkWritable()
+        } catch {
+            iovec.release()
+            throw error
+        }
+        try connection.send(taking: iovec)
+        try await waitForRoom()
+    }
+
+    /// Queues `iovecs` as one message without copying, taking over the
+    /// caller's references; see ``write(taking:)-(IOVec)``.
+    nonisolated(nonsending) public func write(taking iovecs: [IOVec]) async throws(EvplError) {
+        do throws(EvplError) {
+            try checkWritable()
+        } catch {
+            for iovec in iovecs { iovec.release() }
+            throw error
+        }
+        try connection.send(taking: iovecs)
+        try await waitForRoom()
+    }
+
+    private func checkWritable() throws(EvplError) {
+        connection.checkThread()
+        if let failure { throw failure }
+    }
+
+    /// Suspends until the send queue is at or below the high watermark, or
+    /// the connection ends.
+    nonisolated(nonsending) private func waitForRoom() async throws(EvplError) {
+        let limit = connection.loop.config.sendHighWatermark
+        while connection.queuedBytes > limit {
+            if let failure { throw failure }
+            guard connection.isOpen else { return }
+            try await outboundWait.wait("write")
+        }
+    }
+}
