@@ -127,19 +127,8 @@ struct AsyncTimeTests {
             withUnsafeCurrentTask { $0?.cancel() }
             try await EventLoop.current!.sleep(for: .zero)
         }
-        #expect(throws: EvplError.self) { try awaitResult(early) }
+        await #expect(throws: EvplError.self) { try await early.value }
         executor.remote.stop()
         thread.join()
     }
-}
-
-/// Blocks until `task` ends (for a task on a loop that another thread runs).
-private func awaitResult(_ task: Task<Void, any Error>) throws {
-    let done = Mutex<Result<Void, any Error>?>(nil)
-    Task { @Sendable in
-        let result = await task.result
-        done.withLock { $0 = result }
-    }
-    while done.withLock({ $0 == nil }) { usleep(1000) }
-    try done.withLock { $0! }.get()
 }
