@@ -237,7 +237,6 @@ struct AsyncConnectionTests {
             // A cancelled receive leaves the connection usable.
             try connection.connection.send([42])
         }
-        _ = server
         let reply = Mutex<[UInt8]?>(nil)
         Task(executorPreference: loop.executor) { @Sendable in
             let connection = try await currentLoop().connect(to: address, protocol: evplProtocol)
@@ -266,11 +265,19 @@ struct AsyncConnectionTests {
         let evplProtocol = setting.evplProtocol
         let outcome = Mutex<EvplError.Code?>(nil)
         let suspendedWrites = AtomicCounter()
-        let writer = Task(executorPreference: loop.executor) { @Sendable () async throws -> Void in
+        // The peer accepts (attached before the writer connects) but never reads.
+        let incoming = Mutex<Bool>(false)
+        Task(executorPreference: loop.executor) { @Sendable in
+            let connection = try await acceptOne(from: listener)
+            incoming.withLock { $0 = true }
+            try await currentLoop().sleep(for: .seconds(2))
+            withExtendedLifetime(connection) {}
+        }
+        Task(executorPreference: loop.executor) { @Sendable () async throws -> Void in
             let connection = try await currentLoop().connect(to: address, protocol: evplProtocol)
             let loop = try currentLoop()
             let chunk = [UInt8](repeating: 7, count: 64 * 1024)
-            // Whoever ends the suspended write: close it from a timer.
+            // Once a write has suspended, a timer closes the connection under it.
             var closer: EvplTimer?
             do throws(EvplError) {
                 while true {
@@ -286,15 +293,6 @@ struct AsyncConnectionTests {
             } catch {
                 outcome.withLock { $0 = error.code }
             }
-        }
-        _ = writer
-        // The peer accepts but never reads.
-        let incoming = Mutex<Bool>(false)
-        Task(executorPreference: loop.executor) { @Sendable in
-            let connection = try await acceptOne(from: listener)
-            incoming.withLock { $0 = true }
-            try await currentLoop().sleep(for: .seconds(2))
-            withExtendedLifetime(connection) {}
         }
         try spin(loop, seconds: 30, "the aborted write") { outcome.withLock { $0 != nil } }
         #expect(outcome.withLock { $0 } == .aborted)
