@@ -164,6 +164,52 @@ struct AllocationTests {
         expectNoLeaks(loop)
     }
 
+    @Test("10,000 async TCP ping-pong round trips of 64 bytes allocate nothing, server and client both async", arguments: StreamCase.backends)
+    func asyncTCPPingPong(backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop()
+        let evplProtocol = EvplProtocol(.tcp, backend: backend)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: evplProtocol)
+        let address = listener.address
+        let completed = AtomicCounter()
+        let failures = AtomicCounter()
+        let stop = Atomic<Bool>(false)
+        let running = AtomicCounter()
+        running.add(2)
+        Task(executorPreference: loop.executor) { @Sendable in
+            defer { running.add(-1) }
+            do {
+                let connection = try await acceptOne(from: listener, segmenter: Segmenters.fixedLength(64))
+                while let request = try await connection.receive() {
+                    try await connection.write(request)
+                }
+            } catch {
+                failures.increment()
+            }
+        }
+        Task(executorPreference: loop.executor) { @Sendable in
+            defer { running.add(-1) }
+            do {
+                let connection = try await EventLoop.current!.connect(to: address, protocol: evplProtocol, segmenter: Segmenters.fixedLength(64))
+                let request = [UInt8](repeating: 0x5A, count: 64)
+                while !stop.load(ordering: .relaxed) {
+                    try await connection.write(request)
+                    guard let reply = try await connection.receive(), reply.count == 64 else { return failures.increment() }
+                    completed.increment()
+                }
+                connection.finish()
+                while try await connection.receive() != nil {}
+            } catch {
+                failures.increment()
+            }
+        }
+        try Self.expectSteadyStateAllocationFree(loop, "\(backend.rawValue) async TCP round trips") { completed.value }
+        stop.store(true, ordering: .relaxed)
+        try drive(loop, "the tasks to end") { running.value == 0 }
+        #expect(failures.value == 0)
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("10,000 async block reads of 4 KiB from 4 tasks allocate nothing on the loop thread",
           arguments: BlockEngine.allCases.filter { $0.unavailableReason == nil })
     func asyncBlockReads(engine: BlockEngine) throws {

@@ -45,6 +45,26 @@ extension AsyncConnection {
         try await waitForRoom()
     }
 
+    /// Queues received bytes (from this loop, any connection) as one
+    /// message without copying: each pooled piece gets a reference of its
+    /// own, so `bytes` stays valid; see ``write(_:)``. An echo is
+    /// `try await connection.write(message)`.
+    nonisolated(nonsending) public func write(_ bytes: ReceivedBytes) async throws(EvplError) {
+        try checkWritable()
+        var failure: EvplError?
+        bytes.forEachIOVec { piece in
+            guard failure == nil else { return }
+            piece.retain()
+            do throws(EvplError) {
+                try connection.send(taking: piece)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        try await waitForRoom()
+    }
+
     private func checkWritable() throws(EvplError) {
         connection.checkThread()
         if let failure { throw failure }

@@ -29,7 +29,7 @@ public struct ReceivedBytes {
     }
 
     /// Walks the pooled ranges the bytes occupy, narrowed to this view.
-    private func forEachIOVec(_ body: (IOVec) throws -> Void) rethrows {
+    func forEachIOVec(_ body: (IOVec) throws -> Void) rethrows {
         var remaining = count
         var index = segment
         var skip = offset
