@@ -40,6 +40,9 @@ struct BlkCommand: ParsableCommand {
     @Flag(help: "Print {iops, bytes_per_sec, latency_ns} as JSON.")
     var json = false
 
+    @Option(help: "callbacks (a completion handler) or async (one task per request in flight, awaiting it).")
+    var api: API = .callbacks
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -53,7 +56,7 @@ struct BlkCommand: ParsableCommand {
 
     func run() throws {
         let plan = BlockPlan(path: path, workload: rw, blockSize: bs, depth: iodepth, size: size, seconds: runtime,
-                             timeBased: timeBased, engine: engine, direct: direct, verify: verify)
+                             timeBased: timeBased, engine: engine, direct: direct, verify: verify, api: api)
         let result = try failing {
             try BlockBench.run(plan, config: logging.config(), progress: json ? nil : { second in
                 print("[\(String(second.second).leftPadded(3))s] iops \(Int(second.operationsPerSecond.rounded()))  MiB/s \(PerfReport.format1(second.bytesPerSecond / 1_048_576))  p99 \(PerfReport.microseconds(second.p99))")

@@ -23,6 +23,9 @@ struct BlockPlan {
     var engine: BlockEngine
     var direct: Bool
     var verify: Bool
+    /// Drive the timed phase with callbacks or with `depth` tasks awaiting
+    /// their requests.
+    var api: API = .callbacks
 }
 
 /// One second of a run, for a live progress line.
@@ -113,7 +116,11 @@ final class BlockBench {
         // A size smaller than depth blocks leaves the other slots idle from the start.
         var started = 0
         for slot in 0..<plan.depth where !sizeReached {
-            issue(slot)
+            if plan.api == .async {
+                startTask(slot)
+            } else {
+                issue(slot)
+            }
             started += 1
         }
         idle = plan.depth - started
@@ -143,6 +150,12 @@ final class BlockBench {
     private var sizeReached: Bool { !plan.timeBased && bytesIssued + UInt64(plan.blockSize) > plan.size }
 
     private func issue(_ slot: Int) {
+        let next = nextRequest()
+        submit(slot, at: next.offset, write: next.write)
+    }
+
+    /// The offset and direction of the next request, counted as issued.
+    private func nextRequest() -> (offset: UInt64, write: Bool) {
         bytesIssued &+= UInt64(plan.blockSize)
         let offset: UInt64
         if plan.workload.isRandom {
@@ -160,7 +173,41 @@ final class BlockBench {
         case .write, .randwrite: write = true
         case .randrw: write = random & 1 == 0
         }
-        submit(slot, at: offset, write: write)
+        return (offset, write)
+    }
+
+    /// The async timed phase: one task per slot, each awaiting its request
+    /// and issuing the next until the run is over.
+    private func startTask(_ slot: Int) {
+        let bench = OnLoop(value: self)
+        Task(executorPreference: loop.executor) {
+            await bench.value.runSlot(slot)
+        }
+    }
+
+    private func runSlot(_ slot: Int) async {
+        repeat {
+            let next = nextRequest()
+            isWrite[slot] = next.write
+            offsets[slot] = next.offset
+            if next.write && plan.verify { BlockPattern.fill(slots[slot].baseAddress, length: plan.blockSize, fileOffset: next.offset) }
+            startedAt[slot] = MonotonicClock.nanoseconds()
+            do throws(EvplError) {
+                let bytes = next.write
+                    ? try await device.write(slots[slot], at: next.offset)
+                    : try await device.read(into: slots[slot], at: next.offset)
+                account(slot: slot, bytes: bytes, error: nil)
+            } catch {
+                account(slot: slot, bytes: 0, error: error)
+            }
+        } while mayContinue
+        retire()
+    }
+
+    /// Whether the run goes on after a completion: no failure yet, time
+    /// left, and (unless time-based) blocks left to issue.
+    private var mayContinue: Bool {
+        result.error == nil && result.mismatch == nil && MonotonicClock.nanoseconds() < deadline && !sizeReached
     }
 
     private func submit(_ slot: Int, at offset: UInt64, write: Bool) {
@@ -177,34 +224,38 @@ final class BlockBench {
     }
 
     private func completed(_ completion: BlockCompletion) {
-        let slot = Int(completion.tag)
+        account(slot: Int(completion.tag), bytes: completion.bytes, error: completion.error)
+        if measuring {
+            if mayContinue {
+                issue(Int(completion.tag))
+            } else {
+                retire()
+            }
+        } else {
+            continueSweep(Int(completion.tag))
+        }
+    }
+
+    /// Checks and counts the completion of `slot`'s request.
+    private func account(slot: Int, bytes: Int, error: EvplError?) {
         let now = MonotonicClock.nanoseconds()
-        if let error = completion.error, result.error == nil {
+        if let error, result.error == nil {
             result.error = error
         }
-        if completion.error == nil {
+        if error == nil {
             if !isWrite[slot] && plan.verify && result.mismatch == nil {
                 result.mismatch = BlockPattern.firstMismatch(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offsets[slot])
             }
             if measuring {
                 result.operations &+= 1
-                result.bytes &+= UInt64(completion.bytes)
+                result.bytes &+= UInt64(bytes)
                 result.latency.record(now - startedAt[slot])
                 if progress != nil {
                     interval.operations &+= 1
-                    interval.bytes &+= UInt64(completion.bytes)
+                    interval.bytes &+= UInt64(bytes)
                     interval.latency.record(now - startedAt[slot])
                 }
             }
-        }
-        if measuring {
-            if result.error == nil && result.mismatch == nil && now < deadline && !sizeReached {
-                issue(slot)
-            } else {
-                retire()
-            }
-        } else {
-            continueSweep(slot)
         }
     }
 
