@@ -9,8 +9,11 @@ struct EchoCommand: ParsableCommand {
 
     @OptionGroup var server: ServerOptions
 
+    @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
+    var api: API = .callbacks
+
     func run() throws {
-        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-echo.sock", mode: .echo)
+        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-echo.sock", mode: .echo, api: api)
     }
 }
 
@@ -28,11 +31,11 @@ struct ServerOptions: ParsableArguments {
 
     /// Serves until SIGINT or SIGTERM: prints the one `listening on <address>`
     /// line once ready, then shuts down cleanly.
-    func serveUntilTerminated(defaultPath: String, mode: EchoServer.Mode) throws {
+    func serveUntilTerminated(defaultPath: String, mode: EchoServer.Mode, api: API = .callbacks) throws {
         let signals = try failing { try TerminationSignals() }
         let server = try failing {
             try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode,
-                           config: logging.config())
+                           api: api, config: logging.config())
         }
         print("listening on \(server.address)")
         flushStandardOutput()

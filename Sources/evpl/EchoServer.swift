@@ -16,13 +16,17 @@ final class EchoServer: Sendable {
     let address: SocketAddress
     private let pool: EventLoopThreadPool<DatagramEndpoint?>
     private let listener: Listener?
+    /// The task serving connections through the async API, if it is used.
+    private let serving: Task<Void, Never>?
 
-    init(protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int, mode: Mode, config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
+    init(protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int, mode: Mode, api: API = .callbacks,
+         config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
         if evplProtocol.isStream {
             let listener = try Listener(address: address, protocol: evplProtocol, logger: config?.logger ?? .evplSilent)
             self.listener = listener
             self.address = listener.address
             pool = try EventLoopThreadPool(count: threads, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in
+                guard api == .callbacks else { return nil }
                 loop.attach(to: listener) { connection in
                     switch mode {
                     case .echo: connection.handler = Self.echo
@@ -33,7 +37,19 @@ final class EchoServer: Sendable {
                 }
                 return nil
             }
+            if api == .async {
+                let executors = pool.executors
+                serving = Task(executorPreference: executors[0]) {
+                    await listener.serve(on: executors) { connection in try await Self.serve(connection, mode: mode) }
+                }
+            } else {
+                serving = nil
+            }
         } else {
+            guard api == .callbacks else {
+                throw EvplError(.invalidArgument, operation: "serve", context: "the async API serves stream protocols (tcp, unix)")
+            }
+            serving = nil
             guard threads == 1 else {
                 throw EvplError(.invalidArgument, operation: "serve", context: "udp serves from one thread (got --threads \(threads))")
             }
@@ -69,6 +85,7 @@ final class EchoServer: Sendable {
     /// queued) for up to `timeout`, closes the rest and joins the threads.
     @discardableResult
     func stop(timeout: Duration = .seconds(5)) -> ShutdownReport {
+        serving?.cancel()
         listener?.close()
         return pool.shutdownGracefully(timeout: timeout)
     }
@@ -118,6 +135,45 @@ final class EchoServer: Sendable {
             offset += piece.count
             guard start < piece.count else { return }
             send(UnsafeRawBufferPointer(rebasing: piece[start...]), on: connection)
+        }
+    }
+}
+
+extension EchoServer {
+    /// One connection through the async API: the same protocol as the
+    /// callbacks above, each received chunk echoed by copy.
+    nonisolated(nonsending) private static func serve(_ connection: AsyncConnection, mode: Mode) async throws(EvplError) {
+        var header: UInt64 = 0
+        var headerBytes = mode == .perf ? 0 : 8
+        var sink = false
+        do throws(EvplError) {
+            while let bytes = try await connection.receive() {
+                if sink { continue }
+                var skip = 0
+                if headerBytes < 8 {
+                    skip = min(8 - headerBytes, bytes.count)
+                    for index in 0..<skip { header = header << 8 | UInt64(bytes[index]) }
+                    headerBytes += skip
+                    if headerBytes == 8 {
+                        switch header {
+                        case PerfHandshake.ping: break
+                        case PerfHandshake.stream: sink = true
+                        default:
+                            connection.close()
+                            return
+                        }
+                    }
+                    if sink || skip == bytes.count { continue }
+                }
+                if skip == 0 {
+                    try await connection.write(copying: bytes)
+                } else {
+                    try await connection.write(Array(bytes.array[skip...]))
+                }
+            }
+        } catch {
+            // A shutdown finished the connection: what is queued still goes out.
+            guard error.code == .invalidState else { throw error }
         }
     }
 }

@@ -26,6 +26,8 @@ struct PerfPlan: Sendable {
     var durationSeconds: Double
     var config: EvplConfig? = nil
     var cpu: Int? = nil
+    /// Drive stream connections with callbacks or with a task each.
+    var api: API = .callbacks
 }
 
 /// A perf run's outcome.
@@ -68,6 +70,9 @@ enum PerfClient {
         }
         if plan.mode == .stream && !plan.evplProtocol.isStream {
             throw EvplError(.invalidArgument, operation: "perf", context: "stream mode needs a stream protocol (tcp or unix)")
+        }
+        if plan.api == .async && !plan.evplProtocol.isStream {
+            throw EvplError(.invalidArgument, operation: "perf", context: "the async API drives stream protocols (tcp, unix)")
         }
         if !plan.evplProtocol.isStream && plan.size > 65_000 {
             throw EvplError(.invalidArgument, operation: "perf", context: "udp messages are at most 65000 bytes")
@@ -183,7 +188,10 @@ final class PerfClientThread {
         for _ in 0..<connections {
             let flow = PerfFlow(thread: self)
             flows.append(flow)
-            if plan.evplProtocol.isStream {
+            if plan.api == .async {
+                let onLoop = OnLoop(value: flow)
+                Task(executorPreference: loop.executor) { await onLoop.value.run() }
+            } else if plan.evplProtocol.isStream {
                 _ = try loop.connect(to: plan.address, protocol: plan.evplProtocol) { [unowned flow] connection, event in
                     flow.handle(connection, event)
                 }
@@ -291,6 +299,41 @@ final class PerfClientThread {
         private func sendRequest(_ connection: Connection) throws(EvplError) {
             try connection.send(copying: UnsafeRawBufferPointer(thread.payload))
             stamp()
+        }
+
+        /// The flow as a task on the loop: the same traffic through the
+        /// async API. It ends when the pool stops and closes its connection.
+        func run() async {
+            let plan = thread.plan
+            do throws(EvplError) {
+                let connection = try await thread.loop.connect(to: plan.address, protocol: plan.evplProtocol)
+                try await connection.write(PerfHandshake.bytes(plan.mode == .stream ? PerfHandshake.stream : PerfHandshake.ping))
+                let payload = UnsafeRawBufferPointer(thread.payload)
+                if plan.mode == .stream {
+                    while true {
+                        for iovec in thread.streamPayload {
+                            iovec.retain()
+                            try await connection.write(taking: iovec)
+                        }
+                        thread.recordOperation(bytes: plan.size)
+                    }
+                }
+                for _ in 0..<plan.depth {
+                    try await connection.write(copying: payload)
+                    stamp()
+                }
+                while let bytes = try await connection.receive() {
+                    pendingBytes += bytes.count
+                    while pendingBytes >= plan.size {
+                        pendingBytes -= plan.size
+                        completeRequest()
+                        try await connection.write(copying: payload)
+                        stamp()
+                    }
+                }
+            } catch {
+                // The pool stopping closes the connection under the flow.
+            }
         }
 
         func sendDatagram(_ endpoint: DatagramEndpoint) {

@@ -17,8 +17,11 @@ struct PerfServerCommand: ParsableCommand {
 
     @OptionGroup var server: ServerOptions
 
+    @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
+    var api: API = .callbacks
+
     func run() throws {
-        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-perf.sock", mode: .perf)
+        try server.serveUntilTerminated(defaultPath: "/tmp/evpl-perf.sock", mode: .perf, api: api)
     }
 }
 
@@ -51,12 +54,15 @@ struct PerfClientCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
+    var api: API = .callbacks
+
     func run() throws {
         let address = try failing { try endpoint.address(defaultPath: "/tmp/evpl-perf.sock") }
         guard endpoint.protocol == .unix || endpoint.port != 0 else {
             throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
         }
-        let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration)
+        let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration, api: api)
         let result = try failing {
             try PerfClient.run(plan, progress: json ? nil : { second in
                 print(PerfReport.progressLine(second, mode: mode))

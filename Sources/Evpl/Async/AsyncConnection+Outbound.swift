@@ -65,6 +65,24 @@ extension AsyncConnection {
         try await waitForRoom()
     }
 
+    /// Queues a copy of received bytes as one message; see ``write(_:)``.
+    /// Unlike ``write(_:)-(ReceivedBytes)``, the received buffers are not
+    /// held until the copy is sent.
+    nonisolated(nonsending) public func write(copying bytes: ReceivedBytes) async throws(EvplError) {
+        try checkWritable()
+        var failure: EvplError?
+        bytes.forEachSegment { piece in
+            guard failure == nil else { return }
+            do throws(EvplError) {
+                try connection.send(copying: piece)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        try await waitForRoom()
+    }
+
     private func checkWritable() throws(EvplError) {
         connection.checkThread()
         if let failure { throw failure }
