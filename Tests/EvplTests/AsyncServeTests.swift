@@ -51,3 +51,56 @@ struct AsyncServeTests {
         #expect(listener.attachedLoopCount == 0)
     }
 }
+
+@Suite("ConnectionHandle")
+struct ConnectionHandleTests {
+    @Test("tasks on other executors write through a connection's handle: each task's messages arrive in its order", arguments: StreamCase.backends)
+    func writesFromElsewhere(backend: EvplProtocol.Backend) async throws {
+        let pool = try EventLoopThreadPool<Void>(count: 1) { _, _ in }
+        defer { pool.stop() }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        defer { listener.close() }
+        let handleBox = Mutex<ConnectionHandle?>(nil)
+        let server = Task(executorPreference: pool.executors[0]) {
+            let connection = try await acceptOne(from: listener)
+            handleBox.withLock { $0 = connection.handle }
+            // The owner keeps the connection until the peer finishes.
+            while try await connection.receive() != nil {}
+        }
+        let fd = rawConnect(to: listener.address)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var handle: ConnectionHandle?
+        while handle == nil {
+            usleep(1000)
+            handle = handleBox.withLock { $0 }
+        }
+        let writer = try #require(handle)
+        #expect(!writer.executor.isLoopThread)
+        let writers = 4
+        let perWriter = 50
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<writers {
+                group.addTask {
+                    for index in 0..<perWriter { try await writer.write([UInt8(task), UInt8(index)] + [UInt8](repeating: 0xEE, count: 200)) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let received = readExactly(fd, writers * perWriter * 202)
+        try #require(received.count == writers * perWriter * 202)
+        var next = [Int](repeating: 0, count: writers)
+        for message in stride(from: 0, to: received.count, by: 202) {
+            let task = Int(received[message])
+            #expect(Int(received[message + 1]) == next[task], "writer \(task) out of order")
+            next[task] += 1
+        }
+        #expect(next == [Int](repeating: perWriter, count: writers))
+        await writer.finish()
+        #expect(readExactly(fd, 1).isEmpty, "the handle's finish ends the stream")
+        shutdown(fd, Int32(SHUT_WR))
+        _ = await server.result
+        // Once the owner has let the connection go, the handle says so.
+        await #expect(throws: EvplError.self) { try await writer.write([1]) }
+    }
+}

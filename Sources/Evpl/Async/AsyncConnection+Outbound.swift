@@ -95,7 +95,13 @@ extension AsyncConnection {
         while connection.queuedBytes > limit {
             if let failure { throw failure }
             guard connection.isOpen else { return }
-            try await outboundWait.wait("write")
+            let wait = spareWriterWaits.popLast() ?? SuspendedTask(loop: connection.loop)
+            writersWaiting.append(wait)
+            defer {
+                writersWaiting.removeAll { $0 === wait }
+                spareWriterWaits.append(wait)
+            }
+            try await wait.wait("write")
         }
     }
 }

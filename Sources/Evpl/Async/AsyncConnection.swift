@@ -28,7 +28,10 @@ public final class AsyncConnection {
     public let window: Int
     let segmenter: Segmenter?
     let inboundWait: SuspendedTask
-    let outboundWait: SuspendedTask
+    /// Writers waiting for room (the owner and ``handle`` users), and
+    /// spare waits to reuse so that waiting allocates nothing.
+    var writersWaiting: [SuspendedTask] = []
+    var spareWriterWaits: [SuspendedTask] = []
     /// Bytes of the message the consumer holds a view of.
     var heldLength = 0
     /// Whether the consumer still pulls the connection's bytes.
@@ -48,7 +51,6 @@ public final class AsyncConnection {
         self.segmenter = segmenter
         self.window = max(1, window)
         inboundWait = SuspendedTask(loop: connection.loop)
-        outboundWait = SuspendedTask(loop: connection.loop)
         isConnected = connection.state == .connected || connection.state == .finishing
         connection.segmenter = nil
         connection.finishesWhenInputCloses = false
@@ -71,16 +73,21 @@ public final class AsyncConnection {
             isConnected = true
             inboundWait.resume()
         case .writable:
-            outboundWait.resume()
+            resumeWriters()
         case .disconnected:
             isDisconnected = true
             inboundWait.resume()
-            outboundWait.resume()
+            resumeWriters()
         case .received, .sent, .inputClosed:
             // Pulled bytes and the end of stream arrive through
             // `pullConsumer`; `sent` is not asked for.
             break
         }
+    }
+
+    /// Lets every writer waiting for room look again.
+    func resumeWriters() {
+        for index in writersWaiting.indices { writersWaiting[index].resume() }
     }
 
     // MARK: Ending
@@ -96,7 +103,7 @@ public final class AsyncConnection {
     public func close() {
         connection.close()
         inboundWait.resume()
-        outboundWait.resume()
+        resumeWriters()
     }
 
     /// Runs `body` with this connection and ends it when `body` ends: when

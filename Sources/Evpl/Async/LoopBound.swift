@@ -1,7 +1,8 @@
 /// Carries a loop-bound value into a task that runs on the same loop.
 ///
 /// `@unchecked Sendable` because it is made on a loop's thread and opened
-/// only by a task that prefers that loop's executor: the value is never
+/// only on that thread (by a task that prefers the loop's executor, or
+/// after checking ``EventLoopExecutor/isLoopThread``): the value is never
 /// used on two threads. Internal, so that no caller can break that rule.
 struct LoopBound<Value>: @unchecked Sendable {
     let value: Value
