@@ -89,12 +89,7 @@ struct AsyncBlockTests {
             device.close()
             loop.closeAll()
         }
-        var handle: BlockDeviceHandle?
-        while handle == nil {
-            usleep(1000)
-            handle = handleBox.withLock { $0 }
-        }
-        let device = try #require(handle)
+        let device = try waitForValue(handleBox, "the device's handle")
         #expect(!device.executor.isLoopThread)
         try await device.flush()
         try await device.discard(at: 0, length: 4096)

@@ -24,9 +24,7 @@ struct AsyncServeTests {
                 }
             }
         }
-        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-        while listener.attachedLoopCount < 2 && MonotonicClock.nanoseconds() < deadline { usleep(1000) }
-        try #require(listener.attachedLoopCount == 2)
+        try waitUntil("both loops to attach") { listener.attachedLoopCount == 2 }
         let failures = AtomicCounter()
         let clients = (0..<8).map { client in
             TestThread {
@@ -47,8 +45,7 @@ struct AsyncServeTests {
         #expect(failures.value == 0)
         #expect(loopsServing.withLock { $0 } == [0, 1])
         server.cancel()
-        while listener.attachedLoopCount > 0 && MonotonicClock.nanoseconds() < deadline + 10_000_000_000 { usleep(1000) }
-        #expect(listener.attachedLoopCount == 0)
+        try waitUntil("the loops to detach") { listener.attachedLoopCount == 0 }
     }
 }
 
@@ -67,15 +64,12 @@ struct ConnectionHandleTests {
             // The owner keeps the connection until the peer finishes.
             while try await connection.receive() != nil {}
         }
+        // Connect only once the loop takes connections from the listener.
+        try waitUntil("the loop to attach") { listener.attachedLoopCount == 1 }
         let fd = rawConnect(to: listener.address)
         try #require(fd >= 0)
         defer { close(fd) }
-        var handle: ConnectionHandle?
-        while handle == nil {
-            usleep(1000)
-            handle = handleBox.withLock { $0 }
-        }
-        let writer = try #require(handle)
+        let writer = try waitForValue(handleBox, "the connection's handle")
         #expect(!writer.executor.isLoopThread)
         let writers = 4
         let perWriter = 50
@@ -102,5 +96,50 @@ struct ConnectionHandleTests {
         _ = await server.result
         // Once the owner has let the connection go, the handle says so.
         await #expect(throws: EvplError.self) { try await writer.write([1]) }
+    }
+}
+
+@Suite("Async pool shutdown")
+struct AsyncPoolShutdownTests {
+    @Test("await pool.shutdownGracefully: served connections get their replies, then the end of stream; their tasks end; the report is clean")
+    func gracefulFromATask() async throws {
+        let pool = try EventLoopThreadPool<Void>(count: 2) { _, _ in }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0))
+        let handlersEnded = AtomicCounter()
+        let executors = pool.executors
+        let serving = Task(executorPreference: executors[0]) {
+            await listener.serve(on: executors) { connection in
+                defer { handlersEnded.increment() }
+                for try await message in connection.inbound { try await connection.write(message) }
+            }
+        }
+        try waitUntil("both loops to attach") { listener.attachedLoopCount == 2 }
+        let clients = (0..<4).map { _ in rawConnect(to: listener.address) }
+        for fd in clients {
+            try #require(fd >= 0)
+            #expect(rawWriteAll(fd, Array("ping".utf8)))
+            #expect(readExactly(fd, 4) == Array("ping".utf8))
+        }
+        // Each client closes once the server has finished its side.
+        let sawEnd = AtomicCounter()
+        let lastEnd = Atomic<UInt64>(0)
+        let readers = clients.map { fd in
+            TestThread {
+                if readExactly(fd, 1).isEmpty { sawEnd.increment() }
+                lastEnd.max(MonotonicClock.nanoseconds(), ordering: .relaxed)
+                close(fd)
+            }
+        }
+        serving.cancel()
+        listener.close()
+        let start = MonotonicClock.nanoseconds()
+        let report = await pool.shutdownGracefully(timeout: .seconds(10))
+        for reader in readers { reader.join() }
+        // Timed by the clients: this task may wait for a free thread to resume.
+        let elapsed = lastEnd.load(ordering: .relaxed) - start
+        #expect(sawEnd.value == 4)
+        #expect(report.finished == 4 && report.isClean, "\(report)")
+        #expect(elapsed < 5_000_000_000, "took \(elapsed) ns: the shutdown waited for its deadline")
+        #expect(handlersEnded.value == 4)
     }
 }

@@ -1,6 +1,9 @@
 import Evpl
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs `operation` as a task on `loop`'s executor, turning the loop on
 /// this thread until the task ends, and rethrows what it threw. The task
@@ -61,4 +64,25 @@ nonisolated(nonsending) func receiveBytes(_ connection: AsyncConnection, count: 
         bytes += chunk.array
     }
     return bytes
+}
+
+/// Polls `condition` every millisecond (blocking the calling thread) until
+/// it holds; throws ``TimedOut`` after `seconds` instead of hanging.
+func waitUntil(seconds: Double = 10, _ what: String, _ condition: () -> Bool) throws {
+    let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
+    while !condition() {
+        if MonotonicClock.nanoseconds() > deadline { throw TimedOut(what: what) }
+        usleep(1000)
+    }
+}
+
+/// Polls until `box` holds a value and returns it; throws ``TimedOut``
+/// after `seconds`.
+func waitForValue<Value: Sendable>(_ box: borrowing Mutex<Value?>, seconds: Double = 10, _ what: String) throws -> Value {
+    var value: Value?
+    try waitUntil(seconds: seconds, what) {
+        value = box.withLock { $0 }
+        return value != nil
+    }
+    return value!
 }

@@ -102,20 +102,19 @@ struct AsyncTimeTests {
             loop.run()
             loop.closeAll()
         }
-        var found: EventLoopExecutor?
-        while found == nil {
-            usleep(1000)
-            found = executorBox.withLock { $0 }
-        }
-        let executor = try #require(found)
+        let executor = try waitForValue(executorBox, "the loop thread")
+        // When the sleep ended, measured on the loop: the test's own task
+        // may wait for a free thread before it resumes.
+        let endedAt = Atomic<UInt64>(0)
         let sleeper = Task(executorPreference: executor) { () async throws -> Void in
+            defer { endedAt.store(MonotonicClock.nanoseconds(), ordering: .releasing) }
             try await EventLoop.current!.sleep(for: .seconds(30))
         }
         usleep(20_000)
         let start = MonotonicClock.nanoseconds()
         sleeper.cancel()
         let result = await sleeper.result
-        let elapsed = MonotonicClock.nanoseconds() - start
+        let elapsed = endedAt.load(ordering: .acquiring) &- start
         #expect(elapsed < 1_000_000_000, "took \(elapsed) ns")
         if case .failure(let error) = result {
             #expect((error as? EvplError)?.code == .cancelled)

@@ -63,12 +63,12 @@ struct ExecutorTests {
             timer.cancel()
             loop.closeAll()
         }
-        while !ready.load(ordering: .acquiring) { usleep(1000) }
+        try waitUntil("the loop thread") { ready.load(ordering: .acquiring) }
         let actor = try #require(counter.withLock { $0 })
         for _ in 0..<20 {
             #expect(await actor.bump())
         }
-        while calls.value < 5 { usleep(1000) }
+        try waitUntil("5 timer calls") { calls.value >= 5 }
         let total = await actor.count
         stopped.store(true, ordering: .releasing)
         thread.join()
@@ -121,12 +121,7 @@ struct ExecutorTests {
             sleeps.store(loop.statistics.sleeps, ordering: .relaxed)
             loop.closeAll()
         }
-        var executor: EventLoopExecutor?
-        while executor == nil {
-            usleep(1000)
-            executor = executorBox.withLock { $0 }
-        }
-        let loopExecutor = try #require(executor)
+        let loopExecutor = try waitForValue(executorBox, "the loop thread")
         for _ in 0..<50 {
             usleep(2000)  // the idle loop is asleep by now
             let ranOnLoop = await withTaskExecutorPreference(loopExecutor) { loopExecutor.isLoopThread }

@@ -36,4 +36,32 @@ struct ReadmeExampleTests {
         listener.close()
         expectNoLeaks(loop)
     }
+
+    @Test("the async example: a served echo and a client task, then a graceful shutdown")
+    func readmeAsyncExample() async throws {
+        let pool = try EventLoopThreadPool<Void>(count: 2) { _, _ in }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+
+        let server = Task {
+            await listener.serve(on: pool.executors, segmenter: { Segmenters.lengthPrefixed32() }) { connection in
+                for try await message in connection.inbound {
+                    try await connection.write(message)
+                }
+            }
+        }
+        try waitUntil("the loops to attach") { listener.attachedLoopCount == 2 }
+
+        let reply = try await Task(executorPreference: pool.executors[0]) {
+            let connection = try await EventLoop.current!.connect(to: listener.address, segmenter: Segmenters.lengthPrefixed32())
+            return try await connection.executeThenClose { connection in
+                try await connection.write([0, 0, 0, 5] + Array("hello".utf8))
+                return try await EventLoop.withTimeout(.seconds(5)) { try await connection.receive()?.array }
+            }
+        }.value
+        #expect(reply == [0, 0, 0, 5] + Array("hello".utf8))
+        server.cancel()
+        listener.close()
+        let report = await pool.shutdownGracefully(timeout: .seconds(5))
+        #expect(report.aborted == 0)
+    }
 }

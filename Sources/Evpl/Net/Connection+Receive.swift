@@ -238,8 +238,11 @@ extension Connection {
         }
         inputClosed = true
         if let pullConsumer {
-            // The consumer drains what is queued, then sees the end.
+            // The consumer drains what is queued, then sees the end; a
+            // connection that had finished already is over (the queued
+            // bytes stay for the consumer).
             pullConsumer()
+            if state == .finishing { flush() }
             return
         }
         if segmenter != nil && receiveQueue.count > 0 {
