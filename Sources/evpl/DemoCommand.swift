@@ -16,12 +16,14 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         print("swift-evpl demo: server and client in one process over loopback, then block I/O on a scratch file; default config")
         print("")
-        let header = ["protocol", "mode", "ops/s", "Gbit/s", "p50", "p99"]
-        let widths = [16, 18, 10, 8, 9, 9]
+        let header = ["protocol", "api", "mode", "ops/s", "Gbit/s", "p50", "p99"]
+        let widths = [16, 9, 16, 10, 8, 9, 9]
         print(row(header, widths))
         print(row(widths.map { String(repeating: "-", count: $0) }, widths))
         let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
-        for transport in EvplProtocol.Transport.allCases where available.contains(transport.rawValue) {
+        let runs = EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) }.map { ($0, API.callbacks) }
+            + EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) && EvplProtocol($0).isStream }.map { ($0, API.async) }
+        for (transport, api) in runs {
             let evplProtocol = EvplProtocol(transport)
             // Show what `auto` resolved to.
             let label = "\(transport.rawValue)/\((try? evplProtocol.resolvedBackend())?.rawValue ?? "auto")"
@@ -29,16 +31,18 @@ struct DemoCommand: ParsableCommand {
             let address = try failing {
                 transport == .unix ? try SocketAddress(unixPath: path) : try SocketAddress(host: "127.0.0.1", port: 0)
             }
-            let server = try failing { try EchoServer(protocol: evplProtocol, address: address, threads: 1, mode: .perf) }
+            let server = try failing { try EchoServer(protocol: evplProtocol, address: address, threads: 1, mode: .perf, api: api) }
             defer { server.stop() }
             var modes: [(PerfMode, Int)] = [(.pingpong, 64)]
             if evplProtocol.isStream { modes.append((.stream, 128 * 1024)) }
             for (mode, size) in modes {
-                let plan = PerfPlan(evplProtocol: evplProtocol, address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1, durationSeconds: seconds)
+                let plan = PerfPlan(evplProtocol: evplProtocol, address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1,
+                                    durationSeconds: seconds, api: api)
                 let result = try failing { try PerfClient.run(plan) }
                 let hasLatency = result.latency.count > 0
                 print(row([
                     label,
+                    api.rawValue,
                     "\(mode.rawValue) \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) B")",
                     String(Int(result.operationsPerSecond.rounded())),
                     PerfReport.format2(result.gigabitsPerSecond),
@@ -56,16 +60,20 @@ struct DemoCommand: ParsableCommand {
         }
     }
 
-    /// 4 KiB random reads at depth 32 on a 64 MiB scratch file, per engine.
+    /// 4 KiB random reads at depth 32 on a 64 MiB scratch file, per engine,
+    /// then through the async API on the first engine.
     private func blockRows(_ widths: [Int]) throws {
         let path = "/var/tmp/evpl-demo-\(getpid()).img"
         defer { unlink(path) }
-        for engine in BlockEngine.allCases where engine.unavailableReason == nil && engine != .null {
+        let engines = BlockEngine.allCases.filter { $0.unavailableReason == nil && $0 != .null }
+        let runs = engines.map { ($0, API.callbacks) } + engines.prefix(1).map { ($0, API.async) }
+        for (engine, api) in runs {
             let plan = BlockPlan(path: path, workload: .randread, blockSize: 4096, depth: 32, size: 64 << 20, seconds: seconds,
-                                 timeBased: true, engine: engine, direct: false, verify: false)
+                                 timeBased: true, engine: engine, direct: false, verify: false, api: api)
             let result = try failing { try BlockBench.run(plan, config: EvplConfig.fromProcessEnvironment()) }
             print(row([
                 "blk/\(engine.rawValue)",
+                api.rawValue,
                 "randread 4 KiB",
                 String(Int(result.operationsPerSecond.rounded())),
                 PerfReport.format2(result.bytesPerSecond * 8 / 1e9),

@@ -101,7 +101,7 @@ struct ConnectionHandleTests {
 
 @Suite("Async pool shutdown")
 struct AsyncPoolShutdownTests {
-    @Test("await pool.shutdownGracefully: served connections get their replies, then the end of stream; their tasks end; the report is clean")
+    @Test("await pool.gracefulShutdown: served connections get their replies, then the end of stream; their tasks end; the report is clean")
     func gracefulFromATask() async throws {
         let pool = try EventLoopThreadPool<Void>(count: 2) { _, _ in }
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0))
@@ -133,7 +133,7 @@ struct AsyncPoolShutdownTests {
         serving.cancel()
         listener.close()
         let start = MonotonicClock.nanoseconds()
-        let report = await pool.shutdownGracefully(timeout: .seconds(10))
+        let report = await pool.gracefulShutdown(timeout: .seconds(10))
         for reader in readers { reader.join() }
         // Timed by the clients: this task may wait for a free thread to resume.
         let elapsed = lastEnd.load(ordering: .relaxed) - start

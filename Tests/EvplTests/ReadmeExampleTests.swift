@@ -61,7 +61,7 @@ struct ReadmeExampleTests {
         #expect(reply == [0, 0, 0, 5] + Array("hello".utf8))
         server.cancel()
         listener.close()
-        let report = await pool.shutdownGracefully(timeout: .seconds(5))
+        let report = await pool.gracefulShutdown(timeout: .seconds(5))
         #expect(report.aborted == 0)
     }
 }

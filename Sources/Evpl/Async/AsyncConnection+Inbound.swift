@@ -94,7 +94,9 @@ extension AsyncConnection {
 
     /// The messages a connection receives, as an async sequence.
     public struct Inbound: AsyncSequence {
+        /// What each iteration yields.
         public typealias Element = ReceivedBytes
+        /// What iterating throws.
         public typealias Failure = EvplError
 
         let connection: AsyncConnection

@@ -11,7 +11,7 @@ extension AsyncConnection {
         try await waitForRoom()
     }
 
-    /// Queues a copy of `bytes` as one message; see ``write(_:)``.
+    /// Queues a copy of `bytes` as one message; see ``write(_:)-([UInt8])``.
     nonisolated(nonsending) public func write(copying bytes: UnsafeRawBufferPointer) async throws(EvplError) {
         try checkWritable()
         try connection.send(copying: bytes)
@@ -20,7 +20,7 @@ extension AsyncConnection {
 
     /// Queues `iovec` without copying, taking over the caller's reference
     /// (released once written, or at once when this throws); see
-    /// ``write(_:)``.
+    /// ``write(_:)-([UInt8])``.
     nonisolated(nonsending) public func write(taking iovec: IOVec) async throws(EvplError) {
         do throws(EvplError) {
             try checkWritable()
@@ -47,7 +47,7 @@ extension AsyncConnection {
 
     /// Queues received bytes (from this loop, any connection) as one
     /// message without copying: each pooled piece gets a reference of its
-    /// own, so `bytes` stays valid; see ``write(_:)``. An echo is
+    /// own, so `bytes` stays valid; see ``write(_:)-([UInt8])``. An echo is
     /// `try await connection.write(message)`.
     nonisolated(nonsending) public func write(_ bytes: ReceivedBytes) async throws(EvplError) {
         try checkWritable()
@@ -65,7 +65,7 @@ extension AsyncConnection {
         try await waitForRoom()
     }
 
-    /// Queues a copy of received bytes as one message; see ``write(_:)``.
+    /// Queues a copy of received bytes as one message; see ``write(_:)-([UInt8])``.
     /// Unlike ``write(_:)-(ReceivedBytes)``, the received buffers are not
     /// held until the copy is sent.
     nonisolated(nonsending) public func write(copying bytes: ReceivedBytes) async throws(EvplError) {

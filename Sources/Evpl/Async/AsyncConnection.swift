@@ -5,7 +5,7 @@
 /// that have arrived, viewed in place in pool buffers, valid until the next
 /// receive. The consumer drives backpressure: while it has ``window`` bytes
 /// it has not taken, the connection stops reading the socket, the peer's
-/// window closes and it stops sending. ``write(_:)`` and its siblings queue
+/// window closes and it stops sending. ``write(_:)-([UInt8])`` and its siblings queue
 /// bytes and suspend while more than ``EvplConfig/sendHighWatermark`` waits
 /// to go out.
 ///

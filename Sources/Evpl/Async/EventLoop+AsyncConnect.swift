@@ -4,6 +4,8 @@ extension EventLoop {
     /// drive with async/await.
     ///
     /// - Parameters:
+    ///   - address: where to connect.
+    ///   - evplProtocol: a stream protocol and its backend.
     ///   - segmenter: splits the stream into messages; without one, each
     ///     receive returns the bytes that have arrived.
     ///   - window: unconsumed bytes at which receiving pauses.

@@ -3,16 +3,16 @@ import Glibc
 #endif
 
 extension EventLoopThreadPool {
-    /// ``shutdownGracefully(timeout:)-(Duration)`` without blocking the
-    /// calling task's thread: the loops shut down and are joined on a
+    /// ``shutdownGracefully(timeout:)`` for async code, without blocking
+    /// the calling task's thread: the loops shut down and are joined on a
     /// thread of its own, and the task resumes with the report.
     ///
     /// Tasks on the pool's loops see their connections finish and end
     /// while this waits. Await it from a task that does not run on one of
     /// the pool's loops (its loop would be gone before it could resume);
     /// doing so traps.
-    public func shutdownGracefully(timeout: Duration) async -> ShutdownReport {
-        precondition(!executors.contains { $0.isLoopThread }, "shutdownGracefully awaited on one of the pool's own loops")
+    public func gracefulShutdown(timeout: Duration) async -> ShutdownReport {
+        precondition(!executors.contains { $0.isLoopThread }, "gracefulShutdown awaited on one of the pool's own loops")
         return await withUnsafeContinuation { continuation in
             do throws(EvplError) {
                 let thread = try LoopThread.spawn(name: "evpl-shutdown") {

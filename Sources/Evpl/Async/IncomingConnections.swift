@@ -9,7 +9,9 @@ import Logging
 /// consumer. Not `Sendable`: accept on the loop, and start each
 /// connection's task there (see ``Listener/serve(on:segmenter:window:_:)``).
 public final class IncomingConnections: AsyncSequence {
+    /// What each iteration yields.
     public typealias Element = AsyncConnection
+    /// What iterating throws.
     public typealias Failure = EvplError
 
     /// The listener the loop is attached to.
@@ -106,6 +108,7 @@ extension EventLoop {
     /// hands here, for a task on this loop to accept with `for try await`.
     ///
     /// - Parameters:
+    ///   - listener: the listener to take connections from.
     ///   - segmenter: given to every connection.
     ///   - window: each connection's receive window.
     ///   - backlog: connections waiting to be accepted at most; more are

@@ -1,8 +1,11 @@
 // nio-perf: the SwiftNIO peer of `evpl perf`, for side-by-side runs.
 //
-//   nio-perf server --port P [--udp] [--threads N]
-//   nio-perf client --port P [--udp] [--mode pingpong|stream] [--size BYTES]
+//   nio-perf server --port P [--udp | --async] [--threads N]
+//   nio-perf client --port P [--udp | --async] [--mode pingpong|stream] [--size BYTES]
 //                   [--depth N] [--connections N] [--threads N] [--duration SECONDS]
+//
+// --async: TCP ping-pong through NIOAsyncChannel and tasks instead of
+// channel handlers.
 //
 // The server prints "listening on 127.0.0.1:P" when ready and runs until
 // killed. The client prints {"ops_per_sec":…,"bytes_per_sec":…} like
@@ -25,6 +28,7 @@ struct Options {
     var role = ""
     var port = 0
     var udp = false
+    var async = false
     var mode = "pingpong"
     var size = 64
     var depth = 1
@@ -38,6 +42,7 @@ struct Options {
         var rest = arguments.dropFirst().makeIterator()
         while let flag = rest.next() {
             if flag == "--udp" { udp = true; continue }
+            if flag == "--async" { async = true; continue }
             guard let value = rest.next() else { Self.usage() }
             switch flag {
             case "--port": port = Int(value) ?? 0
@@ -52,11 +57,12 @@ struct Options {
         }
         guard ["server", "client"].contains(role), ["pingpong", "stream"].contains(mode),
               size > 0, depth > 0, connections > 0, threads > 0, duration > 0,
-              (role == "server" || port > 0), !(udp && mode == "stream") else { Self.usage() }
+              (role == "server" || port > 0), !(udp && mode == "stream"),
+              !(async && (udp || mode == "stream")) else { Self.usage() }
     }
 
     static func usage() -> Never {
-        printError("usage: nio-perf server|client --port P [--udp] [--mode pingpong|stream] [--size B] [--depth N] [--connections N] [--threads N] [--duration S]")
+        printError("usage: nio-perf server|client --port P [--udp | --async] [--mode pingpong|stream] [--size B] [--depth N] [--connections N] [--threads N] [--duration S]")
         exit(2)
     }
 }
@@ -133,10 +139,11 @@ func drive(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
 do {
-    if options.role == "server" {
-        try serve(options, group: group)
-    } else {
-        try drive(options, group: group)
+    switch (options.role, options.async) {
+    case ("server", false): try serve(options, group: group)
+    case ("server", true): try await serveAsync(options, group: group)
+    case (_, false): try drive(options, group: group)
+    case (_, true): try await driveAsync(options, group: group)
     }
     try group.syncShutdownGracefully()
 } catch {
