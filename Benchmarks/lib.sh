@@ -22,6 +22,25 @@ evpl_pingpong() {
     stop_server $pid; rm -f "$log"
 }
 
+# evpl_api_pingpong API SERVER_CPU CLIENT_CPU DEPTH PORT -> round trips/s over TCP (auto backend),
+# both ends through the callback or the async API
+evpl_api_pingpong() {
+    local log; log=$(mktemp)
+    taskset -c "$2" "$EVPL" perf server --api "$1" --port "$5" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c "$3" "$EVPL" perf client --api "$1" --port "$5" --size 64 --depth "$4" --duration "$SECS" --json | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
+# nio_async_pingpong SERVER_CPU CLIENT_CPU DEPTH PORT -> round trips/s, both ends through NIOAsyncChannel
+nio_async_pingpong() {
+    local log; log=$(mktemp)
+    taskset -c "$1" "$NIO_PERF" server --async --port "$4" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c "$2" "$NIO_PERF" client --async --port "$4" --size 64 --depth "$3" --duration "$SECS" | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
 # evpl_scaling THREADS PORT -> round trips/s with THREADS server and client loops, one connection each, depth 16
 evpl_scaling() {
     local log; log=$(mktemp)
@@ -80,10 +99,10 @@ iperf3_stream() {
     wait $pid 2>/dev/null || true
 }
 
-# evpl_blk ENGINE DEPTH DIRECT(0/1) -> IOPS of 4 KiB random reads over BLOCK_FILE
+# evpl_blk ENGINE DEPTH DIRECT(0/1) [API] -> IOPS of 4 KiB random reads over BLOCK_FILE
 evpl_blk() {
     local direct=(); [ "$3" = 1 ] && direct=(--direct)
-    "$EVPL" blk --path "$BLOCK_FILE" --rw randread --bs 4096 --iodepth "$2" --size 1073741824 --runtime "$SECS" --time-based --engine "$1" "${direct[@]}" --json |
+    "$EVPL" blk --path "$BLOCK_FILE" --rw randread --bs 4096 --iodepth "$2" --size 1073741824 --runtime "$SECS" --time-based --engine "$1" "${direct[@]}" --api "${4:-callbacks}" --json |
         json_field iops
 }
 

@@ -6,7 +6,7 @@
 #
 #   Benchmarks/run.sh [--quick] [--runs N] [--seconds S] [GROUP...]
 #
-# GROUPs: tcp udp deep stream hybrid scaling block (default: all of them).
+# GROUPs: tcp udp deep stream hybrid scaling block async (default: all of them).
 # --quick: 3 runs of 1 s each, to check that everything works.
 # Needs: apt-get install -y sockperf iperf3 fio; python3 with matplotlib for the chart
 # (installed from PyPI when missing). Builds the release binaries first.
@@ -23,8 +23,8 @@ while [ $# -gt 0 ]; do
         --quick) RUNS=3; SECS=1; QUICK=-quick ;;
         --runs) RUNS=$2; shift ;;
         --seconds) SECS=$2; shift ;;
-        tcp|udp|deep|stream|hybrid|scaling|block) GROUPS_CHOSEN+=("$1") ;;
-        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block ...]" >&2; exit 2 ;;
+        tcp|udp|deep|stream|hybrid|scaling|block|async) GROUPS_CHOSEN+=("$1") ;;
+        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block|async ...]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -32,7 +32,7 @@ done
 # some groups writes results/latest-quick-GROUP-....*, never replacing the full table.
 NAME=latest$QUICK
 for group in "${GROUPS_CHOSEN[@]}"; do NAME+="-$group"; done
-[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block)
+[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block async)
 chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
 
 for tool in sockperf iperf3 fio taskset python3; do
@@ -96,6 +96,15 @@ if chosen block; then
         pair block "4 KiB random read, 1 GiB file, $1, depth $2, $mode" IOPS "blk_evpl_$1_$2_$3" "evpl blk" "blk_fio_$1_$2_$3" fio
     done
     pair block "null engine, depth 1 (per-I/O overhead)" IOPS blk_evpl_null "evpl blk" blk_fio_null fio
+fi
+if chosen async; then
+    pair async "TCP ping-pong 64 B, depth 1, both ends on CPU 0" "round trips/s" async_d1 "evpl async" callbacks_d1 "evpl callbacks"
+    pair async "TCP ping-pong 64 B, depth 16, server CPU 0, client CPU 1" "round trips/s" async_d16 "evpl async" callbacks_d16 "evpl callbacks"
+    pair async "TCP ping-pong 64 B, depth 1, both ends on CPU 0" "round trips/s" async_d1 "evpl async" nio_async_d1 "NIOAsyncChannel"
+    pair async "TCP ping-pong 64 B, depth 16, server CPU 0, client CPU 1" "round trips/s" async_d16 "evpl async" nio_async_d16 "NIOAsyncChannel"
+    pair async "4 KiB random read, 1 GiB file, io_uring, depth 32, buffered" IOPS blk_async "evpl blk async" blk_callbacks "evpl blk callbacks"
+fi
+if chosen block || chosen async; then
     prepare_block_file
 fi
 
@@ -138,6 +147,17 @@ for run in $(seq "$RUNS"); do
         done
         sample blk_evpl_null "$(evpl_blk null 1 0)"
         sample blk_fio_null "$(fio_blk null 1 0)"
+    fi
+    if chosen async; then
+        sample callbacks_d1 "$(evpl_api_pingpong callbacks 0 0 1 $((PORT + 20)))"
+        sample async_d1 "$(evpl_api_pingpong async 0 0 1 $((PORT + 21)))"
+        sample nio_async_d1 "$(nio_async_pingpong 0 0 1 $((PORT + 22)))"
+        sample callbacks_d16 "$(evpl_api_pingpong callbacks 0 1 16 $((PORT + 23)))"
+        sample async_d16 "$(evpl_api_pingpong async 0 1 16 $((PORT + 24)))"
+        sample nio_async_d16 "$(nio_async_pingpong 0 1 16 $((PORT + 25)))"
+        cat "$BLOCK_FILE" >/dev/null
+        sample blk_callbacks "$(evpl_blk io_uring 32 0 callbacks)"
+        sample blk_async "$(evpl_blk io_uring 32 0 async)"
     fi
     echo "run $run of $RUNS done" >&2
 done

@@ -10,6 +10,9 @@ func example(_ name: String) -> Target {
 let package = Package(
     name: "EvplExamples",
     dependencies: [.package(name: "swift-evpl", path: "..")],
-    targets: [example("EchoServer"), example("KeyValueServer"), example("FileServer")],
+    targets: [
+        example("EchoServer"), example("KeyValueServer"), example("FileServer"),
+        example("AsyncEchoServer"), example("AsyncFileServer"),
+    ],
     swiftLanguageModes: [.v6]
 )

@@ -53,13 +53,21 @@ $(cat)
 "
 }
 
-echo "== EchoServer"
-start EchoServer 0 2
-client "$port" <<'PY'
+for server in EchoServer AsyncEchoServer; do
+    echo "== $server"
+    start $server 0 2
+    client "$port" <<'PY'
 s.sendall(b'hello, evpl')
 check(s.recv(100), b'hello, evpl')
+big = bytes(range(256)) * 4096
+s.sendall(big)
+got = b''
+while len(got) < len(big):
+    got += s.recv(1 << 20)
+check(got == big, True)
 PY
-stop
+    stop
+done
 
 echo "== KeyValueServer: data survives a restart"
 data="$work/kv.log"
@@ -92,16 +100,20 @@ check(ask('GET g'), 'NOTFOUND')
 PY
 stop
 
-echo "== FileServer"
 mkdir "$work/files"
 head -c 3000000 /dev/urandom >"$work/files/blob"
-start FileServer "$work/files"
-client "$port" <<PY
+for server in FileServer AsyncFileServer; do
+    echo "== $server"
+    start $server "$work/files"
+    client "$port" <<PY
 expected = open('$work/files/blob', 'rb').read()
 check(ask('blob'), 'OK %d' % len(expected))
 check(f.read(len(expected)) == expected, True)
 check(ask('../kv.log').startswith('ERROR'), True)
 check(ask('missing').startswith('ERROR'), True)
+check(ask('blob'), 'OK %d' % len(expected))
+check(f.read(len(expected)) == expected, True)
 PY
-stop
+    stop
+done
 echo "examples: all checks passed"

@@ -42,7 +42,7 @@ struct ReadmeExampleTests {
         let pool = try EventLoopThreadPool<Void>(count: 2) { _, _ in }
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
 
-        let server = Task {
+        let server = Task.detached {
             await listener.serve(on: pool.executors, segmenter: { Segmenters.lengthPrefixed32() }) { connection in
                 for try await message in connection.inbound {
                     try await connection.write(message)

@@ -5,6 +5,10 @@ extension Listener {
     /// `executors`, each in a task of its own on the loop that receives it,
     /// until the calling task is cancelled.
     ///
+    /// Give it a task of its own, one free to run while the caller waits:
+    /// from top-level code, which runs on the main actor, that is
+    /// `Task.detached { await listener.serve(...) }`.
+    ///
     /// Each connection is in pull mode from the moment it reaches its loop,
     /// and `handler` runs inside ``AsyncConnection/executeThenClose(_:)``:
     /// when it returns the connection finishes, when it throws the

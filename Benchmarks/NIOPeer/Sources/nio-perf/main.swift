@@ -145,7 +145,7 @@ do {
     case (_, false): try drive(options, group: group)
     case (_, true): try await driveAsync(options, group: group)
     }
-    try group.syncShutdownGracefully()
+    try await group.shutdownGracefully()
 } catch {
     printError("nio-perf: \(error)")
     exit(1)
