@@ -43,10 +43,27 @@ int cevpl_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int6
 }
 
 static _Thread_local void *current_loop;
+static _Thread_local void (*current_loop_release)(void *);
+static pthread_key_t current_loop_key;
+static pthread_once_t current_loop_key_once = PTHREAD_ONCE_INIT;
+
+/* Runs at thread exit with the last loop recorded: the thread's reference goes. */
+static void current_loop_thread_exit(void *loop) {
+    if (loop && current_loop_release) current_loop_release(loop);
+}
+
+static void current_loop_make_key(void) {
+    pthread_key_create(&current_loop_key, current_loop_thread_exit);
+}
 
 void *cevpl_current_loop(void) { return current_loop; }
 
-void cevpl_set_current_loop(void *loop) { current_loop = loop; }
+void cevpl_set_current_loop(void *loop, void (*release)(void *)) {
+    pthread_once(&current_loop_key_once, current_loop_make_key);
+    current_loop = loop;
+    current_loop_release = release;
+    pthread_setspecific(current_loop_key, loop);
+}
 
 int cevpl_set_affinity(const int *cpus, int count) {
     cpu_set_t set;

@@ -24,7 +24,7 @@ struct AsyncServeTests {
                 }
             }
         }
-        try waitUntil("both loops to attach") { listener.attachedLoopCount == 2 }
+        try waitUntil(seconds: 60, "both loops to attach") { listener.attachedLoopCount == 2 }
         let failures = AtomicCounter()
         let clients = (0..<8).map { client in
             TestThread {
@@ -45,7 +45,7 @@ struct AsyncServeTests {
         #expect(failures.value == 0)
         #expect(loopsServing.withLock { $0 } == [0, 1])
         server.cancel()
-        try waitUntil("the loops to detach") { listener.attachedLoopCount == 0 }
+        try waitUntil(seconds: 60, "the loops to detach") { listener.attachedLoopCount == 0 }
     }
 }
 
@@ -65,7 +65,7 @@ struct ConnectionHandleTests {
             while try await connection.receive() != nil {}
         }
         // Connect only once the loop takes connections from the listener.
-        try waitUntil("the loop to attach") { listener.attachedLoopCount == 1 }
+        try waitUntil(seconds: 60, "the loop to attach") { listener.attachedLoopCount == 1 }
         let fd = rawConnect(to: listener.address)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -113,7 +113,7 @@ struct AsyncPoolShutdownTests {
                 for try await message in connection.inbound { try await connection.write(message) }
             }
         }
-        try waitUntil("both loops to attach") { listener.attachedLoopCount == 2 }
+        try waitUntil(seconds: 60, "both loops to attach") { listener.attachedLoopCount == 2 }
         let clients = (0..<4).map { _ in rawConnect(to: listener.address) }
         for fd in clients {
             try #require(fd >= 0)

@@ -63,6 +63,27 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
     }
 
+    @Test("--api async: a perf client drives an async perf server in both modes, and evpl blk verifies 16 MiB through tasks")
+    func asyncAPI() throws {
+        let server = try EvplServer(["perf", "server", "--port", "0", "--api", "async"])
+        let port = String(server.address.description.split(separator: ":").last!)
+        for mode in ["pingpong", "stream"] {
+            let (status, output) = try runEvpl(["perf", "client", "--port", port, "--mode", mode, "--depth", "4", "--duration", "0.5", "--api", "async", "--json"])
+            try #require(status == 0, "\(output)")
+            let rate = output.split(separator: "\"ops_per_sec\":").dropFirst().first.map { Double($0.prefix { "0123456789.".contains($0) }) ?? 0 } ?? 0
+            #expect(rate > 100, "\(mode): \(output)")
+        }
+        #expect(server.terminate() == 0)
+        let path = "/var/tmp/evpl-cli-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        let (status, output) = try runEvpl(["blk", "--path", path, "--rw", "randwrite", "--iodepth", "16", "--size", "\(16 << 20)",
+                                            "--runtime", "5", "--engine", "psync", "--verify", "--api", "async", "--json"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("\"operations\":4096"), "\(output)")
+        let refused = try runEvpl(["perf", "client", "--protocol", "udp", "--port", port, "--api", "async", "--duration", "0.2"])
+        #expect(refused.status == 1, "udp has no async API: \(refused.output)")
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])

@@ -1,3 +1,4 @@
+import CAllocationCounter
 import Evpl
 import Synchronization
 import Testing
@@ -82,11 +83,13 @@ struct ExecutorTests {
         let waiting = Mutex<UnsafeContinuation<Void, Never>?>(nil)
         let resumedIn = Atomic<UInt64>(0)
         let ranIn = Atomic<UInt64>(0)
+        let finished = Atomic<Bool>(false)
         Task(executorPreference: executor) { @Sendable in
             for _ in 0..<20 {
                 await withUnsafeContinuation { continuation in waiting.withLock { $0 = continuation } }
                 ranIn.store(EventLoop.current!.statistics.iterations, ordering: .relaxed)
             }
+            finished.store(true, ordering: .releasing)
         }
         var rounds = 0
         var sameIteration = 0
@@ -103,10 +106,10 @@ struct ExecutorTests {
                 rounds += 1
                 if ran == resumedIn.load(ordering: .relaxed) { sameIteration += 1 }
             }
-            return rounds == 19
+            return finished.load(ordering: .acquiring)
         }
         timer.cancel()
-        #expect(sameIteration == rounds, "last ran in \(ranIn.load(ordering: .relaxed)), resumed in \(resumedIn.load(ordering: .relaxed))")
+        #expect(rounds == 20 && sameIteration == rounds, "\(sameIteration) of \(rounds); last ran in \(ranIn.load(ordering: .relaxed)), resumed in \(resumedIn.load(ordering: .relaxed))")
         loop.closeAll()
     }
 
@@ -147,7 +150,10 @@ struct ExecutorTests {
         loop.closeAll()
     }
 
-    @Test("a job enqueued after its loop is gone is logged and never run")
+    // The job's task never resumes, so its memory stays allocated for good:
+    // a sanitizer build's leak checker would (rightly) report it.
+    @Test("a job enqueued after its loop is gone is logged and never run",
+          .enabled(if: cevpl_allocation_counting_available() != 0, "the dropped task is leaked by design"))
     func jobAfterLoopEnds() throws {
         let log = CapturedLog()
         let executor = try {

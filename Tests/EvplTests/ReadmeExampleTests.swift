@@ -42,14 +42,16 @@ struct ReadmeExampleTests {
         let pool = try EventLoopThreadPool<Void>(count: 2) { _, _ in }
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
 
-        let server = Task.detached {
+        // As in the README, but on one of the loops rather than the global
+        // executor, whose threads this test run keeps busy.
+        let server = Task.detached(executorPreference: pool.executors[1]) {
             await listener.serve(on: pool.executors, segmenter: { Segmenters.lengthPrefixed32() }) { connection in
                 for try await message in connection.inbound {
                     try await connection.write(message)
                 }
             }
         }
-        try waitUntil("the loops to attach") { listener.attachedLoopCount == 2 }
+        try waitUntil(seconds: 60, "the loops to attach") { listener.attachedLoopCount == 2 }
 
         let reply = try await Task(executorPreference: pool.executors[0]) {
             let connection = try await EventLoop.current!.connect(to: listener.address, segmenter: Segmenters.lengthPrefixed32())

@@ -56,8 +56,9 @@ int cevpl_affinity_count(void);
 /// unretained Swift object), or NULL.
 void *cevpl_current_loop(void);
 
-/// Records `loop` as the calling thread's current event loop.
-void cevpl_set_current_loop(void *loop);
+/// Records `loop` as the calling thread's current event loop. When the
+/// thread exits, `release` is called with the loop it last recorded.
+void cevpl_set_current_loop(void *loop, void (*release)(void *));
 
 /// Sets the calling thread's name (at most 15 bytes are kept).
 void cevpl_set_thread_name(const char *name);

@@ -15,14 +15,17 @@ extension EventLoop {
 
     /// Makes this loop the calling thread's ``current`` loop. The thread
     /// keeps a reference to the loop's executor, which outlives the loop and
-    /// knows whether it still exists.
+    /// knows whether it still exists, until it records another loop or
+    /// exits.
     @inline(__always)
     func becomeCurrent() {
         let mine = Unmanaged.passUnretained(executor).toOpaque()
         let previous = cevpl_current_loop()
         guard previous != mine else { return }
         _ = Unmanaged.passUnretained(executor).retain()
-        cevpl_set_current_loop(mine)
+        cevpl_set_current_loop(mine) { executor in
+            if let executor { Unmanaged<EventLoopExecutor>.fromOpaque(executor).release() }
+        }
         if let previous { Unmanaged<EventLoopExecutor>.fromOpaque(previous).release() }
     }
 }
