@@ -301,4 +301,67 @@ struct AsyncConnectionTests {
         try spin(loop, seconds: 10, "the reader to finish") { incoming.withLock { $0 } }
         expectNoLeaks(loop)
     }
+
+    @Test("errors are typed: a refused connect, a segmenter that rejects the stream or a zero length, writes after finish or close", arguments: StreamCase.backends)
+    func errorPaths(backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop()
+        let evplProtocol = EvplProtocol(.tcp, backend: backend)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: evplProtocol)
+        defer { listener.close() }
+        let (closedFD, closedAddress) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))
+        close(closedFD)
+        let zeroLength: @Sendable () -> Segmenter = { { _ in .message(length: 0) } }
+        try runTasks(on: loop, "the failures", [
+            {
+                let loop = try currentLoop()
+                do throws(EvplError) {
+                    _ = try await loop.connect(to: closedAddress, protocol: evplProtocol)
+                    Issue.record("a connect to a closed port succeeded")
+                } catch {
+                    #expect(error.code == .connectionRefused, "\(error)")
+                }
+                // A line longer than the segmenter allows, then a zero-length message.
+                for segmenter in [Segmenters.delimited(by: [10], maximumLength: 16), zeroLength()] {
+                    let incoming = loop.connections(from: listener, segmenter: segmenter)
+                    let fd = rawConnect(to: listener.address)
+                    try #require(fd >= 0)
+                    defer { close(fd) }
+                    #expect(rawWriteAll(fd, [UInt8](repeating: 65, count: 100)))
+                    let connection = try #require(try await incoming.accept())
+                    incoming.stop()
+                    await #expect(throws: EvplError.self) { _ = try await connection.receive() }
+                    do throws(EvplError) {
+                        #expect(try await connection.receive() == nil, "after its error the sequence is over")
+                    } catch {
+                        Issue.record("the inbound side had ended already: \(error)")
+                    }
+                }
+                // Writes on a finished connection, and on a closed one.
+                let incoming = loop.connections(from: listener, segmenter: Segmenters.fixedLength(4))
+                let fd = rawConnect(to: listener.address)
+                try #require(fd >= 0)
+                defer { close(fd) }
+                #expect(rawWriteAll(fd, [1, 2, 3, 4]))
+                let connection = try #require(try await incoming.accept())
+                incoming.stop()
+                let message = try #require(try await connection.receive())
+                connection.finish()
+                for write in [{ try await connection.write(message) }, { try await connection.write(copying: message) }] as [() async throws -> Void] {
+                    await #expect(throws: EvplError.self) { try await write() }
+                }
+                connection.close()
+                var iovec = try loop.bufferPool.allocate()
+                iovec.length = 4
+                let inUse = loop.bufferPool.buffersInUse
+                do throws(EvplError) {
+                    try await connection.write(taking: [iovec])
+                    Issue.record("a write on a closed connection succeeded")
+                } catch {
+                    #expect(error.code == .aborted)
+                }
+                #expect(loop.bufferPool.buffersInUse == inUse - 1, "the refused IOVec was released")
+            },
+        ])
+        expectNoLeaks(loop)
+    }
 }

@@ -89,11 +89,11 @@ extension AsyncConnection {
     }
 
     /// Suspends until the send queue is at or below the high watermark, or
-    /// the connection ends.
+    /// the connection ends (its queue is then released; the next call
+    /// reports why).
     nonisolated(nonsending) private func waitForRoom() async throws(EvplError) {
         let limit = connection.loop.config.sendHighWatermark
         while connection.queuedBytes > limit {
-            if let failure { throw failure }
             guard connection.isOpen else { return }
             let wait = spareWriterWaits.popLast() ?? SuspendedTask(loop: connection.loop)
             writersWaiting.append(wait)
