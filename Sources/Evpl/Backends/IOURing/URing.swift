@@ -88,8 +88,9 @@ final class URing {
     /// For a ring going away: cancels every operation still in flight and
     /// drops the reference each holds on its target, without completing it
     /// (nothing may run for a loop that is going away). Operations the kernel
-    /// cancels complete before the cancel does; what is left after it (a
-    /// block transfer already at the device) keeps its target.
+    /// cancels complete before the cancel does (with a submission-polling
+    /// thread, shortly after); what is left after it (a block transfer
+    /// already at the device) keeps its target.
     private func abandonOperationsInFlight() {
         var entry = io_uring_get_sqe(ring)
         if entry == nil {
@@ -104,7 +105,14 @@ final class URing {
         var cancelDone = false
         while true {
             var completion: UnsafeMutablePointer<io_uring_cqe>?
-            if cancelDone {
+            if cancelDone && usesSQPoll {
+                // The kernel's submission thread may post a cancelled
+                // operation's completion after the cancel's own: give
+                // stragglers a moment (LeakSanitizer caught the epoll watch's).
+                var timeout = __kernel_timespec(tv_sec: 0, tv_nsec: 5_000_000)
+                guard io_uring_wait_cqe_timeout(ring, &completion, &timeout) == 0, let completion else { return }
+                abandon(completion.pointee)
+            } else if cancelDone {
                 guard io_uring_peek_cqe(ring, &completion) == 0, let completion else { return }
                 abandon(completion.pointee)
             } else {
