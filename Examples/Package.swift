@@ -3,16 +3,18 @@
 // the library as any user's package would. `check.sh` builds and runs them.
 import PackageDescription
 
-func example(_ name: String) -> Target {
-    .executableTarget(name: name, dependencies: [.product(name: "Evpl", package: "swift-evpl")], path: name, exclude: ["README.md"])
+func example(_ name: String, using libraries: [Target.Dependency] = []) -> Target {
+    .executableTarget(name: name, dependencies: [.product(name: "Evpl", package: "swift-evpl")] + libraries, path: name, exclude: ["README.md"])
 }
 
 let package = Package(
     name: "EvplExamples",
     dependencies: [.package(name: "swift-evpl", path: "..")],
     targets: [
-        example("EchoServer"), example("KeyValueServer"), example("FileServer"),
-        example("AsyncEchoServer"), example("AsyncFileServer"),
+        // The key-value servers' log format and request parsing, shared by both versions.
+        .target(name: "KeyValueLog", dependencies: [.product(name: "Evpl", package: "swift-evpl")], path: "KeyValueLog"),
+        example("EchoServer"), example("KeyValueServer", using: ["KeyValueLog"]), example("FileServer"),
+        example("AsyncEchoServer"), example("AsyncKeyValueServer", using: ["KeyValueLog"]), example("AsyncFileServer"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,49 +1,16 @@
 import Evpl
+import KeyValueLog
 #if canImport(Glibc)
 import Glibc
 #endif
 
 // A key-value server whose data survives a restart. Every SET is appended
-// to a log file through the block API, and answered once the write and a
-// flush have completed; at start the log is read back with block reads and
-// replayed. One request per line:
-//
-//   SET key value   ->  OK
-//   GET key         ->  VALUE value  |  NOTFOUND
-//   anything else   ->  ERROR reason
+// to a log file (`LogRecord`) through the block API, and answered once the
+// write and a flush have completed; at start the log is read back with
+// block reads and replayed. One request per line (`Request`).
 //
 // `KeyValueServer DATA-FILE [PORT]`: prints `listening on ADDRESS`, stops
 // on SIGINT or SIGTERM.
-
-/// The log's records: key length and value length (4 bytes each,
-/// big-endian), then the key and the value, UTF-8.
-enum LogRecord {
-    static func encoded(key: String, value: String) -> [UInt8] {
-        let key = Array(key.utf8), value = Array(value.utf8)
-        var record: [UInt8] = []
-        for length in [key.count, value.count] {
-            withUnsafeBytes(of: UInt32(length).bigEndian) { record += $0 }
-        }
-        return record + key + value
-    }
-
-    /// The values a log holds, and where its last whole record ends: a
-    /// record cut short by a crash is dropped (the next SET overwrites it).
-    static func replay(_ log: [UInt8]) -> (values: [String: String], end: Int) {
-        var values: [String: String] = [:]
-        var position = 0
-        func length(at index: Int) -> Int { log[index..<(index + 4)].reduce(0) { $0 << 8 | Int($1) } }
-        while log.count - position >= 8 {
-            let keyLength = length(at: position), valueLength = length(at: position + 4)
-            let end = position + 8 + keyLength + valueLength
-            guard end <= log.count else { break }
-            let key = String(decoding: log[(position + 8)..<(position + 8 + keyLength)], as: UTF8.self)
-            values[key] = String(decoding: log[(position + 8 + keyLength)..<end], as: UTF8.self)
-            position = end
-        }
-        return (values, position)
-    }
-}
 
 /// The values, the log they persist in, and the SETs being made durable.
 ///
@@ -68,11 +35,7 @@ final class KeyValueStore {
         let (values, end) = try Self.load(device, on: loop)
         self.values = values
         logEnd = UInt64(end)
-        // A record torn by a crash goes, so that stale bytes past the next
-        // (shorter) record can never read as a record of their own.
-        if logEnd < device.size && truncate(path, off_t(logEnd)) != 0 {
-            throw EvplError(.system, operation: "truncate", context: path)
-        }
+        try LogRecord.cutTornTail(of: path, at: logEnd, size: device.size)
         device.handler = { [unowned self] _, completion in completed(completion) }
     }
 
@@ -98,20 +61,16 @@ final class KeyValueStore {
         connection.segmenter = Segmenters.delimited(by: [UInt8(ascii: "\n")], maximumLength: 60_000)
         connection.handler = { [unowned self] connection, event in
             if case .received(let line) = event {
-                handle(String(decoding: line.array.dropLast(), as: UTF8.self), from: connection)
+                handle(Request(line: line.array.dropLast()), from: connection)
             }
         }
     }
 
-    private func handle(_ line: String, from connection: Connection) {
-        let words = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
-        switch (words.first, words.count) {
-        case ("GET", 2):
-            reply(values[String(words[1])].map { "VALUE \($0)" } ?? "NOTFOUND", to: connection)
-        case ("SET", 3):
-            set(String(words[1]), to: String(words[2]), for: connection)
-        default:
-            reply("ERROR expected SET key value or GET key", to: connection)
+    private func handle(_ request: Request, from connection: Connection) {
+        switch request {
+        case .get(let key): reply(values[key].map { "VALUE \($0)" } ?? "NOTFOUND", to: connection)
+        case .set(let key, let value): set(key, to: value, for: connection)
+        case .invalid: reply(Request.usage, to: connection)
         }
     }
 

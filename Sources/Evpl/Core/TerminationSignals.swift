@@ -9,6 +9,12 @@ import Glibc
 /// Create it on the main thread before starting any other thread: the
 /// signals are blocked in the creating thread, and threads started later
 /// inherit that mask, so the signals only ever reach the fd.
+///
+/// In a program whose top-level code awaits, call ``wait(timeoutMilliseconds:)``
+/// (or watch ``fd``) before the first `await` on the main thread: once
+/// top-level code first suspends, the main thread waits inside the Swift
+/// runtime (libdispatch's `dispatch_main`) with every signal unblocked, and
+/// SIGINT or SIGTERM would end the process there instead of reaching the fd.
 public final class TerminationSignals: Sendable {
     /// The signalfd; readable once SIGINT or SIGTERM arrived.
     public let fd: Int32
