@@ -81,7 +81,10 @@ actor KeyValueStore {
             pending.append(PendingSet(key: key, value: value, record: record, answer: answer))
             if !committing {
                 committing = true
-                Task { await commitPending() }
+                // With the loop as preference, the commit's awaits resume on
+                // the loop; a plain `Task {}` would resume each one through
+                // the global pool first.
+                Task(executorPreference: executor) { [self] in await commitPending() }
             }
         }
         return failure.map { "ERROR the log failed: \($0)" } ?? "OK"
