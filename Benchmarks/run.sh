@@ -103,6 +103,7 @@ if chosen async; then
     pair async "TCP ping-pong 64 B, depth 1, both ends on CPU 0" "round trips/s" async_d1 "evpl async" nio_async_d1 "NIOAsyncChannel"
     pair async "TCP ping-pong 64 B, depth 16, server CPU 0, client CPU 1" "round trips/s" async_d16 "evpl async" nio_async_d16 "NIOAsyncChannel"
     pair async "4 KiB random read, 1 GiB file, io_uring, depth 32, buffered" IOPS blk_async "evpl blk async" blk_callbacks "evpl blk callbacks"
+    pair async "4 KiB random read, 1 GiB file, io_uring, depth 32, buffered" IOPS blk_stream "evpl blk async-stream" blk_callbacks "evpl blk callbacks"
     pair async "null engine, depth 32 (per-request cost of each layer)" IOPS blk_null_async "evpl blk async" blk_null_callbacks "evpl blk callbacks"
 fi
 if chosen block || chosen async; then
@@ -159,6 +160,7 @@ for run in $(seq "$RUNS"); do
         cat "$BLOCK_FILE" >/dev/null
         sample blk_callbacks "$(evpl_blk io_uring 32 0 callbacks)"
         sample blk_async "$(evpl_blk io_uring 32 0 async)"
+        sample blk_stream "$(evpl_blk io_uring 32 0 async-stream)"
         sample blk_null_callbacks "$(evpl_blk null 32 0 callbacks)"
         sample blk_null_async "$(evpl_blk null 32 0 async)"
     fi

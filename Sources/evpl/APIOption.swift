@@ -9,6 +9,18 @@ enum API: String, CaseIterable, ExpressibleByArgument, Sendable {
     case async
 }
 
+/// How `evpl blk` drives its requests: the layers of ``API``, plus a
+/// completion stream, the async form of a completion queue.
+enum BlockAPI: String, CaseIterable, ExpressibleByArgument, Sendable {
+    /// A completion handler resubmits each slot.
+    case callbacks
+    /// One task per request in flight, awaiting it.
+    case async
+    /// One task submits with tags and takes the completions from
+    /// `device.completions()`, suspending only when none is ready.
+    case asyncStream = "async-stream"
+}
+
 /// A value handed to a task that runs on the loop thread it was made on.
 ///
 /// `@unchecked Sendable` because the CLI only wraps loop-bound state in it

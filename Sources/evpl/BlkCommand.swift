@@ -40,8 +40,8 @@ struct BlkCommand: ParsableCommand {
     @Flag(help: "Print {iops, bytes_per_sec, latency_ns} as JSON.")
     var json = false
 
-    @Option(help: "callbacks (a completion handler) or async (one task per request in flight, awaiting it).")
-    var api: API = .callbacks
+    @Option(help: "callbacks (a completion handler), async (one task per request in flight, awaiting it) or async-stream (one task taking every completion from device.completions()).")
+    var api: BlockAPI = .callbacks
 
     @OptionGroup var logging: LoggingOptions
 

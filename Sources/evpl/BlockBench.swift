@@ -23,9 +23,9 @@ struct BlockPlan {
     var engine: BlockEngine
     var direct: Bool
     var verify: Bool
-    /// Drive the timed phase with callbacks or with `depth` tasks awaiting
-    /// their requests.
-    var api: API = .callbacks
+    /// Drive the timed phase with callbacks, with `depth` tasks awaiting
+    /// their requests, or with one task taking a completion stream.
+    var api: BlockAPI = .callbacks
 }
 
 /// One second of a run, for a live progress line.
@@ -115,13 +115,17 @@ final class BlockBench {
         idle = 0
         // A size smaller than depth blocks leaves the other slots idle from the start.
         var started = 0
-        for slot in 0..<plan.depth where !sizeReached {
-            if plan.api == .async {
-                startTask(slot)
-            } else {
-                issue(slot)
+        if plan.api == .asyncStream {
+            started = startStreamTask()
+        } else {
+            for slot in 0..<plan.depth where !sizeReached {
+                if plan.api == .async {
+                    startTask(slot)
+                } else {
+                    issue(slot)
+                }
+                started += 1
             }
-            started += 1
         }
         idle = plan.depth - started
         interval.since = start
@@ -183,6 +187,39 @@ final class BlockBench {
         Task(executorPreference: loop.executor) {
             await bench.value.runSlot(slot)
         }
+    }
+
+    /// The completion-stream timed phase: one task issues every slot's
+    /// first request, then takes each completion and issues that slot's
+    /// next. Returns the slots started.
+    private func startStreamTask() -> Int {
+        let completions = device.completions()
+        var started = 0
+        for slot in 0..<plan.depth where !sizeReached {
+            issue(slot)
+            started += 1
+        }
+        let bench = OnLoop(value: (self, completions))
+        Task(executorPreference: loop.executor) {
+            await bench.value.0.takeCompletions(bench.value.1)
+        }
+        return started
+    }
+
+    private func takeCompletions(_ completions: BlockCompletions) async {
+        do throws(EvplError) {
+            for try await completion in completions {
+                account(slot: Int(completion.tag), bytes: completion.bytes, error: completion.error)
+                if mayContinue {
+                    issue(Int(completion.tag))
+                } else {
+                    retire()
+                }
+            }
+        } catch {
+            if result.error == nil { result.error = error }
+        }
+        device.handler = { [unowned self] _, completion in completed(completion) }
     }
 
     private func runSlot(_ slot: Int) async {

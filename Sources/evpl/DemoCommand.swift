@@ -61,12 +61,13 @@ struct DemoCommand: ParsableCommand {
     }
 
     /// 4 KiB random reads at depth 32 on a 64 MiB scratch file, per engine,
-    /// then through the async API on the first engine.
+    /// then through the async API (a task per request, and a completion
+    /// stream) on the first engine.
     private func blockRows(_ widths: [Int]) throws {
         let path = "/var/tmp/evpl-demo-\(getpid()).img"
         defer { unlink(path) }
         let engines = BlockEngine.allCases.filter { $0.unavailableReason == nil && $0 != .null }
-        let runs = engines.map { ($0, API.callbacks) } + engines.prefix(1).map { ($0, API.async) }
+        let runs = engines.map { ($0, BlockAPI.callbacks) } + engines.prefix(1).flatMap { [($0, BlockAPI.async), ($0, BlockAPI.asyncStream)] }
         for (engine, api) in runs {
             let plan = BlockPlan(path: path, workload: .randread, blockSize: 4096, depth: 32, size: 64 << 20, seconds: seconds,
                                  timeBased: true, engine: engine, direct: false, verify: false, api: api)

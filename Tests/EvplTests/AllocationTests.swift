@@ -210,6 +210,52 @@ struct AllocationTests {
         expectNoLeaks(loop)
     }
 
+    @Test("10,000 block reads of 4 KiB taken from a completion stream allocate nothing on the loop thread",
+          arguments: BlockEngine.allCases.filter { $0.unavailableReason == nil })
+    func blockCompletionStream(engine: BlockEngine) throws {
+        let path = "/var/tmp/evpl-alloc-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        let loop = try makeLoop()
+        let blocks = 256, depth = 4
+        let device = try loop.openBlockDevice(path, engine: engine, create: UInt64(blocks * 4096), queueDepth: depth)
+        let completions = device.completions()
+        var slots: [IOVec] = []
+        for _ in 0..<depth {
+            var slot = try loop.bufferPool.allocate()
+            slot.length = 4096
+            slots.append(slot)
+        }
+        let consumer = OnLoopValue((completions, device, slots))
+        let completed = AtomicCounter()
+        let failures = AtomicCounter()
+        let stop = Atomic<Bool>(false)
+        let ended = Atomic<Bool>(false)
+        for slot in 0..<depth { device.read(into: slots[slot], at: UInt64(slot * 4096), tag: UInt64(slot)) }
+        Task(executorPreference: loop.executor) { @Sendable in
+            let (completions, device, slots) = consumer.value
+            var next = depth
+            do {
+                for try await completion in completions {
+                    if completion.bytes != 4096 { failures.increment() }
+                    completed.increment()
+                    guard !stop.load(ordering: .relaxed) else { continue }
+                    device.read(into: slots[Int(completion.tag)], at: UInt64(next % blocks * 4096), tag: completion.tag)
+                    next += 1
+                }
+            } catch {
+                failures.increment()
+            }
+            ended.store(true, ordering: .releasing)
+        }
+        try Self.expectSteadyStateAllocationFree(loop, "\(engine.rawValue) completion stream") { completed.value }
+        stop.store(true, ordering: .relaxed)
+        try drive(loop, "the stream to end") { ended.load(ordering: .acquiring) }
+        #expect(failures.value == 0)
+        for slot in slots { slot.release() }
+        device.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("10,000 async block reads of 4 KiB from 4 tasks allocate nothing on the loop thread",
           arguments: BlockEngine.allCases.filter { $0.unavailableReason == nil })
     func asyncBlockReads(engine: BlockEngine) throws {

@@ -137,4 +137,89 @@ struct AsyncBlockTests {
         }
         expectNoLeaks(loop)
     }
+
+    @Test("a completion stream yields the completion of every tagged request and ends once none is in flight",
+          arguments: storingEngines)
+    func completionStream(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let path = ScratchFile().path
+        defer { unlink(path) }
+        try runTask(on: loop, "the stream's consumer") {
+            let loop = try currentLoop()
+            let blocks = 64, depth = 8
+            // Requests beyond the engine's depth of 4 wait in the device.
+            let device = try loop.openBlockDevice(path, engine: engine, create: UInt64(blocks * 4096), queueDepth: 4)
+            defer { device.close() }
+            var slots: [IOVec] = []
+            defer { for slot in slots { slot.release() } }
+            for _ in 0..<depth {
+                var slot = try loop.bufferPool.allocate()
+                slot.length = 4096
+                slots.append(slot)
+            }
+            let completions = device.completions()
+            for writing in [true, false] {
+                var nextBlock = 0
+                var blockInSlot = Array(repeating: -1, count: depth)
+                var blocksDone = Set<Int>()
+                func submit(_ slot: Int) {
+                    guard nextBlock < blocks else { return }
+                    blockInSlot[slot] = nextBlock
+                    let offset = nextBlock * 4096
+                    if writing {
+                        fillPattern(slots[slot].bytes, from: offset)
+                        device.write(slots[slot], at: UInt64(offset), tag: UInt64(slot))
+                    } else {
+                        memset(slots[slot].baseAddress, 0, 4096)
+                        device.read(into: slots[slot], at: UInt64(offset), tag: UInt64(slot))
+                    }
+                    nextBlock += 1
+                }
+                for slot in 0..<depth { submit(slot) }
+                for try await completion in completions {
+                    let slot = Int(completion.tag)
+                    #expect(completion.error == nil)
+                    #expect(completion.bytes == 4096)
+                    #expect(blocksDone.insert(blockInSlot[slot]).inserted, "block \(blockInSlot[slot]) completed twice")
+                    if !writing {
+                        #expect(patternMismatch(in: UnsafeRawBufferPointer(slots[slot].bytes), at: blockInSlot[slot] * 4096) == nil)
+                    }
+                    submit(slot)
+                }
+                #expect(blocksDone.count == blocks, writing ? "writes" : "reads")
+            }
+        }
+        expectNoLeaks(loop)
+    }
+
+    @Test("a task cancelled while it would wait on a completion stream gets .cancelled; the completion stays for the next call")
+    func completionStreamCancelled() throws {
+        let loop = try makeLoop()
+        let path = ScratchFile().path
+        defer { unlink(path) }
+        try runTask(on: loop, "the cancelled consumer") {
+            let loop = try currentLoop()
+            let device = try loop.openBlockDevice(path, engine: .psync, create: 4096, queueDepth: 1)
+            defer { device.close() }
+            var block = try loop.bufferPool.allocate()
+            defer { block.release() }
+            block.length = 4096
+            let completions = device.completions()
+            device.read(into: block, at: 0, tag: 7)
+            withUnsafeCurrentTask { $0?.cancel() }
+            do throws(EvplError) {
+                _ = try await completions.next()
+                Issue.record("a cancelled task waited for a completion")
+            } catch {
+                #expect(error.code == .cancelled)
+            }
+            // Yielding does not throw: let the loop finish the read.
+            while device.pendingRequests > 0 { await Task.yield() }
+            let completion = try await completions.next()
+            #expect(completion?.tag == 7)
+            #expect(completion?.bytes == 4096)
+            #expect(try await completions.next() == nil, "nothing in flight ends the stream")
+        }
+        expectNoLeaks(loop)
+    }
 }

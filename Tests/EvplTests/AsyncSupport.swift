@@ -86,3 +86,11 @@ func waitForValue<Value: Sendable>(_ box: borrowing Mutex<Value?>, seconds: Doub
     }
     return value!
 }
+
+/// Hands loop-bound values to a task that runs on the same loop (one that
+/// prefers the loop's executor): they are only used on the loop's thread,
+/// which the compiler cannot see through `Task`'s `@Sendable` closure.
+struct OnLoopValue<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -63,7 +63,7 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
     }
 
-    @Test("--api async: a perf client drives an async perf server in both modes, and evpl blk verifies 16 MiB through tasks")
+    @Test("--api async: a perf client drives an async perf server in both modes; evpl blk verifies 16 MiB through tasks and through a completion stream")
     func asyncAPI() throws {
         let server = try EvplServer(["perf", "server", "--port", "0", "--api", "async"])
         let port = String(server.address.description.split(separator: ":").last!)
@@ -76,10 +76,12 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
         let path = "/var/tmp/evpl-cli-\(getpid())-\(UniqueName.next()).img"
         defer { unlink(path) }
-        let (status, output) = try runEvpl(["blk", "--path", path, "--rw", "randwrite", "--iodepth", "16", "--size", "\(16 << 20)",
-                                            "--runtime", "5", "--engine", "psync", "--verify", "--api", "async", "--json"])
-        #expect(status == 0, "\(output)")
-        #expect(output.contains("\"operations\":4096"), "\(output)")
+        for api in ["async", "async-stream"] {
+            let (status, output) = try runEvpl(["blk", "--path", path, "--rw", "randwrite", "--iodepth", "16", "--size", "\(16 << 20)",
+                                                "--runtime", "5", "--engine", "psync", "--verify", "--api", api, "--json"])
+            #expect(status == 0, "\(api): \(output)")
+            #expect(output.contains("\"operations\":4096"), "\(api): \(output)")
+        }
         let refused = try runEvpl(["perf", "client", "--protocol", "udp", "--port", port, "--api", "async", "--duration", "0.2"])
         #expect(refused.status == 1, "udp has no async API: \(refused.output)")
     }
