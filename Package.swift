@@ -23,9 +23,10 @@ let package = Package(
         .target(name: "CEvplLinux"),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CLibAIO", providers: [.apt(["libaio-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(
             name: "Evpl",
-            dependencies: ["CEvplLinux", "CURing", "CLibAIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CEvplLinux", "CURing", "CLibAIO", "COpenSSL", .product(name: "Logging", package: "swift-log")],
             // Debug builds (the tests) route system calls through a fault plan; release builds call the kernel directly.
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),

@@ -5,6 +5,10 @@
 #   liburing-dev   the io_uring backend and block engine link liburing
 #                  (found through pkg-config).
 #   libaio-dev     the libaio block engine.
+#   libssl-dev     TLS (OpenSSL's libssl and libcrypto, found through
+#                  pkg-config).
+#   openssl        the command-line tool the TLS tests talk to and make
+#                  their certificates with.
 #   pkg-config     how SwiftPM finds liburing.
 #   iproute2       the network fault tests build hosts in network
 #                  namespaces (`ip netns`, veth pairs) and rate-limit with tc.
@@ -18,6 +22,8 @@ set -euo pipefail
 missing=()
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev)
 [ -f /usr/include/libaio.h ] || missing+=(libaio-dev)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 { command -v ip >/dev/null && command -v tc >/dev/null; } || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)

@@ -18,6 +18,12 @@ func spawnEvpl(_ arguments: [String], fileLimit: Int? = nil) throws -> (pid: pid
         executable = "/bin/sh"
         arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", evpl] + arguments
     }
+    return try spawnProcess(executable, arguments)
+}
+
+/// Starts `executable` with `arguments`; returns its pid and the read end
+/// of its standard output.
+func spawnProcess(_ executable: String, _ arguments: [String]) throws -> (pid: pid_t, output: Int32) {
     var pipeEnds: [Int32] = [-1, -1]
     try #require(pipe(&pipeEnds) == 0)
     var actions = posix_spawn_file_actions_t()
@@ -80,7 +86,18 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
 
 /// Runs `evpl` to completion and returns its exit status and standard output.
 func runEvpl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let (pid, outputFD) = try spawnEvpl(arguments)
+    try collect(spawnEvpl(arguments))
+}
+
+/// Runs a `/bin/sh` script to completion and returns its exit status and
+/// standard output (standard error stays the test's).
+func runShell(_ script: String) throws -> (status: Int32, output: String) {
+    try collect(spawnProcess("/bin/sh", ["-c", script]))
+}
+
+/// Reads a child's output to its end, then reaps it.
+private func collect(_ child: (pid: pid_t, output: Int32)) -> (status: Int32, output: String) {
+    let (pid, outputFD) = child
     defer { close(outputFD) }
     var output: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)

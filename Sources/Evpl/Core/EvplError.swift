@@ -42,6 +42,19 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case cancelled
         /// The operation did not finish before its deadline.
         case timedOut
+        /// The TLS handshake failed: no shared version, cipher or ALPN
+        /// protocol, a missing client certificate, or an alert from the
+        /// peer; the context has OpenSSL's reason.
+        case tlsHandshake
+        /// The peer's certificate was refused: untrusted, expired, or not
+        /// for the name asked for; the context has the verifier's reason.
+        case tlsCertificate
+        /// The peer ended the TCP stream without a TLS close_notify: the
+        /// data may have been cut short by an attacker or a crash.
+        case tlsTruncated
+        /// A TLS record could not be read or written after the handshake
+        /// (corrupt or forged data); the context has OpenSSL's reason.
+        case tls
         /// Any other system call failure; see ``EvplError/errno``.
         case system
     }
@@ -113,6 +126,10 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .aborted: return "closed abortively by this side"
         case .cancelled: return "cancelled"
         case .timedOut: return "timed out"
+        case .tlsHandshake: return "TLS handshake failed"
+        case .tlsCertificate: return "TLS certificate refused"
+        case .tlsTruncated: return "TLS stream truncated (no close_notify)"
+        case .tls: return "TLS record error"
         case .system: return "system error"
         }
     }

@@ -109,14 +109,48 @@ extension Connection {
             return
         }
         state = .connected
-        handler(self, .connected)
+        if let tls {
+            // `connected` waits for the handshake, which starts with our ClientHello.
+            tls.start()
+        } else {
+            handler(self, .connected)
+        }
         guard state != .closed else { return }
-        if finishAfterConnect && state == .connected { state = .finishing }
+        if finishAfterConnect && state == .connected && tls == nil { state = .finishing }
         flush()
         if let uring {
             uring.armReceive()
         } else {
             readAvailable()
+        }
+    }
+
+    /// The TLS handshake completed: reports `connected`, encrypts what was
+    /// sent meanwhile, and finishes if ``finish()`` was called meanwhile.
+    func tlsEstablished() {
+        handler(self, .connected)
+        guard isOpen, let tls else { return }
+        do throws(EvplError) {
+            try tls.sendPending()
+        } catch {
+            tearDown(error: error)
+            return
+        }
+        if finishAfterConnect {
+            finishAfterConnect = false
+            finish()
+        }
+        scheduleFlush()
+    }
+
+    /// Hands what the backend received on: through TLS when the stream
+    /// has it, straight to delivery otherwise.
+    @inline(__always)
+    func wireReceived() {
+        if let tls {
+            tls.received()
+        } else {
+            deliverReceived()
         }
     }
 
@@ -142,8 +176,9 @@ extension Connection {
             }
             reads += 1
             let space: UnsafeMutableRawBufferPointer
+            let queue = wireReceiveQueue
             do {
-                space = try receiveQueue.writableSpace()
+                space = try queue.writableSpace()
             } catch {
                 if error.code == .resourceExhausted {
                     // The data waits in the kernel until the pool has room.
@@ -155,8 +190,8 @@ extension Connection {
             }
             let result = SystemCalls.read(fd, space.baseAddress, space.count)
             if result > 0 {
-                receiveQueue.commit(result)
-                deliverReceived()
+                queue.commit(result)
+                wireReceived()
                 if result < space.count && !drain { return }
             } else if result == 0 {
                 peerFinished()
@@ -175,6 +210,8 @@ extension Connection {
     /// stream if it came too.
     func resumeDelivery() {
         guard isOpen && receivePauses.isEmpty else { return }
+        // Ciphertext left when the pool ran out of room for its plaintext.
+        if let tls, tls.ciphertext.count > 0 { tls.received() }
         if receiveQueue.count > 0 { deliverReceived() }
         if inputClosePending && receivePauses.isEmpty && isOpen {
             inputClosePending = false
@@ -234,6 +271,13 @@ extension Connection {
         guard isOpen, !inputClosed else { return }
         if !receivePauses.isEmpty {
             inputClosePending = true
+            return
+        }
+        if let tls, !tls.closeNotifyReceived {
+            // Everything decrypted before it was delivered (or waits for
+            // the consumer); the missing close_notify makes the end an error.
+            let moment = tls.isEstablished ? "without a close_notify" : "during the TLS handshake"
+            tearDown(error: EvplError(.tlsTruncated, operation: "receive", context: "\(remoteAddress): the peer ended the stream \(moment)"))
             return
         }
         inputClosed = true

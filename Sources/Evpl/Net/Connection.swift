@@ -93,6 +93,13 @@ public final class Connection: PollSource {
     /// once ``pullWindow`` bytes wait.
     var pullConsumer: (() -> Void)?
     var pullWindow = Int.max
+    /// The TLS state when the protocol names a ``TLSContext``; `nil` for a
+    /// plain stream.
+    var tls: TLSSession?
+
+    /// Where the backend puts the bytes it receives: the ciphertext queue
+    /// under TLS, the receive queue itself otherwise.
+    var wireReceiveQueue: ReceiveQueue { tls?.ciphertext ?? receiveQueue }
 
     static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
     static let readBurst = 16
@@ -131,6 +138,10 @@ public final class Connection: PollSource {
     ///   or an allocation failure from the pool. Nothing is queued on error.
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
+        if let tls {
+            try encrypt(bytes, with: tls)
+            return
+        }
         try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: notifiesSent)
         queued()
     }
@@ -153,6 +164,12 @@ public final class Connection: PollSource {
             for iovec in iovecs { iovec.release() }
             throw error
         }
+        if let tls {
+            defer { for iovec in iovecs { iovec.release() } }
+            for iovec in iovecs { try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls, endsMessage: false) }
+            if notifiesSent { sendQueue.endMessage() }
+            return
+        }
         for index in iovecs.indices {
             sendQueue.append(taking: iovecs[index], trackMessage: false)
         }
@@ -170,7 +187,25 @@ public final class Connection: PollSource {
             iovec.release()
             throw error
         }
+        if let tls {
+            defer { iovec.release() }
+            try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls)
+            return
+        }
         sendQueue.append(taking: iovec, trackMessage: notifiesSent)
+        queued()
+    }
+
+    /// Encrypts a send into the send queue. A failure leaves the TLS
+    /// stream unusable, so the connection ends with it.
+    private func encrypt(_ bytes: UnsafeRawBufferPointer, with tls: TLSSession, endsMessage: Bool = true) throws(EvplError) {
+        do throws(EvplError) {
+            try tls.send(bytes)
+        } catch {
+            tearDown(error: error)
+            throw error
+        }
+        if notifiesSent && endsMessage { sendQueue.endMessage() }
         queued()
     }
 
@@ -182,6 +217,14 @@ public final class Connection: PollSource {
         case .connecting:
             finishAfterConnect = true
         case .connected:
+            if let tls {
+                guard tls.isEstablished else {
+                    // Finishes once the handshake is done and what was sent during it is out.
+                    finishAfterConnect = true
+                    return
+                }
+                tls.sendCloseNotify()
+            }
             state = .finishing
             scheduleFlush()
         case .finishing, .closed:
@@ -308,6 +351,7 @@ public final class Connection: PollSource {
         }
         Glibc.close(fd)
         sendQueue.releaseAll()
+        tls?.ciphertext.releaseAll()
         // A handler closing from inside `received` still reads its view;
         // the delivery releases the queue when the handler returns. An
         // async consumer still takes what arrived before the end.
@@ -326,6 +370,7 @@ public final class Connection: PollSource {
         Glibc.close(fd)
         sendQueue.releaseAll()
         receiveQueue.releaseAll()
+        tls?.ciphertext.releaseAll()
         handler = { _, _ in }
     }
 
@@ -335,5 +380,24 @@ public final class Connection: PollSource {
         segmenter = nil
         loop.connections.remove(self)
         handler(self, .disconnected(finalError))
+    }
+}
+
+extension Connection {
+    /// Whether the stream runs TLS (its protocol names a ``TLSContext``).
+    public var usesTLS: Bool { tls != nil }
+
+    /// The ALPN protocol the TLS handshake agreed on, if any; `nil` before
+    /// `connected` and on a plain stream.
+    public var tlsApplicationProtocol: String? {
+        guard let tls, tls.isEstablished else { return nil }
+        return tls.applicationProtocol
+    }
+
+    /// The TLS version in use (`TLSv1.3`, `TLSv1.2`); `nil` before
+    /// `connected` and on a plain stream.
+    public var tlsVersion: String? {
+        guard let tls, tls.isEstablished else { return nil }
+        return tls.version
     }
 }

@@ -24,6 +24,7 @@ extension EventLoop {
             throw EvplError(.invalidArgument, operation: "connect", context: "\(evplProtocol) is not a stream protocol; use bindDatagram")
         }
         try evplProtocol.validate(address, operation: "connect")
+        try evplProtocol.validateTLS(role: .client, operation: "connect")
         let backend = try evplProtocol.resolvedBackend()
         let uring = backend == .ioUring ? try ioURing() : nil
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "connect", context: "\(address)")
@@ -33,6 +34,14 @@ extension EventLoop {
         applySocketBuffers(fd)
         let connection = Connection(loop: self, fd: fd, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
         connection.segmenter = segmenter
+        if let context = evplProtocol.tls {
+            do throws(EvplError) {
+                connection.tls = try TLSSession(connection: connection, context: context)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+        }
         if let uring {
             // io_uring waits for the socket itself: it stays blocking.
             SocketOps.setBlocking(fd)
@@ -79,6 +88,9 @@ extension EventLoop {
         let peer = acceptedPeer ?? SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
         let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
         do throws(EvplError) {
+            if let context = listener.evplProtocol.tls {
+                connection.tls = try TLSSession(connection: connection, context: context)
+            }
             if listener.backend == .ioUring {
                 SocketOps.setBlocking(fd)
                 connection.uring = URingStream(connection: connection, uring: try ioURing())
@@ -93,7 +105,8 @@ extension EventLoop {
         connections.insert(connection)
         attachment.acceptHandler(connection)
         guard connection.state != .closed else { return }
-        connection.handler(connection, .connected)
+        // Under TLS, `connected` waits for the handshake the client starts.
+        if connection.tls == nil { connection.handler(connection, .connected) }
         connection.uring?.armReceive()
     }
 }

@@ -35,11 +35,16 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     public var transport: Transport
     /// The requested backend.
     public var backend: Backend
+    /// TLS over the stream, when set: a server context for a listener, a
+    /// client context for a connect. The application sees plaintext, as
+    /// on any stream.
+    public var tls: TLSContext?
 
     /// Creates a protocol choice.
-    public init(_ transport: Transport, backend: Backend = .auto) {
+    public init(_ transport: Transport, backend: Backend = .auto, tls: TLSContext? = nil) {
         self.transport = transport
         self.backend = backend
+        self.tls = tls
     }
 
     /// TCP on the best available backend.
@@ -52,8 +57,8 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// Whether the transport is a byte stream (as opposed to datagrams).
     public var isStream: Bool { transport != .udp }
 
-    /// `tcp/socket`, `udp/auto`, ...
-    public var description: String { "\(transport.rawValue)/\(backend.rawValue)" }
+    /// `tcp/socket`, `udp/auto`, `tcp+tls/io_uring`, ...
+    public var description: String { "\(transport.rawValue)\(tls == nil ? "" : "+tls")/\(backend.rawValue)" }
 
     /// The backend `auto` stands for here, or an `.unavailable` error naming
     /// why the requested backend cannot be used on this machine.
@@ -83,6 +88,18 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
             return "selects socket for every protocol: io_uring is unavailable (\(reason))"
         }
         return "selects io_uring for every protocol: the kernel offers every io_uring feature the backend needs"
+    }
+
+    /// Checks that TLS, when set, runs over a stream in the role the
+    /// operation plays.
+    func validateTLS(role: TLSContext.Role, operation: String) throws(EvplError) {
+        guard let tls else { return }
+        guard isStream else {
+            throw EvplError(.unavailable, operation: operation, context: "\(self): TLS runs over stream protocols (DTLS is not implemented)")
+        }
+        guard tls.role == role else {
+            throw EvplError(.invalidArgument, operation: operation, context: "\(self): a \(role == .server ? "listener" : "connect") needs a \(role) TLS context")
+        }
     }
 
     /// Checks that `address` is the kind this transport uses.

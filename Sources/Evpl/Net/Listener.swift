@@ -44,6 +44,7 @@ public final class Listener: Sendable {
             throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
         }
         try evplProtocol.validate(address, operation: "listen")
+        try evplProtocol.validateTLS(role: .server, operation: "listen")
         let backend = try evplProtocol.resolvedBackend()
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "listen", context: "\(address)")
         if !address.isUnix {

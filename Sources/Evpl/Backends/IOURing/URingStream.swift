@@ -125,8 +125,8 @@ final class URingStream: URingOperationTarget {
             return
         }
         if result > 0, let buffer {
-            connection.receiveQueue.append(IOVec(buffer: buffer, offset: 0, length: Int(result)))
-            connection.deliverReceived()
+            connection.wireReceiveQueue.append(IOVec(buffer: buffer, offset: 0, length: Int(result)))
+            connection.wireReceived()
             armReceive()
             return
         }

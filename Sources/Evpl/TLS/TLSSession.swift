@@ -1,0 +1,250 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The TLS state of one connection (OpenSSL's `SSL`), between the
+/// connection's two queues and the wire.
+///
+/// OpenSSL reads and writes through a BIO of our own, never a socket:
+/// ciphertext the backend received waits in ``ciphertext`` (pool buffers)
+/// until the BIO hands it to OpenSSL, and the records OpenSSL writes go
+/// straight into the connection's send queue (pool buffers), which the
+/// backend then flushes like any other bytes. Plaintext is decrypted into
+/// the connection's receive queue, so segmenters, pull consumers and
+/// backpressure see a plain stream.
+final class TLSSession {
+    /// The connection owns the session.
+    unowned(unsafe) let connection: Connection
+    let ssl: OpaquePointer
+    /// Received ciphertext not yet given to OpenSSL.
+    let ciphertext: ReceiveQueue
+    /// The handshake completed and `connected` was reported.
+    private(set) var isEstablished = false
+    /// The peer's close_notify arrived: its end of stream is genuine.
+    private(set) var closeNotifyReceived = false
+    /// Sends made before the handshake completed, encrypted after it.
+    private var pendingPlaintext: [UInt8] = []
+    /// Why the BIO could not take a record (the pool at its ceiling).
+    fileprivate var writeFailure: EvplError?
+
+    init(connection: Connection, context: TLSContext) throws(EvplError) {
+        guard let ssl = SSL_new(context.context) else {
+            throw TLSErrors.openSSL(.tlsHandshake, "tls session", context: "\(connection.remoteAddress)")
+        }
+        self.ssl = ssl
+        self.connection = connection
+        ciphertext = ReceiveQueue(pool: connection.loop.bufferPool)
+        guard let bio = BIO_new(connectionBIOMethod) else {
+            throw TLSErrors.openSSL(.tlsHandshake, "tls session", context: "\(connection.remoteAddress)")
+        }
+        BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
+        // One BIO both ways: the SSL takes the one reference.
+        SSL_set_bio(ssl, bio, bio)
+        guard context.role == .client else {
+            SSL_set_accept_state(ssl)
+            return
+        }
+        SSL_set_connect_state(ssl)
+        guard let name = context.configuration.serverName else { return }
+        if Self.isIPAddress(name) {
+            // Checked against the certificate's IP addresses; SNI carries no address.
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+        } else {
+            _ = cevpl_ssl_set_server_name(ssl, name)
+            if context.configuration.verifiesPeer { SSL_set1_host(ssl, name) }
+        }
+    }
+
+    private static func isIPAddress(_ name: String) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET, name, &address) == 1 || inet_pton(AF_INET6, name, &address) == 1
+    }
+
+    deinit {
+        SSL_free(ssl)
+        ciphertext.releaseAll()
+    }
+
+    /// The ALPN protocol both sides agreed on, once established.
+    var applicationProtocol: String? {
+        var name: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &name, &length)
+        guard let name, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: name, count: Int(length)), as: UTF8.self)
+    }
+
+    /// The version in use (`TLSv1.3`), once established.
+    var version: String { String(cString: SSL_get_version(ssl)) }
+
+    // MARK: Receiving
+
+    /// Starts a client's handshake: its ClientHello goes into the send queue.
+    func start() {
+        let result = SSL_do_handshake(ssl)
+        if result <= 0 && !isRetry(SSL_get_error(ssl, result)) {
+            connection.tearDown(error: failure(operation: "tls handshake"))
+            return
+        }
+        connection.scheduleFlush()
+    }
+
+    /// Feeds the ciphertext that arrived to OpenSSL: advances the
+    /// handshake, decrypts into the receive queue and delivers, and turns
+    /// a close_notify into the peer's end of stream.
+    func received() {
+        var decrypted = false
+        while connection.isOpen && !closeNotifyReceived {
+            let space: UnsafeMutableRawBufferPointer
+            do {
+                space = try connection.receiveQueue.writableSpace()
+            } catch {
+                if error.code == .resourceExhausted {
+                    // The ciphertext waits here until the pool has room.
+                    connection.loop.waitForMemory(connection)
+                } else {
+                    connection.tearDown(error: error)
+                }
+                return
+            }
+            let count = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
+            if count > 0 {
+                connection.receiveQueue.commit(Int(count))
+                decrypted = true
+                continue
+            }
+            let code = SSL_get_error(ssl, count)
+            if code == SSL_ERROR_ZERO_RETURN {
+                closeNotifyReceived = true
+            } else if !isRetry(code) {
+                connection.tearDown(error: failure(operation: isEstablished ? "tls receive" : "tls handshake"))
+                return
+            }
+            break
+        }
+        // Handshake messages, alerts and tickets OpenSSL wrote meanwhile.
+        if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
+        if !isEstablished && SSL_is_init_finished(ssl) == 1 {
+            isEstablished = true
+            connection.tlsEstablished()
+        }
+        guard connection.isOpen else { return }
+        if decrypted { connection.deliverReceived() }
+        if closeNotifyReceived { connection.peerFinished() }
+    }
+
+    // MARK: Sending
+
+    /// Encrypts `bytes` into the send queue, or keeps them for the end of
+    /// the handshake.
+    ///
+    /// - Throws: ``EvplError`` `.resourceExhausted` when the pool cannot
+    ///   hold the records (the stream is then unusable: the caller tears
+    ///   the connection down), `.tls` when OpenSSL fails.
+    func send(_ bytes: UnsafeRawBufferPointer) throws(EvplError) {
+        guard isEstablished else {
+            pendingPlaintext += bytes
+            return
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let count = SSL_write(ssl, bytes.baseAddress.unsafelyUnwrapped + offset, Int32(clamping: bytes.count - offset))
+            if count > 0 {
+                offset += Int(count)
+                continue
+            }
+            if let writeFailure { throw writeFailure }
+            throw failure(operation: "tls send")
+        }
+    }
+
+    /// Encrypts what was sent during the handshake.
+    func sendPending() throws(EvplError) {
+        guard !pendingPlaintext.isEmpty else { return }
+        let pending = pendingPlaintext
+        pendingPlaintext = []
+        let result = pending.withUnsafeBytes { bytes in Result { () throws(EvplError) in try send(bytes) } }
+        try result.get()
+    }
+
+    /// Queues the close_notify alert: the peer learns that the stream
+    /// ends here, and was not cut.
+    func sendCloseNotify() {
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    // MARK: Errors
+
+    private func isRetry(_ code: Int32) -> Bool {
+        code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE
+    }
+
+    /// The failure OpenSSL just reported, typed: a certificate the
+    /// verifier refused, a failed handshake, or a record error.
+    private func failure(operation: String) -> EvplError {
+        let peer = "\(connection.remoteAddress)"
+        let verification = SSL_get_verify_result(ssl)
+        if !isEstablished && verification != X509_V_OK {
+            ERR_clear_error()
+            let reason = String(cString: X509_verify_cert_error_string(verification))
+            return EvplError(.tlsCertificate, operation: operation, context: "\(peer): \(reason)")
+        }
+        return TLSErrors.openSSL(isEstablished ? .tls : .tlsHandshake, operation, context: peer)
+    }
+}
+
+// MARK: The connection BIO
+
+/// The BIO type through which OpenSSL reads a session's ciphertext queue and
+/// writes into its connection's send queue.
+nonisolated(unsafe) private let connectionBIOMethod: OpaquePointer = {
+    // Created once and never changed: sharing it across threads is safe.
+    let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "evpl connection")!
+    BIO_meth_set_write_ex(method, writeCiphertext)
+    BIO_meth_set_read_ex(method, readCiphertext)
+    BIO_meth_set_ctrl(method, controlBIO)
+    BIO_meth_set_create(method) { bio in
+        BIO_set_init(bio, 1)
+        return 1
+    }
+    BIO_meth_set_destroy(method) { _ in 1 }
+    return method
+}()
+
+private func session(of bio: OpaquePointer?) -> TLSSession {
+    Unmanaged<TLSSession>.fromOpaque(BIO_get_data(bio)!).takeUnretainedValue()
+}
+
+private func writeCiphertext(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: Int, _ written: UnsafeMutablePointer<Int>?) -> Int32 {
+    cevpl_bio_clear_retry(bio)
+    let session = session(of: bio)
+    let connection = session.connection
+    do {
+        try connection.sendQueue.append(copying: UnsafeRawBufferPointer(start: data, count: length), pool: connection.loop.bufferPool, trackMessage: false)
+    } catch {
+        session.writeFailure = error
+        return 0
+    }
+    written?.pointee = length
+    return 1
+}
+
+private func readCiphertext(_ bio: OpaquePointer?, _ buffer: UnsafeMutablePointer<CChar>?, _ length: Int, _ read: UnsafeMutablePointer<Int>?) -> Int32 {
+    cevpl_bio_clear_retry(bio)
+    let queue = session(of: bio).ciphertext
+    guard queue.count > 0 else {
+        cevpl_bio_set_retry_read(bio)
+        return 0
+    }
+    let count = min(length, queue.count)
+    queue.view(length: count).copyBytes(to: UnsafeMutableRawBufferPointer(start: buffer, count: count))
+    queue.consume(count)
+    read?.pointee = count
+    return 1
+}
+
+private func controlBIO(_ bio: OpaquePointer?, _ command: Int32, _ argument: Int, _ pointer: UnsafeMutableRawPointer?) -> Int {
+    command == BIO_CTRL_FLUSH ? 1 : 0
+}

@@ -1,0 +1,75 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Certificates for the TLS tests, made once per test run with the
+/// `openssl` tool (ECDSA P-256): a CA, a server certificate it signed for
+/// `localhost` and `127.0.0.1`, a client certificate it signed, and a
+/// self-signed "stranger" for the same names that nobody trusts.
+struct TLSFixtures: Sendable {
+    let directory: String
+
+    var caCertificate: String { directory + "/ca.pem" }
+    var serverCertificate: String { directory + "/server.pem" }
+    var serverKey: String { directory + "/server.key" }
+    var clientCertificate: String { directory + "/client.pem" }
+    var clientKey: String { directory + "/client.key" }
+    var strangerCertificate: String { directory + "/stranger.pem" }
+    var strangerKey: String { directory + "/stranger.key" }
+
+    private static let made: Result<TLSFixtures, TLSFixturesFailed> = {
+        let directory = "/tmp/evpl-tls-\(getpid())"
+        let names = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+        let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        let script = """
+            set -e
+            rm -rf \(directory) && mkdir -p \(directory) && cd \(directory)
+            openssl req -x509 \(key) -keyout ca.key -out ca.pem -days 2 -subj /CN=evpl-test-ca
+            openssl req \(key) -keyout server.key -out server.csr -subj /CN=localhost
+            printf '\(names)\\n' >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+            openssl req \(key) -keyout client.key -out client.csr -subj /CN=evpl-test-client
+            openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
+            openssl req -x509 \(key) -keyout stranger.key -out stranger.pem -days 2 -subj /CN=localhost -addext \(names)
+            """
+        guard let result = try? runShell("(\(script)) 2>&1"), result.status == 0 else {
+            return .failure(TLSFixturesFailed(output: (try? runShell("openssl version 2>&1").output) ?? "no openssl"))
+        }
+        return .success(TLSFixtures(directory: directory))
+    }()
+
+    /// The fixtures, made on first use.
+    static func get() throws -> TLSFixtures { try made.get() }
+
+    /// A server context presenting the CA-signed certificate.
+    func serverContext(alpn: [String] = [], requireClientCertificate: Bool = false,
+                       maximumVersion: TLSConfiguration.Version = .tls13) throws -> TLSContext {
+        var configuration = TLSConfiguration.server(certificateChain: .file(serverCertificate), privateKey: .file(serverKey))
+        configuration.applicationProtocols = alpn
+        configuration.maximumVersion = maximumVersion
+        if requireClientCertificate {
+            configuration.verifiesPeer = true
+            configuration.trustRoots = .certificates(.file(caCertificate))
+        }
+        return try TLSContext(configuration, role: .server)
+    }
+
+    /// A client context trusting the test CA, expecting `serverName`.
+    func clientContext(serverName: String = "localhost", alpn: [String] = [], presentCertificate: Bool = false) throws -> TLSContext {
+        var configuration = TLSConfiguration.client(serverName: serverName, trustRoots: .certificates(.file(caCertificate)))
+        configuration.applicationProtocols = alpn
+        if presentCertificate {
+            configuration.certificateChain = .file(clientCertificate)
+            configuration.privateKey = .file(clientKey)
+        }
+        return try TLSContext(configuration, role: .client)
+    }
+}
+
+/// The `openssl` tool could not make the test certificates.
+struct TLSFixturesFailed: Error, CustomStringConvertible {
+    let output: String
+    var description: String { "could not make the TLS test certificates (is the openssl tool installed? Scripts/bootstrap.sh installs it): \(output)" }
+}

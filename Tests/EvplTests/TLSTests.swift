@@ -1,0 +1,106 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one end of a TLS test connection saw.
+final class TLSEndpointLog {
+    var connected = false
+    var received: [UInt8] = []
+    var ended: EvplError??
+    var applicationProtocol: String?
+    var version: String?
+
+    /// Records `event`; the server side echoes what it receives.
+    func record(_ connection: Connection, _ event: ConnectionEvent, echo: Bool) {
+        switch event {
+        case .connected:
+            connected = true
+            applicationProtocol = connection.tlsApplicationProtocol
+            version = connection.tlsVersion
+        case .received(let bytes):
+            received += bytes.array
+            if echo { try? bytes.withContiguousBytes { try connection.send(copying: $0) } }
+        case .disconnected(let error):
+            ended = .some(error)
+        default:
+            break
+        }
+    }
+}
+
+@Suite("TLS")
+struct TLSTests {
+    /// A TLS listener on 127.0.0.1 whose connections echo, logged in `log`.
+    private func echoServer(on loop: EventLoop, _ context: TLSContext, backend: EvplProtocol.Backend, log: TLSEndpointLog) throws -> Listener {
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend, tls: context))
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in log.record(connection, event, echo: true) }
+        }
+        try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
+        return listener
+    }
+
+    @Test("an evpl client and server echo 1 MiB sent in random chunks (the first before the handshake ends) over TLS 1.3 with ALPN, and end cleanly with close_notify",
+          arguments: StreamCase.backends)
+    func echo(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let server = TLSEndpointLog()
+        let listener = try echoServer(on: loop, fixtures.serverContext(alpn: ["evpl/1", "h2"]), backend: backend, log: server)
+        defer { listener.close() }
+        var generator = SystemRandomNumberGenerator()
+        let payload = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let client = TLSEndpointLog()
+        let clientProtocol = EvplProtocol(.tcp, backend: backend, tls: try fixtures.clientContext(alpn: ["h2", "http/1.1"]))
+        let connection = try loop.connect(to: listener.address, protocol: clientProtocol) { connection, event in
+            client.record(connection, event, echo: false)
+        }
+        var sent = 0
+        while sent < payload.count {
+            let chunk = min(Int.random(in: 1...40_000, using: &generator), payload.count - sent)
+            try payload[sent..<(sent + chunk)].withUnsafeBytes { try connection.send(copying: $0) }
+            sent += chunk
+            if sent < payload.count { try spin(loop, "the echo to keep up") { client.connected && client.received.count + 200_000 > sent } }
+        }
+        try spin(loop, "the echo") { client.received.count == payload.count || client.ended != nil }
+        #expect(client.received == payload)
+        connection.finish()
+        try spin(loop, "both ends to close") { client.ended != nil && server.ended != nil }
+        #expect(client.ended == .some(nil), "the client ends cleanly: \(String(describing: client.ended))")
+        #expect(server.ended == .some(nil), "the server ends cleanly: \(String(describing: server.ended))")
+        #expect(client.version == "TLSv1.3" && server.version == "TLSv1.3")
+        #expect(client.applicationProtocol == "h2" && server.applicationProtocol == "h2")
+        expectNoLeaks(loop)
+    }
+
+    @Test("a certificate from an unknown issuer, or for another name, is refused with .tlsCertificate naming why",
+          arguments: StreamCase.backends)
+    func refusedCertificates(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let server = TLSEndpointLog()
+        let listener = try echoServer(on: loop, fixtures.serverContext(), backend: backend, log: server)
+        defer { listener.close() }
+        let trustingAStranger = try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(.file(fixtures.strangerCertificate))), role: .client)
+        let cases: [(TLSContext, String)] = [
+            (trustingAStranger, "unable to get local issuer certificate"),
+            (try fixtures.clientContext(serverName: "elsewhere.example"), "hostname mismatch"),
+        ]
+        for (context, reason) in cases {
+            let client = TLSEndpointLog()
+            _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.tcp, backend: backend, tls: context)) { connection, event in
+                client.record(connection, event, echo: false)
+            }
+            try spin(loop, "the refusal") { client.ended != nil }
+            let error = try #require(client.ended ?? nil, "the handshake must fail")
+            #expect(error.code == .tlsCertificate)
+            #expect(error.context.contains(reason), "\(error)")
+            #expect(!client.connected, "no connected event before a refused handshake")
+        }
+        try spin(loop, "the server side to end") { server.ended != nil }
+        #expect(!server.connected)
+        expectNoLeaks(loop)
+    }
+}
