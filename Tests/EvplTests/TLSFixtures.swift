@@ -40,6 +40,15 @@ struct TLSFixtures: Sendable {
         return .success(TLSFixtures(directory: directory))
     }()
 
+    /// Writes `text` to a file of the fixtures' directory; returns its path.
+    func write(_ text: String, to name: String) throws -> String {
+        let path = directory + "/" + name
+        let file = try #require(fopen(path, "w"), "cannot write \(path)")
+        fputs(text, file)
+        fclose(file)
+        return path
+    }
+
     /// The fixtures, made on first use.
     static func get() throws -> TLSFixtures { try made.get() }
 

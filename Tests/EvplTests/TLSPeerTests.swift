@@ -1,0 +1,217 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process the loop keeps turning beside: its pid and its output.
+private struct Peer {
+    let pid: pid_t
+    let output: Int32
+
+    /// Starts a shell script.
+    init(_ script: String) throws {
+        (pid, output) = try spawnProcess("/bin/sh", ["-c", script])
+    }
+
+    /// Turns `loop` until the child exits; returns its status and output.
+    func finish(turning loop: EventLoop, _ what: String) throws -> (status: Int32, output: String) {
+        var status: Int32 = 0
+        var exited = false
+        try spin(loop, seconds: 60, what) {
+            exited = exited || waitpid(pid, &status, WNOHANG) == pid
+            return exited
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while case let count = read(output, &chunk, chunk.count), count > 0 { bytes += chunk[0..<count] }
+        close(output)
+        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return (code, String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+/// The Python `ssl` client the server tests run: `MODE PORT CA [CERT KEY]`.
+/// Modes: `echo-1.2`/`echo-1.3` (4 MiB in random chunks, checked, then
+/// close_notify), `truncate` (1000 bytes and their echo, then a TCP FIN
+/// without close_notify),
+/// `alpn-mismatch` (offers only http/1.1). Prints one line of outcome.
+private let pythonClient = #"""
+import random, socket, ssl, sys, threading
+mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+if len(sys.argv) > 5:
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+if mode == 'echo-1.2':
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+context.set_alpn_protocols(['http/1.1'] if mode == 'alpn-mismatch' else ['h2'])
+raw = socket.create_connection(('127.0.0.1', port))
+try:
+    tls = context.wrap_socket(raw, server_hostname='localhost')
+    version, alpn = tls.version(), tls.selected_alpn_protocol()
+    if mode == 'truncate':
+        # Reads its echo (and any session tickets), so that closing sends
+        # a plain FIN, not a reset: the TCP stream ends, the TLS one does not.
+        tls.sendall(b'x' * 1000)
+        echoed = 0
+        while echoed < 1000:
+            echoed += len(tls.recv(1000))
+        tls.shutdown(socket.SHUT_RDWR)  # the socket's shutdown; SSLSocket.unwrap would send close_notify
+        tls.close()
+        print('truncated')
+        sys.exit(0)
+    data = random.randbytes(4 << 20)
+    def send():
+        sent = 0
+        try:
+            while sent < len(data):
+                size = random.randint(1, 70000)
+                tls.sendall(data[sent:sent + size])
+                sent += size
+        except (ssl.SSLError, OSError):
+            pass
+    threading.Thread(target=send, daemon=True).start()
+    got = bytearray()
+    while len(got) < len(data):
+        chunk = tls.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    if got != data:
+        print('mismatch', len(got))
+        sys.exit(0)
+    tls.unwrap()
+    print('ok', version, alpn)
+except (ssl.SSLError, OSError) as error:
+    print('refused', type(error).__name__, error)
+"""#
+
+@Suite("TLS against OpenSSL and Python")
+struct TLSPeerTests {
+    /// Runs an evpl TLS echo server on `loop` while `script` runs; returns
+    /// the script's output and how each server connection ended.
+    private func serve(_ context: TLSContext, backend: EvplProtocol.Backend, loop: EventLoop,
+                       script: (UInt16) -> String, finishAfter bytes: Int? = nil) throws -> (output: String, ends: [EvplError?]) {
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend, tls: context))
+        defer { listener.close() }
+        var ends: [EvplError?] = []
+        loop.attach(to: listener) { connection in
+            var echoed = 0
+            connection.handler = { connection, event in
+                switch event {
+                case .received(let received):
+                    try? received.withContiguousBytes { try connection.send(copying: $0) }
+                    echoed += received.count
+                    if let bytes, echoed >= bytes { connection.finish() }
+                case .disconnected(let error):
+                    ends.append(error)
+                default:
+                    break
+                }
+            }
+        }
+        try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
+        let peer = try Peer(script(try #require(listener.address.port)))
+        let (status, output) = try peer.finish(turning: loop, "the peer")
+        #expect(status == 0, "the peer failed: \(output)")
+        try spin(loop, "the server's connection to end") { !ends.isEmpty }
+        return (output, ends)
+    }
+
+    private func python(_ mode: String, _ fixtures: TLSFixtures, withCertificate: Bool = false) throws -> (UInt16) -> String {
+        let script = try fixtures.write(pythonClient, to: "client.py")
+        let certificate = withCertificate ? " \(fixtures.clientCertificate) \(fixtures.clientKey)" : ""
+        return { port in "python3 \(script) \(mode) \(port) \(fixtures.caCertificate)\(certificate)" }
+    }
+
+    @Test("Python's ssl client echoes 4 MiB in random chunks through an evpl server over TLS 1.2 and 1.3 with ALPN, ending with close_notify",
+          arguments: StreamCase.backends)
+    func pythonEcho(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        for (mode, version) in [("echo-1.3", "TLSv1.3"), ("echo-1.2", "TLSv1.2")] {
+            let (output, ends) = try serve(fixtures.serverContext(alpn: ["h2"]), backend: backend, loop: loop, script: try python(mode, fixtures))
+            #expect(output == "ok \(version) h2\n", "\(mode): \(output)")
+            #expect(ends.count == 1 && ends[0] == nil, "\(mode): \(ends)")
+        }
+        expectNoLeaks(loop)
+    }
+
+    @Test("an evpl server reports a Python client that closes TCP without close_notify as .tlsTruncated, refuses a client without the required certificate, and refuses disjoint ALPN",
+          arguments: StreamCase.backends)
+    func pythonRefusals(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        var (output, ends) = try serve(fixtures.serverContext(), backend: backend, loop: loop, script: try python("truncate", fixtures))
+        #expect(output == "truncated\n")
+        #expect(ends.count == 1 && ends[0]?.code == .tlsTruncated, "\(ends)")
+
+        let mutual = try fixtures.serverContext(alpn: ["h2"], requireClientCertificate: true)
+        (output, ends) = try serve(mutual, backend: backend, loop: loop, script: try python("echo-1.3", fixtures, withCertificate: true))
+        #expect(output == "ok TLSv1.3 h2\n", "mutual TLS with a certificate: \(output)")
+        #expect(ends.count == 1 && ends[0] == nil, "\(ends)")
+        (output, ends) = try serve(mutual, backend: backend, loop: loop, script: try python("echo-1.3", fixtures))
+        // TLS 1.3 clients finish their side first, then see the server's alert or its close.
+        #expect(output.hasPrefix("refused") || output == "mismatch 0\n", "mutual TLS without a certificate: \(output)")
+        #expect(ends.count == 1 && ends[0]?.code == .tlsHandshake, "\(ends)")
+        #expect(ends.first??.context.contains("certificate") == true, "\(ends)")
+
+        (output, ends) = try serve(fixtures.serverContext(alpn: ["h2"]), backend: backend, loop: loop, script: try python("alpn-mismatch", fixtures))
+        #expect(output.hasPrefix("refused"), "disjoint ALPN: \(output)")
+        #expect(ends.count == 1 && ends[0]?.code == .tlsHandshake, "\(ends)")
+        expectNoLeaks(loop)
+    }
+
+    @Test("openssl s_client gets its bytes echoed by an evpl server, which then ends the stream with close_notify",
+          arguments: StreamCase.backends)
+    func opensslClient(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let text = String(repeating: "never lose a byte\n", count: 1000)
+        let input = try fixtures.write(text, to: "s_client-input.txt")
+        let (output, ends) = try serve(fixtures.serverContext(), backend: backend, loop: loop, script: { port in
+            "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate) -verify_return_error -quiet <\(input) 2>/dev/null"
+        }, finishAfter: text.utf8.count)
+        #expect(output == text, "\(output.count) bytes back")
+        #expect(ends.count == 1 && ends[0] == nil, "\(ends)")
+        expectNoLeaks(loop)
+    }
+
+    @Test("an evpl client talks to openssl s_server over TLS 1.3 and 1.2, verifying its certificate, and ends with close_notify",
+          arguments: StreamCase.backends)
+    func opensslServer(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        for versionFlag in ["-tls1_3", "-tls1_2"] {
+            let server = try Peer("exec openssl s_server -accept 0 -naccept 1 -rev \(versionFlag) -cert \(fixtures.serverCertificate) -key \(fixtures.serverKey) 2>&1")
+            var banner: [UInt8] = []
+            while !String(decoding: banner, as: UTF8.self).contains("ACCEPT") {
+                var byte: UInt8 = 0
+                guard read(server.output, &byte, 1) == 1 else { break }
+                banner.append(byte)
+            }
+            var line: [UInt8] = []
+            while line.last != UInt8(ascii: "\n") {
+                var byte: UInt8 = 0
+                guard read(server.output, &byte, 1) == 1 else { break }
+                line.append(byte)
+            }
+            // "ACCEPT [::]:PORT"
+            let port = try #require(UInt16(String(decoding: line.reversed().drop { $0 < 0x30 || $0 > 0x39 }.prefix { $0 >= 0x30 && $0 <= 0x39 }.reversed(), as: UTF8.self)))
+            let client = TLSEndpointLog()
+            let connection = try loop.connect(to: SocketAddress(host: "127.0.0.1", port: port),
+                                              protocol: EvplProtocol(.tcp, backend: backend, tls: try fixtures.clientContext())) { connection, event in
+                client.record(connection, event, echo: false)
+            }
+            try connection.send(Array("hello, evpl\n".utf8))
+            try spin(loop, "the reversed line") { client.received.count >= 12 || client.ended != nil }
+            #expect(String(decoding: client.received, as: UTF8.self) == "lpve ,olleh\n", "\(versionFlag)")
+            #expect(client.version == (versionFlag == "-tls1_3" ? "TLSv1.3" : "TLSv1.2"))
+            connection.finish()
+            let (_, output) = try server.finish(turning: loop, "s_server to exit")
+            try spin(loop, "the client to end") { client.ended != nil }
+            #expect(client.ended == .some(nil), "\(versionFlag): \(String(describing: client.ended)) \(output)")
+        }
+        expectNoLeaks(loop)
+    }
+}
