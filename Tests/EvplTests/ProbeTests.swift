@@ -1,5 +1,8 @@
 @testable import Evpl
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Probe")
 struct ProbeTests {
@@ -34,6 +37,25 @@ struct ProbeTests {
             #expect(features.contains { $0.name == "setup DEFER_TASKRUN" && $0.available })
             #expect(features.contains { $0.name == "provided buffer ring" && $0.available })
         }
+    }
+
+    @Test("TLS is listed with the OpenSSL it runs on; kTLS is unavailable, with what the kernel offers")
+    func tlsEntries() throws {
+        let entries = Probe.entries()
+        let tls = try #require(entries.first { $0.name == "tls" })
+        #expect(tls.available && tls.reason.hasPrefix("OpenSSL 3"), "\(tls.reason)")
+        let kernelTLS = try #require(entries.first { $0.name == "ktls" })
+        #expect(!kernelTLS.available)
+        #expect(kernelTLS.reason.contains("tcp_available_ulp"), "\(kernelTLS.reason)")
+        var offered = ""
+        if let file = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r") {
+            var line = [CChar](repeating: 0, count: 256)
+            if fgets(&line, 256, file) != nil { offered = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            fclose(file)
+        }
+        let kernelHasTLS = offered.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("tls")
+        #expect(kernelTLS.reason.contains("offers the tls ULP") == kernelHasTLS, "\(kernelTLS.reason) / \(offered)")
+        #expect("\(EvplProtocol(.tcp, backend: .socket, tls: try TLSFixtures.get().clientContext()))" == "tcp+tls/socket")
     }
 
     @Test("a backend this build or machine cannot use is a typed unavailable error, not a crash")
