@@ -7,6 +7,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/evp.h>
+#include <openssl/ec.h>
+#include <time.h>
 
 static inline int cevpl_ssl_ctx_set_min_version(SSL_CTX *context, int version) {
     return (int)SSL_CTX_set_min_proto_version(context, version);
@@ -34,5 +38,58 @@ static inline void cevpl_bio_clear_retry(BIO *bio) { BIO_clear_retry_flags(bio);
 static inline const int cevpl_tls1_2_version(void) { return TLS1_2_VERSION; }
 static inline const int cevpl_tls1_3_version(void) { return TLS1_3_VERSION; }
 static inline const int cevpl_bio_ctrl_flush(void) { return BIO_CTRL_FLUSH; }
+
+/// Makes a self-signed ECDSA P-256 certificate for `common_name` with the
+/// subjectAltName `alt_names` ("DNS:localhost,IP:127.0.0.1"), valid from now
+/// for `days`, as PEM text in buffers the caller frees with
+/// cevpl_openssl_free. Returns 1, or 0 with OpenSSL's error queue set.
+static inline int cevpl_make_self_signed(const char *common_name, const char *alt_names, long days,
+                                         char **certificate_pem, long *certificate_length,
+                                         char **key_pem, long *key_length) {
+    int ok = 0;
+    EVP_PKEY *key = NULL;
+    X509 *certificate = NULL;
+    X509_EXTENSION *extension = NULL;
+    BIO *certificate_bio = NULL, *key_bio = NULL;
+    EVP_PKEY_CTX *key_context = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL);
+    if (!key_context || EVP_PKEY_keygen_init(key_context) <= 0
+        || EVP_PKEY_CTX_set_ec_paramgen_curve_nid(key_context, NID_X9_62_prime256v1) <= 0
+        || EVP_PKEY_keygen(key_context, &key) <= 0) goto done;
+    certificate = X509_new();
+    if (!certificate || !X509_set_version(certificate, 2)
+        || !ASN1_INTEGER_set(X509_get_serialNumber(certificate), (long)time(NULL))
+        || !X509_gmtime_adj(X509_getm_notBefore(certificate), 0)
+        || !X509_gmtime_adj(X509_getm_notAfter(certificate), days * 24 * 3600)
+        || !X509_set_pubkey(certificate, key)) goto done;
+    X509_NAME *name = X509_get_subject_name(certificate);
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)common_name, -1, -1, 0)
+        || !X509_set_issuer_name(certificate, name)) goto done;
+    X509V3_CTX extension_context;
+    X509V3_set_ctx_nodb(&extension_context);
+    X509V3_set_ctx(&extension_context, certificate, certificate, NULL, NULL, 0);
+    extension = X509V3_EXT_conf_nid(NULL, &extension_context, NID_subject_alt_name, alt_names);
+    if (!extension || !X509_add_ext(certificate, extension, -1)) goto done;
+    if (!X509_sign(certificate, key, EVP_sha256())) goto done;
+    certificate_bio = BIO_new(BIO_s_mem());
+    key_bio = BIO_new(BIO_s_mem());
+    if (!certificate_bio || !key_bio || !PEM_write_bio_X509(certificate_bio, certificate)
+        || !PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL)) goto done;
+    char *data;
+    *certificate_length = BIO_get_mem_data(certificate_bio, &data);
+    *certificate_pem = OPENSSL_memdup(data, (size_t)*certificate_length);
+    *key_length = BIO_get_mem_data(key_bio, &data);
+    *key_pem = OPENSSL_memdup(data, (size_t)*key_length);
+    ok = *certificate_pem != NULL && *key_pem != NULL;
+done:
+    BIO_free(certificate_bio);
+    BIO_free(key_bio);
+    X509_EXTENSION_free(extension);
+    X509_free(certificate);
+    EVP_PKEY_free(key);
+    EVP_PKEY_CTX_free(key_context);
+    return ok;
+}
+
+static inline void cevpl_openssl_free(void *pointer) { OPENSSL_free(pointer); }
 
 #endif

@@ -25,7 +25,7 @@ struct BlkServeCommand: ParsableCommand {
     func run() throws {
         let signals = try failing { try TerminationSignals() }
         let ranges = try failing {
-            try BlockRangeServer(file: file, engine: engine, direct: direct, protocol: server.endpoint.evplProtocol,
+            try BlockRangeServer(file: file, engine: engine, direct: direct, protocol: server.endpoint.evplProtocol(role: .server),
                                  address: server.endpoint.address(defaultPath: "/tmp/evpl-blk.sock"), threads: server.threads,
                                  config: server.logging.config())
         }

@@ -17,16 +17,24 @@ struct DemoCommand: ParsableCommand {
         print("swift-evpl demo: server and client in one process over loopback, then block I/O on a scratch file; default config")
         print("")
         let header = ["protocol", "api", "mode", "ops/s", "Gbit/s", "p50", "p99"]
-        let widths = [16, 9, 16, 10, 8, 9, 9]
+        let widths = [16, 12, 16, 10, 8, 9, 9]
         print(row(header, widths))
         print(row(widths.map { String(repeating: "-", count: $0) }, widths))
         let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
-        let runs = EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) }.map { ($0, API.callbacks) }
-            + EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) && EvplProtocol($0).isStream }.map { ($0, API.async) }
-        for (transport, api) in runs {
-            let evplProtocol = EvplProtocol(transport)
+        // TLS rows use a throwaway self-signed certificate, made now, that the client trusts.
+        let identity = try failing { try TLSConfiguration.selfSignedIdentity(for: ["localhost", "127.0.0.1"]) }
+        let tls = try failing {
+            (server: try TLSContext(.server(certificateChain: identity.certificateChain, privateKey: identity.privateKey), role: .server),
+             client: try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(identity.certificateChain)), role: .client))
+        }
+        let transports = EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) }
+        let runs = transports.map { ($0, API.callbacks, false) }
+            + transports.filter { EvplProtocol($0).isStream }.map { ($0, API.async, false) }
+            + transports.filter { $0 == .tcp }.map { ($0, API.callbacks, true) }
+        for (transport, api, usesTLS) in runs {
+            let evplProtocol = EvplProtocol(transport, tls: usesTLS ? tls.server : nil)
             // Show what `auto` resolved to.
-            let label = "\(transport.rawValue)/\((try? evplProtocol.resolvedBackend())?.rawValue ?? "auto")"
+            let label = "\(transport.rawValue)\(usesTLS ? "+tls" : "")/\((try? evplProtocol.resolvedBackend())?.rawValue ?? "auto")"
             let path = "/tmp/evpl-demo-\(getpid()).sock"
             let address = try failing {
                 transport == .unix ? try SocketAddress(unixPath: path) : try SocketAddress(host: "127.0.0.1", port: 0)
@@ -36,7 +44,7 @@ struct DemoCommand: ParsableCommand {
             var modes: [(PerfMode, Int)] = [(.pingpong, 64)]
             if evplProtocol.isStream { modes.append((.stream, 128 * 1024)) }
             for (mode, size) in modes {
-                let plan = PerfPlan(evplProtocol: evplProtocol, address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1,
+                let plan = PerfPlan(evplProtocol: EvplProtocol(transport, tls: usesTLS ? tls.client : nil), address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1,
                                     durationSeconds: seconds, api: api)
                 let result = try failing { try PerfClient.run(plan) }
                 let hasLatency = result.latency.count > 0

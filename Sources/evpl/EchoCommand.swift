@@ -34,7 +34,7 @@ struct ServerOptions: ParsableArguments {
     func serveUntilTerminated(defaultPath: String, mode: EchoServer.Mode, api: API = .callbacks) throws {
         let signals = try failing { try TerminationSignals() }
         let server = try failing {
-            try EchoServer(protocol: endpoint.evplProtocol, address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode,
+            try EchoServer(protocol: endpoint.evplProtocol(role: .server), address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode,
                            api: api, config: logging.config())
         }
         print("listening on \(server.address)")

@@ -27,7 +27,12 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "Socket path for unix (absolute) or @name for an abstract socket.")
     var path: String?
 
-    var evplProtocol: EvplProtocol { EvplProtocol(`protocol`, backend: backend) }
+    @OptionGroup var tls: TLSOptions
+
+    /// The protocol the options name, with TLS in `role` when `--tls` is given.
+    func evplProtocol(role: TLSContext.Role) throws -> EvplProtocol {
+        EvplProtocol(`protocol`, backend: backend, tls: try tls.context(role: role, host: host))
+    }
 
     func address(defaultPath: String) throws -> SocketAddress {
         switch `protocol` {

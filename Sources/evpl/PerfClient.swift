@@ -87,6 +87,7 @@ enum PerfClient {
         ) { loop, index in
             let share = plan.connections / plan.threads + (index < plan.connections % plan.threads ? 1 : 0)
             let thread = PerfClientThread(loop: loop, plan: plan, counter: counters[index])
+            thread.onFailure = { error in failure.withLock { if $0 == nil { $0 = error } } }
             do throws(EvplError) {
                 try thread.open(connections: share)
             } catch {
@@ -160,6 +161,9 @@ final class PerfClientThread {
     private let payload: UnsafeMutableRawBufferPointer
     private var streamPayload: [IOVec] = []
     private var flows: [PerfFlow] = []
+    /// Hears why a connection ended before the run did (refused, reset,
+    /// a TLS handshake that failed); the pool's own stop is not reported.
+    var onFailure: (EvplError) -> Void = { _ in }
 
     init(loop: EventLoop, plan: PerfPlan, counter: ProgressCounter) {
         self.loop = loop
@@ -279,6 +283,8 @@ final class PerfClientThread {
                 }
             case .writable:
                 do { try fill(connection) } catch { connection.close() }
+            case .disconnected(let error?) where error.code != .aborted:
+                thread.onFailure(error)
             case .sent, .inputClosed, .disconnected:
                 break
             }
@@ -333,6 +339,7 @@ final class PerfClientThread {
                 }
             } catch {
                 // The pool stopping closes the connection under the flow.
+                if error.code != .aborted { thread.onFailure(error) }
             }
         }
 

@@ -62,7 +62,7 @@ struct PerfClientCommand: ParsableCommand {
         guard endpoint.protocol == .unix || endpoint.port != 0 else {
             throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
         }
-        let plan = PerfPlan(evplProtocol: endpoint.evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration, api: api)
+        let plan = PerfPlan(evplProtocol: try endpoint.evplProtocol(role: .client), address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration, api: api)
         let result = try failing {
             try PerfClient.run(plan, progress: json ? nil : { second in
                 print(PerfReport.progressLine(second, mode: mode))

@@ -86,6 +86,25 @@ struct CommandLineTests {
         #expect(refused.status == 1, "udp has no async API: \(refused.output)")
     }
 
+    @Test("--tls: a perf client drives a TLS perf server in both modes with both APIs; one that does not trust its certificate exits 1 naming why")
+    func tlsPerf() throws {
+        let fixtures = try TLSFixtures.get()
+        let server = try EvplServer(["perf", "server", "--port", "0", "--tls", "--tls-cert", fixtures.serverCertificate, "--tls-key", fixtures.serverKey])
+        let port = String(server.address.description.split(separator: ":").last!)
+        for api in ["callbacks", "async"] {
+            for mode in ["pingpong", "stream"] {
+                let (status, output) = try runEvpl(["perf", "client", "--port", port, "--mode", mode, "--duration", "0.5", "--api", api, "--json",
+                                                    "--tls", "--tls-ca", fixtures.caCertificate, "--tls-verify-host", "localhost"])
+                try #require(status == 0, "\(api) \(mode): \(output)")
+                let rate = output.split(separator: "\"ops_per_sec\":").dropFirst().first.map { Double($0.prefix { "0123456789.".contains($0) }) ?? 0 } ?? 0
+                #expect(rate > 100, "\(api) \(mode): \(output)")
+            }
+        }
+        let untrusting = try runEvpl(["perf", "client", "--port", port, "--duration", "0.5", "--tls", "--tls-ca", fixtures.strangerCertificate])
+        #expect(untrusting.status == 1, "\(untrusting.output)")
+        #expect(server.terminate() == 0)
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])

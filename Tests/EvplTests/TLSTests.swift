@@ -103,4 +103,33 @@ struct TLSTests {
         #expect(!server.connected)
         expectNoLeaks(loop)
     }
+
+    @Test("a throwaway self-signed identity serves a client that trusts exactly that certificate, over a Unix socket too")
+    func selfSignedIdentity() throws {
+        let identity = try TLSConfiguration.selfSignedIdentity(for: ["localhost", "127.0.0.1"])
+        let serverContext = try TLSContext(.server(certificateChain: identity.certificateChain, privateKey: identity.privateKey), role: .server)
+        let clientContext = try TLSContext(.client(serverName: "127.0.0.1", trustRoots: .certificates(identity.certificateChain)), role: .client)
+        let loop = try makeLoop()
+        for address in [try SocketAddress(host: "127.0.0.1", port: 0), try SocketAddress(parsing: "@evpl-tls-\(getpid())-\(UniqueName.next())")] {
+            let transport: EvplProtocol.Transport = address.isUnix ? .unix : .tcp
+            let server = TLSEndpointLog()
+            let listener = try Listener(address: address, protocol: EvplProtocol(transport, backend: .socket, tls: serverContext))
+            defer { listener.close() }
+            loop.attach(to: listener) { connection in
+                connection.handler = { connection, event in server.record(connection, event, echo: true) }
+            }
+            try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
+            let client = TLSEndpointLog()
+            let connection = try loop.connect(to: listener.address, protocol: EvplProtocol(transport, backend: .socket, tls: clientContext)) { connection, event in
+                client.record(connection, event, echo: false)
+            }
+            try connection.send(Array("self-signed".utf8))
+            try spin(loop, "the echo") { client.received.count == 11 || client.ended != nil }
+            #expect(String(decoding: client.received, as: UTF8.self) == "self-signed", "\(transport)")
+            connection.finish()
+            try spin(loop, "both ends to close") { client.ended != nil && server.ended != nil }
+            #expect(client.ended == .some(nil) && server.ended == .some(nil), "\(transport)")
+        }
+        expectNoLeaks(loop)
+    }
 }

@@ -1,3 +1,8 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What a TLS endpoint presents and accepts: its certificate and key,
 /// whom it trusts, the name it expects, ALPN and versions. Turn it into a
 /// ``TLSContext`` once, then name that context in the ``EvplProtocol`` of a
@@ -62,5 +67,42 @@ public struct TLSConfiguration: Sendable {
     /// and `serverName`.
     public static func client(serverName: String?, trustRoots: TrustRoots = .system) -> TLSConfiguration {
         TLSConfiguration(trustRoots: trustRoots, verifiesPeer: true, serverName: serverName)
+    }
+}
+
+extension TLSConfiguration {
+    /// A throwaway identity: a fresh ECDSA P-256 key and a self-signed
+    /// certificate for `names` (DNS names or IP addresses; the first is
+    /// also the common name), valid from now for `days`. For demos and
+    /// tests: a client trusts it by naming the certificate in its
+    /// ``TrustRoots/certificates(_:)``.
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` with OpenSSL's reason
+    ///   (for instance a name that is neither a DNS name nor an address).
+    public static func selfSignedIdentity(for names: [String], days: Int = 1) throws(EvplError) -> (certificateChain: PEM, privateKey: PEM) {
+        guard let first = names.first else {
+            throw EvplError(.invalidArgument, operation: "self-signed certificate", context: "no name")
+        }
+        let alternativeNames = names.map { name in
+            var address = in6_addr()
+            let isAddress = inet_pton(AF_INET, name, &address) == 1 || inet_pton(AF_INET6, name, &address) == 1
+            return (isAddress ? "IP:" : "DNS:") + name
+        }.joined(separator: ",")
+        var certificate: UnsafeMutablePointer<CChar>?
+        var key: UnsafeMutablePointer<CChar>?
+        var certificateLength = 0
+        var keyLength = 0
+        defer {
+            cevpl_openssl_free(certificate)
+            cevpl_openssl_free(key)
+        }
+        guard cevpl_make_self_signed(first, alternativeNames, days, &certificate, &certificateLength, &key, &keyLength) == 1,
+              let certificate, let key else {
+            throw TLSErrors.openSSL(.invalidArgument, "self-signed certificate", context: names.joined(separator: ", "))
+        }
+        let bytes = { (pointer: UnsafeMutablePointer<CChar>, count: Int) in
+            Array(UnsafeRawBufferPointer(start: pointer, count: count).bindMemory(to: UInt8.self))
+        }
+        return (.bytes(bytes(certificate, certificateLength)), .bytes(bytes(key, keyLength)))
     }
 }

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Evpl
+
+/// `--tls` and its certificates, for every stream command.
+struct TLSOptions: ParsableArguments {
+    @Flag(help: "Run TLS over the stream (tcp or unix).")
+    var tls = false
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: the server's (required with --tls), or a client's for mutual TLS.")
+    var certificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var key: String?
+
+    @Option(name: .customLong("tls-ca"), help: "PEM CA certificates. A client trusts them (the system's when absent); a server given them requires client certificates they signed.")
+    var certificateAuthorities: String?
+
+    @Option(name: .customLong("tls-verify-host"), help: "Client: the name the server's certificate must carry, also sent as SNI (default: --host).")
+    var verifyHost: String?
+
+    func validate() throws {
+        guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil) else {
+            throw ValidationError("--tls-cert, --tls-key, --tls-ca and --tls-verify-host need --tls")
+        }
+        guard (certificate == nil) == (key == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
+    /// The TLS context the options describe for `role`, or `nil` without `--tls`.
+    func context(role: TLSContext.Role, host: String) throws -> TLSContext? {
+        guard tls else { return nil }
+        var configuration: TLSConfiguration
+        switch role {
+        case .server:
+            guard let certificate, let key else { throw ValidationError("a TLS server needs --tls-cert and --tls-key") }
+            configuration = .server(certificateChain: .file(certificate), privateKey: .file(key))
+            if let certificateAuthorities {
+                configuration.verifiesPeer = true
+                configuration.trustRoots = .certificates(.file(certificateAuthorities))
+            }
+        case .client:
+            configuration = .client(serverName: verifyHost ?? host, trustRoots: certificateAuthorities.map { .certificates(.file($0)) } ?? .system)
+            configuration.certificateChain = certificate.map { .file($0) }
+            configuration.privateKey = key.map { .file($0) }
+        }
+        let ready = configuration
+        return try failing { try TLSContext(ready, role: role) }
+    }
+}
