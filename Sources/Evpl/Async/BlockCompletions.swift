@@ -1,11 +1,11 @@
 /// A device's completions as an async sequence: requests are submitted
-/// with the callback API's calls (``BlockDevice/read(into:at:tag:)`` and the
+/// with the callback API's calls (``BlockDevice/read(into:at:tag:)-(IOVec,_,_)`` and the
 /// rest, each with its `tag`), and one task takes their completions in the
 /// order they finish.
 ///
 /// This is the async form of a submission and a completion queue, the
 /// shape io_uring itself has. Awaiting each request in a task of its own
-/// (``BlockDevice/read(into:at:)``) suspends and resumes a task per
+/// (``BlockDevice/read(into:at:)-(IOVec,_)``) suspends and resumes a task per
 /// request; here the consumer suspends only when no completion is ready,
 /// so at depth it takes a whole batch of completions per resumption.
 ///
