@@ -17,6 +17,7 @@ let package = Package(
         fuzzTarget("FuzzSegmenters"),
         fuzzTarget("FuzzBlockRange"),
         fuzzTarget("FuzzBlockLocation"),
+        fuzzTarget("FuzzTLSRecords"),
     ],
     swiftLanguageModes: [.v6]
 )
