@@ -132,4 +132,47 @@ struct TLSTests {
         }
         expectNoLeaks(loop)
     }
+
+    @Test("the async layer over TLS: a served connection echoes 200 framed messages to an async client, which ends with close_notify; the server's inbound ends cleanly",
+          arguments: StreamCase.backends)
+    func asyncEcho(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0),
+                                    protocol: EvplProtocol(.tcp, backend: backend, tls: fixtures.serverContext()))
+        defer { listener.close() }
+        let clientProtocol = EvplProtocol(.tcp, backend: backend, tls: try fixtures.clientContext())
+        try runTasks(on: loop, "the async TLS ends", [
+            {
+                let connection = try await acceptOne(from: listener, segmenter: Segmenters.lengthPrefixed32())
+                try await connection.executeThenClose { connection in
+                    // Written before the handshake has ended: held, then encrypted.
+                    try await connection.write([0, 0, 0, 5] + Array("hello".utf8))
+                    var echoed = 0
+                    for try await message in connection.inbound {
+                        try await connection.write(message)
+                        echoed += 1
+                    }
+                    #expect(echoed == 200)
+                }
+            },
+            {
+                let loop = try currentLoop()
+                let connection = try await loop.connect(to: listener.address, protocol: clientProtocol, segmenter: Segmenters.lengthPrefixed32())
+                try await connection.executeThenClose { connection in
+                    #expect(try await connection.receive()?.array == [0, 0, 0, 5] + Array("hello".utf8))
+                    for round in 0..<200 {
+                        let payload = patternBytes(from: round * 7919, count: 1 + round * 97 % 20_000)
+                        let length = UInt32(payload.count)
+                        let message = [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF)] + payload
+                        try await connection.write(message)
+                        #expect(try await connection.receive()?.array == message, "round \(round)")
+                    }
+                    connection.finish()
+                    #expect(try await connection.receive() == nil, "the server's close_notify ends the stream")
+                }
+            },
+        ])
+        expectNoLeaks(loop)
+    }
 }

@@ -120,8 +120,9 @@ public final class Connection: PollSource {
     /// The local address of the socket, when the kernel reports one.
     public var localAddress: SocketAddress? { state == .closed ? nil : SocketOps.localAddress(of: fd) }
 
-    /// Bytes queued and not yet written to the kernel.
-    public var queuedBytes: Int { sendQueue.count }
+    /// Bytes queued and not yet written to the kernel (under TLS, the
+    /// records, plus what was sent before the handshake ended).
+    public var queuedBytes: Int { sendQueue.count + (tls?.pendingPlaintextCount ?? 0) }
 
     /// Whether the connection has delivered, or is about to deliver, its
     /// `disconnected` event.

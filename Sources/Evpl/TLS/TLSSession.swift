@@ -25,6 +25,8 @@ final class TLSSession {
     private(set) var closeNotifyReceived = false
     /// Sends made before the handshake completed, encrypted after it.
     private var pendingPlaintext: [UInt8] = []
+    /// Bytes sent before the handshake completed and not yet encrypted.
+    var pendingPlaintextCount: Int { pendingPlaintext.count }
     /// Why the BIO could not take a record (the pool at its ceiling).
     fileprivate var writeFailure: EvplError?
 
