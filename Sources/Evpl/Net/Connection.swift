@@ -136,7 +136,9 @@ public final class Connection: PollSource {
     /// Queues a copy of `bytes` as one message.
     ///
     /// - Throws: ``EvplError`` `.invalidState` after ``finish()`` or ``close()``,
-    ///   or an allocation failure from the pool. Nothing is queued on error.
+    ///   or an allocation failure from the pool. Nothing is queued on error;
+    ///   under TLS, a send that cannot be encrypted (the pool at its
+    ///   ceiling mid-record) also ends the connection with that error.
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
         if let tls {
