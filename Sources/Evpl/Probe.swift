@@ -110,12 +110,21 @@ public enum Probe {
         return "devices bound to vfio-pci, but the vfio-nvme engine is not implemented in this build"
     }
 
+    /// The name in a `readdir` entry. Read up to its NUL only: an entry is
+    /// as long as its name, so copying the whole `d_name` array can read past
+    /// the end of the directory buffer (AddressSanitizer caught it).
+    static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+        let name = UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+        let length = strlen(name.assumingMemoryBound(to: CChar.self))
+        return String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
+    }
+
     private static func directoryEntries(_ path: String) -> [String] {
         guard let directory = opendir(path) else { return [] }
         defer { closedir(directory) }
         var names: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entryName(entry)
             if name != "." && name != ".." { names.append(name) }
         }
         return names
