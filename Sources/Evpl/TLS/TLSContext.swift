@@ -106,6 +106,8 @@ public final class TLSContext: @unchecked Sendable, Hashable {
         }
     }
 
+    /// Loads the chain's key; OpenSSL refuses one that does not match the
+    /// certificate already loaded ("key values mismatch").
     private func usePrivateKey(_ key: TLSConfiguration.PEM) throws(EvplError) {
         switch key {
         case .file(let path):
@@ -123,9 +125,6 @@ public final class TLSContext: @unchecked Sendable, Hashable {
             guard SSL_CTX_use_PrivateKey(context, parsed) == 1 else {
                 throw TLSErrors.openSSL(.invalidArgument, "tls private key", context: "PEM data")
             }
-        }
-        guard SSL_CTX_check_private_key(context) == 1 else {
-            throw TLSErrors.openSSL(.invalidArgument, "tls private key", context: "the key does not match the certificate")
         }
     }
 
