@@ -83,11 +83,7 @@ extension TLSConfiguration {
         guard let first = names.first else {
             throw EvplError(.invalidArgument, operation: "self-signed certificate", context: "no name")
         }
-        let alternativeNames = names.map { name in
-            var address = in6_addr()
-            let isAddress = inet_pton(AF_INET, name, &address) == 1 || inet_pton(AF_INET6, name, &address) == 1
-            return (isAddress ? "IP:" : "DNS:") + name
-        }.joined(separator: ",")
+        let alternativeNames = names.map { (TLSSession.isIPAddress($0) ? "IP:" : "DNS:") + $0 }.joined(separator: ",")
         var certificate: UnsafeMutablePointer<CChar>?
         var key: UnsafeMutablePointer<CChar>?
         var certificateLength = 0

@@ -58,7 +58,8 @@ final class TLSSession {
         }
     }
 
-    private static func isIPAddress(_ name: String) -> Bool {
+    /// Whether `name` is an IPv4 or IPv6 address rather than a DNS name.
+    static func isIPAddress(_ name: String) -> Bool {
         var address = in6_addr()
         return inet_pton(AF_INET, name, &address) == 1 || inet_pton(AF_INET6, name, &address) == 1
     }
