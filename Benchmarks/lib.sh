@@ -80,6 +80,47 @@ nio_stream() {
     stop_server $pid; rm -f "$log"
 }
 
+# TLS_DIR holds tls_certificate's output for the tls_* functions.
+TLS_DIR=${TLS_DIR:-/tmp/evpl-bench-tls}
+
+# tls_certificate: a throwaway ECDSA P-256 certificate for localhost (its own CA) in TLS_DIR.
+tls_certificate() {
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>/dev/null
+}
+
+# tls_figure MODE: the JSON field a TLS run reports in (Gbit/s for a stream, operations/s otherwise).
+tls_figure() {
+    if [ "$1" = stream ]; then json_field bytes_per_sec | awk '{printf "%.2f\n", $1 * 8 / 1e9}'; else json_field ops_per_sec; fi
+}
+
+# evpl_tls MODE SIZE PORT -> TLS 1.3 figure of `evpl perf --mode MODE` (server CPU 0, client CPU 1)
+evpl_tls() {
+    local log; log=$(mktemp)
+    taskset -c 0 "$EVPL" perf server --port "$3" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c 1 "$EVPL" perf client --port "$3" --mode "$1" --size "$2" --duration "$SECS" --json \
+        --tls --tls-ca "$TLS_DIR/cert.pem" --tls-verify-host localhost | tls_figure "$1"
+    stop_server $pid; rm -f "$log"
+}
+
+# nio_tls MODE SIZE PORT -> the same through SwiftNIO and NIO-SSL
+nio_tls() {
+    local log; log=$(mktemp)
+    taskset -c 0 "$NIO_PERF" server --port "$3" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c 1 "$NIO_PERF" client --port "$3" --mode "$1" --size "$2" --duration "$SECS" \
+        --tls --tls-ca "$TLS_DIR/cert.pem" --tls-verify-host localhost | tls_figure "$1"
+    stop_server $pid; rm -f "$log"
+}
+
+# openssl_gcm -> Gbit/s of AES-128-GCM alone on one core (16 KiB blocks), the TLS stream's ceiling
+openssl_gcm() {
+    taskset -c 1 openssl speed -seconds "$SECS" -bytes 16384 -evp aes-128-gcm 2>/dev/null |
+        awk '/^AES-128-GCM/ { sub(/k$/, "", $2); printf "%.2f\n", $2 * 1000 * 8 / 1e9 }'
+}
+
 # sockperf_pingpong TRANSPORT SERVER_CPU CLIENT_CPU PORT -> round trips/s (sockperf prints one-way latency)
 sockperf_pingpong() {
     local tcp=(); [ "$1" = tcp ] && tcp=(--tcp)

@@ -6,7 +6,7 @@
 #
 #   Benchmarks/run.sh [--quick] [--runs N] [--seconds S] [GROUP...]
 #
-# GROUPs: tcp udp deep stream hybrid scaling block async (default: all of them).
+# GROUPs: tcp udp deep stream hybrid scaling block async tls (default: all of them).
 # --quick: 3 runs of 1 s each, to check that everything works.
 # Needs: apt-get install -y sockperf iperf3 fio; python3 with matplotlib for the chart
 # (installed from PyPI when missing). Builds the release binaries first.
@@ -23,8 +23,8 @@ while [ $# -gt 0 ]; do
         --quick) RUNS=3; SECS=1; QUICK=-quick ;;
         --runs) RUNS=$2; shift ;;
         --seconds) SECS=$2; shift ;;
-        tcp|udp|deep|stream|hybrid|scaling|block|async) GROUPS_CHOSEN+=("$1") ;;
-        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block|async ...]" >&2; exit 2 ;;
+        tcp|udp|deep|stream|hybrid|scaling|block|async|tls) GROUPS_CHOSEN+=("$1") ;;
+        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block|async|tls ...]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -32,10 +32,10 @@ done
 # some groups writes results/latest-quick-GROUP-....*, never replacing the full table.
 NAME=latest$QUICK
 for group in "${GROUPS_CHOSEN[@]}"; do NAME+="-$group"; done
-[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block async)
+[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block async tls)
 chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
 
-for tool in sockperf iperf3 fio taskset python3; do
+for tool in sockperf iperf3 fio taskset python3 openssl; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y sockperf iperf3 fio" >&2; exit 1; }
 done
 echo "building release binaries" >&2
@@ -106,6 +106,15 @@ if chosen async; then
     pair async "4 KiB random read, 1 GiB file, io_uring, depth 32, buffered" IOPS blk_stream "evpl blk async-stream" blk_callbacks "evpl blk callbacks"
     pair async "null engine, depth 32 (per-request cost of each layer)" IOPS blk_null_async "evpl blk async" blk_null_callbacks "evpl blk callbacks"
 fi
+if chosen tls; then
+    TLS_STREAM="TLS 1.3 stream, 128 KiB writes, AES-128-GCM, server CPU 0, client CPU 1"
+    pair tls "$TLS_STREAM" "Gbit/s" tls_stream "evpl" tls_stream_nio "SwiftNIO + NIO-SSL"
+    pair tls "$TLS_STREAM" "Gbit/s" tls_stream "evpl" tls_cipher "AES-128-GCM alone, one core (openssl speed, 16 KiB)"
+    pair tls "TLS 1.3 ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" tls_pingpong "evpl" tls_pingpong_nio "SwiftNIO + NIO-SSL"
+    pair tls "TLS 1.3 full handshakes (a new connection each, ECDSA P-256), server CPU 0, client CPU 1" "connections/s" \
+        tls_handshake "evpl" tls_handshake_nio "SwiftNIO + NIO-SSL"
+    tls_certificate
+fi
 if chosen block || chosen async; then
     prepare_block_file
 fi
@@ -163,6 +172,15 @@ for run in $(seq "$RUNS"); do
         sample blk_stream "$(evpl_blk io_uring 32 0 async-stream)"
         sample blk_null_callbacks "$(evpl_blk null 32 0 callbacks)"
         sample blk_null_async "$(evpl_blk null 32 0 async)"
+    fi
+    if chosen tls; then
+        sample tls_stream "$(evpl_tls stream 131072 $((PORT + 26)))"
+        sample tls_stream_nio "$(nio_tls stream 131072 $((PORT + 27)))"
+        sample tls_cipher "$(openssl_gcm)"
+        sample tls_pingpong "$(evpl_tls pingpong 64 $((PORT + 28)))"
+        sample tls_pingpong_nio "$(nio_tls pingpong 64 $((PORT + 29)))"
+        sample tls_handshake "$(evpl_tls handshake 64 $((PORT + 30)))"
+        sample tls_handshake_nio "$(nio_tls handshake 64 $((PORT + 31)))"
     fi
     echo "run $run of $RUNS done" >&2
 done

@@ -1,13 +1,15 @@
 // swift-tools-version: 6.0
 // The SwiftNIO side of the side-by-side benchmarks: a perf server and client
 // speaking what `evpl perf` speaks (echo for ping-pong, a sink for streams),
-// in its own package so the Evpl library never depends on NIO.
+// TLS through NIO-SSL, in its own package so the Evpl library never depends
+// on NIO.
 import PackageDescription
 
 let package = Package(
     name: "NIOPeer",
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .executableTarget(
@@ -15,6 +17,8 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
     ],

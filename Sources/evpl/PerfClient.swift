@@ -12,6 +12,12 @@ enum PerfMode: String, Sendable, CaseIterable {
     /// One-way: the client keeps the connection full of `size`-byte messages
     /// and the server discards them; throughput only.
     case stream
+    /// Connection set-up: each of the `connections` slots opens a
+    /// connection (under TLS, a full handshake), makes one round trip of
+    /// `size` bytes, finishes it (close_notify under TLS), and opens the
+    /// next once it has closed. An operation is one such connection; its
+    /// latency runs from the connect to the echo.
+    case handshake
 }
 
 /// A perf run's parameters.
@@ -68,8 +74,11 @@ enum PerfClient {
         guard plan.size >= 1, plan.depth >= 1, plan.connections >= 1, plan.threads >= 1, plan.durationSeconds > 0 else {
             throw EvplError(.invalidArgument, operation: "perf", context: "size, depth, connections, threads and duration must be positive")
         }
-        if plan.mode == .stream && !plan.evplProtocol.isStream {
-            throw EvplError(.invalidArgument, operation: "perf", context: "stream mode needs a stream protocol (tcp or unix)")
+        if plan.mode != .pingpong && !plan.evplProtocol.isStream {
+            throw EvplError(.invalidArgument, operation: "perf", context: "\(plan.mode) mode needs a stream protocol (tcp or unix)")
+        }
+        if plan.mode == .handshake && plan.api == .async {
+            throw EvplError(.invalidArgument, operation: "perf", context: "handshake mode runs with callbacks only")
         }
         if plan.api == .async && !plan.evplProtocol.isStream {
             throw EvplError(.invalidArgument, operation: "perf", context: "the async API drives stream protocols (tcp, unix)")
@@ -196,9 +205,7 @@ final class PerfClientThread {
                 let onLoop = OnLoop(value: flow)
                 Task(executorPreference: loop.executor) { await onLoop.value.run() }
             } else if plan.evplProtocol.isStream {
-                _ = try loop.connect(to: plan.address, protocol: plan.evplProtocol) { [unowned flow] connection, event in
-                    flow.handle(connection, event)
-                }
+                try flow.connect()
             } else {
                 let local = try SocketAddress(host: plan.address.description.hasPrefix("[") ? "::1" : "127.0.0.1", port: 0)
                 let endpoint = try loop.bindDatagram(local, protocol: plan.evplProtocol) { [unowned flow] endpoint, bytes, _ in
@@ -259,16 +266,26 @@ final class PerfClientThread {
             sentAt = Array(repeating: 0, count: thread.plan.depth)
         }
 
+        /// Opens the flow's stream connection; in handshake mode, the
+        /// round trip it measures starts here.
+        func connect() throws(EvplError) {
+            let plan = thread.plan
+            if plan.mode == .handshake { stamp() }
+            _ = try thread.loop.connect(to: plan.address, protocol: plan.evplProtocol) { [unowned self] connection, event in
+                handle(connection, event)
+            }
+        }
+
         func handle(_ connection: Connection, _ event: ConnectionEvent) {
             switch event {
             case .connected:
                 let plan = thread.plan
                 do {
                     try connection.send(PerfHandshake.bytes(plan.mode == .stream ? PerfHandshake.stream : PerfHandshake.ping))
-                    if plan.mode == .stream {
-                        try fill(connection)
-                    } else {
-                        for _ in 0..<plan.depth { try sendRequest(connection) }
+                    switch plan.mode {
+                    case .stream: try fill(connection)
+                    case .pingpong: for _ in 0..<plan.depth { try sendRequest(connection) }
+                    case .handshake: try connection.send(copying: UnsafeRawBufferPointer(thread.payload))
                     }
                 } catch {
                     connection.close()
@@ -276,6 +293,13 @@ final class PerfClientThread {
             case .received(let bytes):
                 pendingBytes += bytes.count
                 let size = thread.plan.size
+                if thread.plan.mode == .handshake {
+                    guard pendingBytes >= size else { return }
+                    pendingBytes = 0
+                    completeRequest()
+                    connection.finish()
+                    return
+                }
                 while pendingBytes >= size {
                     pendingBytes -= size
                     completeRequest()
@@ -283,6 +307,8 @@ final class PerfClientThread {
                 }
             case .writable:
                 do { try fill(connection) } catch { connection.close() }
+            case .disconnected(nil) where thread.plan.mode == .handshake:
+                do { try connect() } catch { thread.onFailure(error) }
             case .disconnected(let error?) where error.code != .aborted:
                 thread.onFailure(error)
             case .sent, .inputClosed, .disconnected:

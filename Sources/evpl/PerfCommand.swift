@@ -33,7 +33,7 @@ struct PerfClientCommand: ParsableCommand {
 
     @OptionGroup var endpoint: EndpointOptions
 
-    @Option(help: "pingpong (echoed requests, latency) or stream (one-way throughput).")
+    @Option(help: "pingpong (echoed requests, latency), stream (one-way throughput) or handshake (a new connection per round trip: connections/s).")
     var mode: PerfMode = .pingpong
 
     @Option(help: "Message size in bytes.")

@@ -62,6 +62,11 @@ public final class TLSContext: @unchecked Sendable, Hashable {
               configuration.minimumVersion <= configuration.maximumVersion else {
             throw EvplError(.invalidArgument, operation: "tls context", context: "versions \(configuration.minimumVersion) to \(configuration.maximumVersion)")
         }
+        // OpenSSL puts AES-256-GCM first; AES-128-GCM is as safe and about a
+        // third faster, and BoringSSL, Go and rustls prefer it too.
+        guard SSL_CTX_set_ciphersuites(context, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") == 1 else {
+            throw TLSErrors.openSSL(.invalidArgument, "tls context", context: "TLS 1.3 cipher suites")
+        }
         if let chain = configuration.certificateChain {
             try useCertificateChain(chain)
             guard let key = configuration.privateKey else {

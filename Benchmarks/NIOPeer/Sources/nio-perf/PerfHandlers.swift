@@ -1,4 +1,5 @@
 import NIOCore
+import NIOTLS
 import Synchronization
 
 /// The 8-byte words a perf client opens each TCP connection with, as
@@ -23,6 +24,8 @@ extension ChannelHandlerContext {
 final class PerfCounter: Sendable {
     let operations = Atomic<Int>(0)
     let bytes = Atomic<Int>(0)
+    /// Set when the run ends: handshake clients stop reconnecting.
+    let stopped = Atomic<Bool>(false)
 
     func add(operations count: Int, bytes size: Int) {
         operations.add(count, ordering: .relaxed)
@@ -160,33 +163,59 @@ final class DatagramPingPongClientHandler: ChannelInboundHandler {
 
 /// Client side of a stream: writes one shared `size`-byte buffer (no copy)
 /// while the channel is writable and counts what it hands to the kernel.
+///
+/// Under TLS, NIO-SSL holds writes itself, where the channel's writability
+/// cannot see them, so the client starts once the handshake completes and
+/// keeps about 1 MiB of writes in flight, writing the next message as each
+/// one completes (reaches the kernel), which is also when it counts.
 final class StreamClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let size: Int
     private let counter: PerfCounter
+    private let usesTLS: Bool
     private var payload = ByteBuffer()
 
-    init(size: Int, counter: PerfCounter) {
+    init(size: Int, counter: PerfCounter, usesTLS: Bool) {
         self.size = size
         self.counter = counter
+        self.usesTLS = usesTLS
     }
 
     func channelActive(context: ChannelHandlerContext) {
         payload = context.channel.allocator.buffer(repeating: 0x5A, count: size)
         context.writeHandshake(PerfHandshake.stream)
-        fill(context)
+        if !usesTLS { fill(context) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        fill(context)
+        if !usesTLS { fill(context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            for _ in 0..<max(4, (1 << 20) / size) { writeTracked(context) }
+            context.flush()
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func fill(_ context: ChannelHandlerContext) {
         while context.channel.isWritable {
             context.write(wrapOutboundOut(payload), promise: nil)
             counter.add(operations: 1, bytes: size)
+            context.flush()
+        }
+    }
+
+    /// Writes one message whose completion counts it and writes the next.
+    private func writeTracked(_ context: ChannelHandlerContext) {
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(wrapOutboundOut(payload), promise: promise)
+        promise.futureResult.assumeIsolated().whenSuccess { [self] in
+            counter.add(operations: 1, bytes: size)
+            writeTracked(context)
             context.flush()
         }
     }
