@@ -92,4 +92,26 @@ done:
 
 static inline void cevpl_openssl_free(void *pointer) { OPENSSL_free(pointer); }
 
+/// Client session caching that hands every new session to the new-session
+/// callback and keeps none inside OpenSSL.
+static inline void cevpl_ssl_ctx_cache_client_sessions(SSL_CTX *context) {
+    SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+}
+
+static inline void cevpl_ssl_ctx_cache_nothing(SSL_CTX *context) {
+    SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+}
+
+/// The SHA-256 of `certificate`'s SubjectPublicKeyInfo (DER) into `digest`
+/// (32 bytes): the public key pin. Returns 1, or 0 on failure.
+static inline int cevpl_public_key_sha256(X509 *certificate, unsigned char *digest) {
+    unsigned char *der = NULL;
+    int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(certificate), &der);
+    if (length <= 0) return 0;
+    unsigned int digest_length = 0;
+    int ok = EVP_Digest(der, (size_t)length, digest, &digest_length, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok == 1 && digest_length == 32;
+}
+
 #endif

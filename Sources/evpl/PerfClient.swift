@@ -14,9 +14,9 @@ enum PerfMode: String, Sendable, CaseIterable {
     case stream
     /// Connection set-up: each of the `connections` slots opens a
     /// connection (under TLS, a full handshake), makes one round trip of
-    /// `size` bytes, finishes it (close_notify under TLS), and opens the
-    /// next once it has closed. An operation is one such connection; its
-    /// latency runs from the connect to the echo.
+    /// `size` bytes, finishes it (close_notify under TLS) and opens the
+    /// next while that one closes. An operation is one such connection;
+    /// its latency runs from the connect to the echo.
     case handshake
 }
 
@@ -298,6 +298,7 @@ final class PerfClientThread {
                     pendingBytes = 0
                     completeRequest()
                     connection.finish()
+                    do { try connect() } catch { thread.onFailure(error) }
                     return
                 }
                 while pendingBytes >= size {
@@ -307,8 +308,6 @@ final class PerfClientThread {
                 }
             case .writable:
                 do { try fill(connection) } catch { connection.close() }
-            case .disconnected(nil) where thread.plan.mode == .handshake:
-                do { try connect() } catch { thread.onFailure(error) }
             case .disconnected(let error?) where error.code != .aborted:
                 thread.onFailure(error)
             case .sent, .inputClosed, .disconnected:

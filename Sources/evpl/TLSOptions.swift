@@ -18,9 +18,12 @@ struct TLSOptions: ParsableArguments {
     @Option(name: .customLong("tls-verify-host"), help: "Client: the name the server's certificate must carry, also sent as SNI (default: --host).")
     var verifyHost: String?
 
+    @Flag(name: .customLong("tls-resume"), help: "Client: resume sessions with the tickets the server sends (abbreviated handshakes). Off by default, so that each connection of perf --mode handshake runs a full handshake.")
+    var resume = false
+
     func validate() throws {
-        guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil) else {
-            throw ValidationError("--tls-cert, --tls-key, --tls-ca and --tls-verify-host need --tls")
+        guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil && !resume) else {
+            throw ValidationError("--tls-cert, --tls-key, --tls-ca, --tls-verify-host and --tls-resume need --tls")
         }
         guard (certificate == nil) == (key == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
     }
@@ -41,6 +44,7 @@ struct TLSOptions: ParsableArguments {
             configuration = .client(serverName: verifyHost ?? host, trustRoots: certificateAuthorities.map { .certificates(.file($0)) } ?? .system)
             configuration.certificateChain = certificate.map { .file($0) }
             configuration.privateKey = key.map { .file($0) }
+            configuration.resumesSessions = resume
         }
         let ready = configuration
         return try failing { try TLSContext(ready, role: role) }

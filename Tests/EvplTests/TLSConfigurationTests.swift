@@ -69,16 +69,10 @@ struct TLSConfigurationTests {
             _ = try TLSContext(configuration, role: .client)
         }
         // PEM bytes in memory work as files do: the chain, the key and the trust roots.
-        let pem = { (path: String) -> [UInt8] in
-            let file = fopen(path, "r")!
-            defer { fclose(file) }
-            var bytes: [UInt8] = []
-            while case let byte = fgetc(file), byte != EOF { bytes.append(UInt8(byte)) }
-            return bytes
-        }
-        _ = try TLSContext(.server(certificateChain: .bytes(pem(fixtures.serverCertificate) + pem(fixtures.caCertificate)),
-                                   privateKey: .bytes(pem(fixtures.serverKey))), role: .server)
-        _ = try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(.bytes(pem(fixtures.caCertificate)))), role: .client)
+        let pem = fixtures.contents
+        _ = try TLSContext(.server(certificateChain: .bytes(try pem(fixtures.serverCertificate) + pem(fixtures.caCertificate)),
+                                   privateKey: .bytes(try pem(fixtures.serverKey))), role: .server)
+        _ = try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(.bytes(try pem(fixtures.caCertificate)))), role: .client)
     }
 
     @Test("TLS is refused on datagrams and in the wrong role, and a self-signed identity needs a usable name")
@@ -104,5 +98,23 @@ struct TLSConfigurationTests {
             _ = try TLSConfiguration.selfSignedIdentity(for: ["", "\u{1}"])
         }
         expectNoLeaks(loop)
+    }
+
+    @Test("a public key pin is the SHA-256 of the SubjectPublicKeyInfo, the same as the openssl tool's, from a file or from memory; no certificate, no pin")
+    func publicKeyPins() throws {
+        let fixtures = try TLSFixtures.get()
+        let command = "openssl x509 -in \(fixtures.serverCertificate) -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex"
+        let result = try runShell(command)
+        #expect(result.status == 0, "\(result.output)")
+        let hex = try #require(result.output.split(separator: " ").last).prefix(64)
+        let pin = try TLSConfiguration.publicKeyPin(of: .file(fixtures.serverCertificate))
+        #expect(pin.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() == hex)
+        #expect(try TLSConfiguration.publicKeyPin(of: .bytes(fixtures.contents(of: fixtures.serverCertificate))) == pin)
+        expectRefusal(.invalidArgument, mentioning: "missing.pem") {
+            _ = try TLSConfiguration.publicKeyPin(of: .file(fixtures.directory + "/missing.pem"))
+        }
+        expectRefusal(.invalidArgument, mentioning: "no certificate") {
+            _ = try TLSConfiguration.publicKeyPin(of: .bytes(Array("not a certificate".utf8)))
+        }
     }
 }

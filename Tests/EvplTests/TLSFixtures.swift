@@ -6,8 +6,10 @@ import Glibc
 
 /// Certificates for the TLS tests, made once per test run with the
 /// `openssl` tool (ECDSA P-256): a CA, a server certificate it signed for
-/// `localhost` and `127.0.0.1`, a client certificate it signed, and a
-/// self-signed "stranger" for the same names that nobody trusts.
+/// `localhost` and `127.0.0.1`, a client certificate it signed, a server
+/// certificate it signed that expired in 2020 (`openssl ca` sets the
+/// dates), and a self-signed "stranger" for the same names that nobody
+/// trusts.
 struct TLSFixtures: Sendable {
     let directory: String
 
@@ -18,6 +20,8 @@ struct TLSFixtures: Sendable {
     var clientKey: String { directory + "/client.key" }
     var strangerCertificate: String { directory + "/stranger.pem" }
     var strangerKey: String { directory + "/stranger.key" }
+    var expiredCertificate: String { directory + "/expired.pem" }
+    var expiredKey: String { directory + "/expired.key" }
 
     private static let made: Result<TLSFixtures, TLSFixturesFailed> = {
         let directory = "/tmp/evpl-tls-\(getpid())"
@@ -33,6 +37,11 @@ struct TLSFixtures: Sendable {
             openssl req \(key) -keyout client.key -out client.csr -subj /CN=evpl-test-client
             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
             openssl req -x509 \(key) -keyout stranger.key -out stranger.pem -days 2 -subj /CN=localhost -addext \(names)
+            openssl req \(key) -keyout expired.key -out expired.csr -subj /CN=localhost -addext \(names)
+            printf '[ca]\\ndefault_ca=test\\n[test]\\ndatabase=index.txt\\nnew_certs_dir=.\\nserial=serial\\ndefault_md=sha256\\npolicy=any\\ncopy_extensions=copy\\n[any]\\ncommonName=supplied\\n' >ca.cnf
+            touch index.txt && echo 01 >serial
+            openssl ca -batch -notext -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \\
+                -startdate 20200101000000Z -enddate 20200102000000Z
             """
         guard let result = try? runShell("(\(script)) 2>&1"), result.status == 0 else {
             return .failure(TLSFixturesFailed(output: (try? runShell("openssl version 2>&1").output) ?? "no openssl"))
@@ -47,6 +56,15 @@ struct TLSFixtures: Sendable {
         fputs(text, file)
         fclose(file)
         return path
+    }
+
+    /// The bytes of the file at `path`.
+    func contents(of path: String) throws -> [UInt8] {
+        let file = try #require(fopen(path, "r"), "cannot read \(path)")
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        while case let byte = fgetc(file), byte != EOF { bytes.append(UInt8(byte)) }
+        return bytes
     }
 
     /// The fixtures, made on first use.

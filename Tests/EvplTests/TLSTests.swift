@@ -11,6 +11,7 @@ final class TLSEndpointLog {
     var ended: EvplError??
     var applicationProtocol: String?
     var version: String?
+    var resumed = false
 
     /// Records `event`; the server side echoes what it receives.
     func record(_ connection: Connection, _ event: ConnectionEvent, echo: Bool) {
@@ -19,6 +20,7 @@ final class TLSEndpointLog {
             connected = true
             applicationProtocol = connection.tlsApplicationProtocol
             version = connection.tlsVersion
+            resumed = connection.tlsResumed
         case .received(let bytes):
             received += bytes.array
             if echo { try? bytes.withContiguousBytes { try connection.send(copying: $0) } }

@@ -397,6 +397,15 @@ extension Connection {
         return tls.applicationProtocol
     }
 
+    /// Whether the TLS handshake resumed an earlier session (a ticket this
+    /// client kept from an earlier connection; see
+    /// ``TLSConfiguration/resumesSessions``) instead of running in full;
+    /// `false` before the handshake completes and without TLS.
+    public var tlsResumed: Bool {
+        guard let tls, tls.isEstablished else { return false }
+        return tls.resumed
+    }
+
     /// The TLS version in use (`TLSv1.3`, `TLSv1.2`); `nil` before
     /// `connected` and on a plain stream.
     public var tlsVersion: String? {

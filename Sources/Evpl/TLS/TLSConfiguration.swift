@@ -56,6 +56,19 @@ public struct TLSConfiguration: Sendable {
     public var minimumVersion: Version = .tls12
     /// The newest version offered.
     public var maximumVersion: Version = .tls13
+    /// On a client, whether to keep the session tickets a server sends and
+    /// offer one when the context next connects to the same server name
+    /// and address: the handshake is then abbreviated (no certificate, no
+    /// signature). Each ticket is offered once (RFC 8446, appendix C.4).
+    /// See ``Connection/tlsResumed``.
+    public var resumesSessions = true
+    /// Public key pins: the SHA-256 digests of the SubjectPublicKeyInfo
+    /// (see ``publicKeyPin(of:)``) of which the peer's leaf certificate
+    /// must carry one, on top of the usual verification (or instead of
+    /// it, with `verifiesPeer` off). Empty pins nothing. A peer whose key
+    /// is not pinned ends the connection with `.tlsCertificate` before
+    /// `connected` and before anything is sent.
+    public var pinnedPublicKeys: [[UInt8]] = []
 
     /// A server presenting `certificateChain` with `privateKey`; add
     /// `verifiesPeer` and `trustRoots` for mutual TLS.
@@ -71,6 +84,19 @@ public struct TLSConfiguration: Sendable {
 }
 
 extension TLSConfiguration {
+    /// The pin of the first certificate in `certificate`: the SHA-256 of
+    /// its SubjectPublicKeyInfo, as `openssl x509 -pubkey -noout | openssl
+    /// pkey -pubin -outform der | openssl dgst -sha256` prints it (base64
+    /// of these bytes is HPKP's and curl's `sha256//` form).
+    ///
+    /// - Throws: ``EvplError`` `.invalidArgument` when there is no
+    ///   readable certificate.
+    public static func publicKeyPin(of certificate: PEM) throws(EvplError) -> [UInt8] {
+        let certificates = try TLSErrors.certificates(from: certificate, operation: "public key pin")
+        defer { certificates.forEach { X509_free($0) } }
+        return try TLSErrors.publicKeyPin(of: certificates[0])
+    }
+
     /// A throwaway identity: a fresh ECDSA P-256 key and a self-signed
     /// certificate for `names` (DNS names or IP addresses; the first is
     /// also the common name), valid from now for `days`. For demos and

@@ -24,6 +24,14 @@ public final class TLSContext: @unchecked Sendable, Hashable {
     let context: OpaquePointer
     /// The ALPN protocols in the wire format (each prefixed by its length).
     let alpnWire: [UInt8]
+    /// A client's unused session tickets, by server name and address,
+    /// newest last.
+    private let tickets = Locked<[String: [Ticket]]>([:])
+    /// Tickets kept per server: a server sends two per connection by
+    /// default, and a peer that sends more cannot make the cache grow.
+    static let ticketsPerServer = 4
+    /// Servers whose tickets are kept; past it, the cache starts over.
+    static let serversWithTickets = 1024
 
     /// Prepares `configuration` for `role`.
     ///
@@ -52,7 +60,43 @@ public final class TLSContext: @unchecked Sendable, Hashable {
     }
 
     deinit {
+        tickets.withLock { $0.values.joined().forEach { SSL_SESSION_free($0.session) } }
         SSL_CTX_free(context)
+    }
+
+    /// Keeps `ticket` (a reference the caller hands over) for `server`.
+    func keep(ticket: OpaquePointer, for server: String) {
+        let dropped: [Ticket] = tickets.withLock { cache in
+            var dropped: [Ticket] = []
+            if cache[server] == nil && cache.count >= Self.serversWithTickets {
+                dropped = Array(cache.values.joined())
+                cache.removeAll()
+            }
+            cache[server, default: []].append(Ticket(session: ticket))
+            if let kept = cache[server], kept.count > Self.ticketsPerServer {
+                dropped += kept.prefix(kept.count - Self.ticketsPerServer)
+                cache[server] = Array(kept.suffix(Self.ticketsPerServer))
+            }
+            return dropped
+        }
+        dropped.forEach { SSL_SESSION_free($0.session) }
+    }
+
+    /// The newest ticket kept for `server`, a reference the caller now
+    /// owns. A TLS 1.3 ticket is handed out once (RFC 8446, appendix C.4);
+    /// a TLS 1.2 session stays for the next connection too, since its
+    /// server issues no new one on resumption.
+    func takeTicket(for server: String) -> OpaquePointer? {
+        tickets.withLock { cache in
+            guard let ticket = cache[server]?.last else { return nil }
+            if SSL_SESSION_get_protocol_version(ticket.session) < cevpl_tls1_3_version() {
+                SSL_SESSION_up_ref(ticket.session)
+                return ticket.session
+            }
+            cache[server]?.removeLast()
+            if cache[server]?.isEmpty == true { cache[server] = nil }
+            return ticket.session
+        }
     }
 
     private func configure(_ role: Role) throws(EvplError) {
@@ -81,6 +125,12 @@ public final class TLSContext: @unchecked Sendable, Hashable {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | (role == .server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nil)
         } else {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+        }
+        if role == .client && configuration.resumesSessions {
+            cevpl_ssl_ctx_cache_client_sessions(context)
+            SSL_CTX_sess_set_new_cb(context, keepNewSession)
+        } else if role == .client {
+            cevpl_ssl_ctx_cache_nothing(context)
         }
         guard !alpnWire.isEmpty else { return }
         if role == .client {
@@ -158,6 +208,24 @@ public final class TLSContext: @unchecked Sendable, Hashable {
 
     /// Hashes the object's identity.
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}
+
+/// A session a client context keeps for resumption (OpenSSL's
+/// `SSL_SESSION`, one reference held).
+struct Ticket: @unchecked Sendable {
+    // @unchecked: a kept ticket is touched by one thread at a time, under
+    // the context's lock, and handed out to exactly one connection.
+    let session: OpaquePointer
+}
+
+/// A client's new session (a TLS 1.3 ticket, or a TLS 1.2 session): kept
+/// in its context for the next connection to the same server. Returning 1
+/// keeps OpenSSL's reference.
+private func keepNewSession(_ ssl: OpaquePointer?, _ newSession: OpaquePointer?) -> Int32 {
+    guard let newSession, SSL_SESSION_is_resumable(newSession) == 1,
+          let session = TLSSession.owning(ssl), let server = session.resumptionKey else { return 0 }
+    session.context.keep(ticket: newSession, for: server)
+    return 1
 }
 
 /// The server's ALPN choice: its first preference the client offers too,

@@ -21,20 +21,41 @@ enum TLSErrors {
         return reasons.joined(separator: "; ")
     }
 
+    /// The SHA-256 of `certificate`'s SubjectPublicKeyInfo.
+    static func publicKeyPin(of certificate: OpaquePointer) throws(EvplError) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        guard cevpl_public_key_sha256(certificate, &digest) == 1 else {
+            throw openSSL(.tls, "public key pin", context: "the certificate's public key")
+        }
+        return digest
+    }
+
     /// Every certificate in PEM text; the caller frees them.
     static func certificates(in pem: [UInt8], operation: String) throws(EvplError) -> [OpaquePointer] {
+        try certificates(from: .bytes(pem), operation: operation)
+    }
+
+    /// Every certificate in a PEM file or PEM text; the caller frees them.
+    static func certificates(from pem: TLSConfiguration.PEM, operation: String) throws(EvplError) -> [OpaquePointer] {
         var certificates: [OpaquePointer] = []
-        pem.withUnsafeBytes { raw in
-            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return }
+        let read = { (bio: OpaquePointer?) in
+            guard let bio else { return }
             defer { BIO_free(bio) }
             while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) {
                 certificates.append(certificate)
             }
         }
+        switch pem {
+        case .file(let path):
+            read(BIO_new_file(path, "r"))
+        case .bytes(let bytes):
+            bytes.withUnsafeBytes { raw in read(BIO_new_mem_buf(raw.baseAddress, Int32(raw.count))) }
+        }
         // Reading stops with a "no start line" error at the end of the data.
         ERR_clear_error()
         guard !certificates.isEmpty else {
-            throw EvplError(.invalidArgument, operation: operation, context: "no certificate in the PEM data")
+            let source = if case .file(let path) = pem { path } else { "the PEM data" }
+            throw EvplError(.invalidArgument, operation: operation, context: "no certificate in \(source)")
         }
         return certificates
     }

@@ -16,7 +16,11 @@ import Glibc
 final class TLSSession {
     /// The connection owns the session.
     unowned(unsafe) let connection: Connection
+    let context: TLSContext
     let ssl: OpaquePointer
+    /// Where a client's tickets are kept and looked up: the server name
+    /// and address; `nil` on a server or without resumption.
+    let resumptionKey: String?
     /// Received ciphertext not yet given to OpenSSL.
     let ciphertext: ReceiveQueue
     /// The handshake completed and `connected` was reported.
@@ -36,6 +40,10 @@ final class TLSSession {
         }
         self.ssl = ssl
         self.connection = connection
+        self.context = context
+        let configuration = context.configuration
+        resumptionKey = context.role == .client && configuration.resumesSessions
+            ? "\(configuration.serverName ?? "")@\(connection.remoteAddress)" : nil
         ciphertext = ReceiveQueue(pool: connection.loop.bufferPool)
         guard let bio = BIO_new(connectionBIOMethod) else {
             throw TLSErrors.openSSL(.tlsHandshake, "tls session", context: "\(connection.remoteAddress)")
@@ -48,6 +56,11 @@ final class TLSSession {
             return
         }
         SSL_set_connect_state(ssl)
+        if let resumptionKey, let ticket = context.takeTicket(for: resumptionKey) {
+            // The SSL takes its own reference.
+            SSL_set_session(ssl, ticket)
+            SSL_SESSION_free(ticket)
+        }
         guard let name = context.configuration.serverName else { return }
         if Self.isIPAddress(name) {
             // Checked against the certificate's IP addresses; SNI carries no address.
@@ -77,6 +90,15 @@ final class TLSSession {
         guard let name, length > 0 else { return nil }
         return String(decoding: UnsafeBufferPointer(start: name, count: Int(length)), as: UTF8.self)
     }
+
+    /// The session that owns `ssl`, found through its BIO.
+    static func owning(_ ssl: OpaquePointer?) -> TLSSession? {
+        guard let bio = SSL_get_rbio(ssl), let data = BIO_get_data(bio) else { return nil }
+        return Unmanaged<TLSSession>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    /// Whether the handshake resumed an earlier session.
+    var resumed: Bool { SSL_session_reused(ssl) == 1 }
 
     /// The version in use (`TLSv1.3`), once established.
     var version: String { String(cString: SSL_get_version(ssl)) }
@@ -129,6 +151,10 @@ final class TLSSession {
         // Handshake messages, alerts and tickets OpenSSL wrote meanwhile.
         if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
         if !isEstablished && SSL_is_init_finished(ssl) == 1 {
+            if let refusal = pinRefusal() {
+                connection.tearDown(error: refusal)
+                return
+            }
             isEstablished = true
             connection.tlsEstablished()
         }
@@ -179,6 +205,26 @@ final class TLSSession {
     }
 
     // MARK: Errors
+
+    /// Why the peer's certificate fails the configured pins; `nil` when
+    /// nothing is pinned or its public key is.
+    private func pinRefusal() -> EvplError? {
+        let pins = context.configuration.pinnedPublicKeys
+        guard !pins.isEmpty else { return nil }
+        let peer = "\(connection.remoteAddress)"
+        guard let certificate = SSL_get0_peer_certificate(ssl) else {
+            return EvplError(.tlsCertificate, operation: "tls handshake", context: "\(peer): no certificate to check the pins against")
+        }
+        do {
+            let pin = try TLSErrors.publicKeyPin(of: certificate)
+            guard pins.contains(pin) else {
+                return EvplError(.tlsCertificate, operation: "tls handshake", context: "\(peer): the certificate's public key is not pinned")
+            }
+            return nil
+        } catch {
+            return error
+        }
+    }
 
     private func isRetry(_ code: Int32) -> Bool {
         code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE
