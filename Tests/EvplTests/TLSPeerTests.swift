@@ -32,7 +32,7 @@ private struct Peer {
 }
 
 /// The Python `ssl` client the server tests run: `MODE PORT CA [CERT KEY]`.
-/// Modes: `echo-1.2`/`echo-1.3` (4 MiB in random chunks, checked, then
+/// Modes: `echo-1.2`/`echo-1.3` (64 MiB in random chunks, checked, then
 /// close_notify), `truncate` (1000 bytes and their echo, then a TCP FIN
 /// without close_notify),
 /// `alpn-mismatch` (offers only http/1.1). Prints one line of outcome.
@@ -60,7 +60,7 @@ try:
         tls.close()
         print('truncated')
         sys.exit(0)
-    data = random.randbytes(4 << 20)
+    data = random.randbytes(64 << 20)
     # One thread: an SSL object must not be used from two at once. At
     # most 256 KiB is in flight, so neither side's buffers fill up.
     sent = 0
@@ -82,6 +82,35 @@ try:
     print('ok', version, alpn)
 except (ssl.SSLError, OSError) as error:
     print('refused', type(error).__name__, error)
+"""#
+
+/// The Python `ssl` echo server the client test runs: `VERSION CERT KEY`.
+/// Prints its port, serves one connection with TLS `VERSION` (1.2 or 1.3),
+/// echoing every byte until the client's close_notify, then answers with
+/// its own and prints `ok VERSION BYTES`.
+private let pythonServer = #"""
+import socket, ssl, sys
+version, certificate, key = sys.argv[1], sys.argv[2], sys.argv[3]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(certificate, key)
+context.maximum_version = ssl.TLSVersion.TLSv1_3 if version == '1.3' else ssl.TLSVersion.TLSv1_2
+listener = socket.create_server(('127.0.0.1', 0))
+print(listener.getsockname()[1], flush=True)
+raw, _ = listener.accept()
+try:
+    tls = context.wrap_socket(raw, server_side=True)
+    negotiated = tls.version()
+    echoed = 0
+    while True:
+        chunk = tls.recv(1 << 20)
+        if not chunk:
+            break
+        tls.sendall(chunk)
+        echoed += len(chunk)
+    tls.unwrap()
+    print('ok', negotiated, echoed, flush=True)
+except (ssl.SSLError, OSError) as error:
+    print('failed', type(error).__name__, error, flush=True)
 """#
 
 @Suite("TLS against OpenSSL and Python")
@@ -122,7 +151,7 @@ struct TLSPeerTests {
         return { port in "python3 \(script) \(mode) \(port) \(fixtures.caCertificate)\(certificate)" }
     }
 
-    @Test("Python's ssl client echoes 4 MiB in random chunks through an evpl server over TLS 1.2 and 1.3 with ALPN, ending with close_notify",
+    @Test("Python's ssl client echoes 64 MiB in random chunks through an evpl server over TLS 1.2 and 1.3 with ALPN, ending with close_notify",
           arguments: StreamCase.backends)
     func pythonEcho(backend: EvplProtocol.Backend) throws {
         let fixtures = try TLSFixtures.get()
@@ -209,6 +238,61 @@ struct TLSPeerTests {
             let (_, output) = try server.finish(turning: loop, "s_server to exit")
             try spin(loop, "the client to end") { client.ended != nil }
             #expect(client.ended == .some(nil), "\(versionFlag): \(String(describing: client.ended)) \(output)")
+        }
+        expectNoLeaks(loop)
+    }
+
+    @Test("an evpl client echoes 64 MiB in random chunks through Python's ssl server over TLS 1.3 and 1.2, then half-closes with close_notify and still gets the rest of the echo, then the server's close_notify",
+          arguments: StreamCase.backends)
+    func pythonServerEcho(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let script = try fixtures.write(pythonServer, to: "server.py")
+        let loop = try makeLoop()
+        let total = 64 << 20
+        var generator = SystemRandomNumberGenerator()
+        // Random bytes repeating with a prime period, built with memcpy:
+        // a debug build fills 64 MiB in no time.
+        let period = (0..<1_000_003).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var payload = [UInt8](repeating: 0, count: total)
+        payload.withUnsafeMutableBytes { bytes in
+            period.withUnsafeBytes { block in
+                for start in stride(from: 0, to: total, by: block.count) {
+                    memcpy(bytes.baseAddress! + start, block.baseAddress!, min(block.count, total - start))
+                }
+            }
+        }
+        for version in ["1.3", "1.2"] {
+            let server = try Peer("exec python3 \(script) \(version) \(fixtures.serverCertificate) \(fixtures.serverKey)")
+            var line: [UInt8] = []
+            while line.last != UInt8(ascii: "\n") {
+                var byte: UInt8 = 0
+                guard read(server.output, &byte, 1) == 1 else { break }
+                line.append(byte)
+            }
+            let port = try #require(UInt16(String(decoding: line.dropLast(), as: UTF8.self)), "the server's port: \(line)")
+            let client = TLSEndpointLog()
+            let connection = try loop.connect(to: SocketAddress(host: "127.0.0.1", port: port),
+                                              protocol: EvplProtocol(.tcp, backend: backend, tls: try fixtures.clientContext())) { connection, event in
+                client.record(connection, event, echo: false)
+            }
+            var sent = 0
+            while sent < total && client.ended == nil {
+                let chunk = min(Int.random(in: 1...70_000, using: &generator), total - sent)
+                try payload[sent..<(sent + chunk)].withUnsafeBytes { try connection.send(copying: $0) }
+                sent += chunk
+                if connection.queuedBytes > 1 << 20 || sent - client.received.count > 4 << 20 {
+                    try spin(loop, "the echo to catch up") {
+                        (connection.queuedBytes < 256 << 10 && sent - client.received.count < 2 << 20) || client.ended != nil
+                    }
+                }
+            }
+            connection.finish()
+            let (_, output) = try server.finish(turning: loop, "the Python server to exit")
+            try spin(loop, "the client to end") { client.ended != nil }
+            #expect(output == "ok TLSv\(version) \(total)\n", "\(version): \(output)")
+            #expect(client.ended == .some(nil), "\(version): \(String(describing: client.ended))")
+            let same = client.received.count == total && client.received.withUnsafeBytes { memcmp($0.baseAddress!, payload, total) == 0 }
+            #expect(same, "\(version): \(client.received.count) bytes back")
         }
         expectNoLeaks(loop)
     }
