@@ -95,22 +95,22 @@ tls_figure() {
     if [ "$1" = stream ]; then json_field bytes_per_sec | awk '{printf "%.2f\n", $1 * 8 / 1e9}'; else json_field ops_per_sec; fi
 }
 
-# evpl_tls MODE SIZE PORT -> TLS 1.3 figure of `evpl perf --mode MODE` (server CPU 0, client CPU 1)
+# evpl_tls MODE SIZE SERVER_CPU CLIENT_CPU PORT -> TLS 1.3 figure of `evpl perf --mode MODE`
 evpl_tls() {
     local log; log=$(mktemp)
-    taskset -c 0 "$EVPL" perf server --port "$3" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
+    taskset -c "$3" "$EVPL" perf server --port "$5" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
     wait_listening "$log"
-    taskset -c 1 "$EVPL" perf client --port "$3" --mode "$1" --size "$2" --duration "$SECS" --json \
+    taskset -c "$4" "$EVPL" perf client --port "$5" --mode "$1" --size "$2" --duration "$SECS" --json \
         --tls --tls-ca "$TLS_DIR/cert.pem" --tls-verify-host localhost | tls_figure "$1"
     stop_server $pid; rm -f "$log"
 }
 
-# nio_tls MODE SIZE PORT -> the same through SwiftNIO and NIO-SSL
+# nio_tls MODE SIZE SERVER_CPU CLIENT_CPU PORT -> the same through SwiftNIO and NIO-SSL
 nio_tls() {
     local log; log=$(mktemp)
-    taskset -c 0 "$NIO_PERF" server --port "$3" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
+    taskset -c "$3" "$NIO_PERF" server --port "$5" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
     wait_listening "$log"
-    taskset -c 1 "$NIO_PERF" client --port "$3" --mode "$1" --size "$2" --duration "$SECS" \
+    taskset -c "$4" "$NIO_PERF" client --port "$5" --mode "$1" --size "$2" --duration "$SECS" \
         --tls --tls-ca "$TLS_DIR/cert.pem" --tls-verify-host localhost | tls_figure "$1"
     stop_server $pid; rm -f "$log"
 }

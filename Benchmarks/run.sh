@@ -110,6 +110,7 @@ if chosen tls; then
     TLS_STREAM="TLS 1.3 stream, 128 KiB writes, AES-128-GCM, server CPU 0, client CPU 1"
     pair tls "$TLS_STREAM" "Gbit/s" tls_stream "evpl" tls_stream_nio "SwiftNIO + NIO-SSL"
     pair tls "$TLS_STREAM" "Gbit/s" tls_stream "evpl" tls_cipher "AES-128-GCM alone, one core (openssl speed, 16 KiB)"
+    pair tls "TLS 1.3 ping-pong 64 B, depth 1, both ends on CPU 0" "round trips/s" tls_pingpong_cpu0 "evpl" tls_pingpong_cpu0_nio "SwiftNIO + NIO-SSL"
     pair tls "TLS 1.3 ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" tls_pingpong "evpl" tls_pingpong_nio "SwiftNIO + NIO-SSL"
     pair tls "TLS 1.3 full handshakes (a new connection each, ECDSA P-256), server CPU 0, client CPU 1" "connections/s" \
         tls_handshake "evpl" tls_handshake_nio "SwiftNIO + NIO-SSL"
@@ -174,13 +175,15 @@ for run in $(seq "$RUNS"); do
         sample blk_null_async "$(evpl_blk null 32 0 async)"
     fi
     if chosen tls; then
-        sample tls_stream "$(evpl_tls stream 131072 $((PORT + 26)))"
-        sample tls_stream_nio "$(nio_tls stream 131072 $((PORT + 27)))"
+        sample tls_stream "$(evpl_tls stream 131072 0 1 $((PORT + 26)))"
+        sample tls_stream_nio "$(nio_tls stream 131072 0 1 $((PORT + 27)))"
         sample tls_cipher "$(openssl_gcm)"
-        sample tls_pingpong "$(evpl_tls pingpong 64 $((PORT + 28)))"
-        sample tls_pingpong_nio "$(nio_tls pingpong 64 $((PORT + 29)))"
-        sample tls_handshake "$(evpl_tls handshake 64 $((PORT + 30)))"
-        sample tls_handshake_nio "$(nio_tls handshake 64 $((PORT + 31)))"
+        sample tls_pingpong_cpu0 "$(evpl_tls pingpong 64 0 0 $((PORT + 32)))"
+        sample tls_pingpong_cpu0_nio "$(nio_tls pingpong 64 0 0 $((PORT + 33)))"
+        sample tls_pingpong "$(evpl_tls pingpong 64 0 1 $((PORT + 28)))"
+        sample tls_pingpong_nio "$(nio_tls pingpong 64 0 1 $((PORT + 29)))"
+        sample tls_handshake "$(evpl_tls handshake 64 0 1 $((PORT + 30)))"
+        sample tls_handshake_nio "$(nio_tls handshake 64 0 1 $((PORT + 31)))"
     fi
     echo "run $run of $RUNS done" >&2
 done

@@ -177,4 +177,45 @@ struct TLSTests {
         ])
         expectNoLeaks(loop)
     }
+
+    @Test("under TLS, a send whose records the pool cannot hold is refused with .resourceExhausted before anything is encrypted, and the stream goes on",
+          arguments: StreamCase.backends)
+    func sendAtThePoolCeiling(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let serverLoop = try makeLoop()
+        let server = TLSEndpointLog()
+        let listener = try echoServer(on: serverLoop, fixtures.serverContext(), backend: backend, log: server)
+        defer { listener.close() }
+        // 16 buffers of 4 KiB: room for a few records, never for 256 KiB.
+        let loop = try makeLoop(bufferSize: 4096) { $0.poolMaxBytes = 16 * 4096 }
+        let client = TLSEndpointLog()
+        let connection = try loop.connect(to: listener.address, protocol: EvplProtocol(.tcp, backend: backend, tls: fixtures.clientContext())) { connection, event in
+            client.record(connection, event, echo: false)
+        }
+        try spin(loop, "the handshake") {
+            serverLoop.runOnceWithoutBlocking()
+            return client.connected || client.ended != nil
+        }
+        let big = [UInt8](repeating: 0x42, count: 256 << 10)
+        do {
+            try connection.send(big)
+            Issue.record("256 KiB of records cannot fit a 64 KiB pool")
+        } catch {
+            #expect(error.code == .resourceExhausted, "\(error)")
+        }
+        #expect(!connection.isClosed && client.ended == nil, "a refused send leaves the stream usable")
+        try connection.send(Array("still here".utf8))
+        try spin(loop, "the echo") {
+            serverLoop.runOnceWithoutBlocking()
+            return client.received.count == 10 || client.ended != nil
+        }
+        #expect(String(decoding: client.received, as: UTF8.self) == "still here")
+        connection.finish()
+        try spin(loop, "both ends to close") {
+            serverLoop.runOnceWithoutBlocking()
+            return client.ended != nil && server.ended != nil
+        }
+        #expect(client.ended == .some(nil) && server.ended == .some(nil))
+        expectNoLeaks(loop)
+    }
 }

@@ -136,12 +136,14 @@ public final class Connection: PollSource {
     /// Queues a copy of `bytes` as one message.
     ///
     /// - Throws: ``EvplError`` `.invalidState` after ``finish()`` or ``close()``,
-    ///   or an allocation failure from the pool. Nothing is queued on error;
-    ///   under TLS, a send that cannot be encrypted (the pool at its
-    ///   ceiling mid-record) also ends the connection with that error.
+    ///   or `.resourceExhausted` when the pool cannot hold the bytes (under
+    ///   TLS, their records). Nothing is queued on error; under TLS, a
+    ///   send OpenSSL then fails to encrypt also ends the connection with
+    ///   that error.
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
         if let tls {
+            try tls.checkRoom(for: bytes.count)
             try encrypt(bytes, with: tls)
             return
         }
@@ -169,6 +171,7 @@ public final class Connection: PollSource {
         }
         if let tls {
             defer { for iovec in iovecs { iovec.release() } }
+            try tls.checkRoom(for: iovecs.reduce(0) { $0 + $1.length })
             for iovec in iovecs { try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls, endsMessage: false) }
             if notifiesSent { sendQueue.endMessage() }
             return
@@ -192,6 +195,7 @@ public final class Connection: PollSource {
         }
         if let tls {
             defer { iovec.release() }
+            try tls.checkRoom(for: iovec.length)
             try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls)
             return
         }
@@ -199,8 +203,9 @@ public final class Connection: PollSource {
         queued()
     }
 
-    /// Encrypts a send into the send queue. A failure leaves the TLS
-    /// stream unusable, so the connection ends with it.
+    /// Encrypts a send into the send queue (the caller checked the pool
+    /// has room). A failure leaves the TLS stream unusable, so the
+    /// connection ends with it.
     private func encrypt(_ bytes: UnsafeRawBufferPointer, with tls: TLSSession, endsMessage: Bool = true) throws(EvplError) {
         do throws(EvplError) {
             try tls.send(bytes)

@@ -70,7 +70,7 @@ struct SendQueue {
 
     /// Throws `.resourceExhausted` when copying `count` bytes would take
     /// more new buffers than the pool has below its ceiling.
-    private func checkRoom(for count: Int, in pool: BufferPool) throws(EvplError) {
+    func checkRoom(for count: Int, in pool: BufferPool) throws(EvplError) {
         guard count > fillSpace else { return }
         let needed = (count - fillSpace + pool.bufferSize - 1) / pool.bufferSize
         guard needed > pool.maxBuffers - pool.buffersInUse else { return }

@@ -165,6 +165,23 @@ final class TLSSession {
 
     // MARK: Sending
 
+    /// The most ciphertext `count` bytes of plaintext become: records of at
+    /// most 16 KiB, each with at most 128 bytes of header, nonce, padding
+    /// and tag (AES-GCM in TLS 1.3 adds 22).
+    static func ciphertextBound(for count: Int) -> Int {
+        count + (count + 16_383) / 16_384 * 128
+    }
+
+    /// Refuses, before anything is encrypted, a send whose records the
+    /// pool could not hold: the stream stays usable and the caller can
+    /// retry once the queue drains, as without TLS.
+    ///
+    /// - Throws: ``EvplError`` `.resourceExhausted`.
+    func checkRoom(for count: Int) throws(EvplError) {
+        guard isEstablished else { return }
+        try connection.sendQueue.checkRoom(for: Self.ciphertextBound(for: count), in: connection.loop.bufferPool)
+    }
+
     /// Encrypts `bytes` into the send queue, or keeps them for the end of
     /// the handshake.
     ///
