@@ -23,9 +23,13 @@ struct DemoCommand: ParsableCommand {
         let available = Set(Probe.entries().filter { $0.kind == "protocol" && $0.available }.map(\.name))
         // TLS rows use a throwaway self-signed certificate, made now, that the client trusts.
         let identity = try failing { try TLSConfiguration.selfSignedIdentity(for: ["localhost", "127.0.0.1"]) }
+        // Its client runs full handshakes: the handshake rows count those.
+        var client = TLSConfiguration.client(serverName: "localhost", trustRoots: .certificates(identity.certificateChain))
+        client.resumesSessions = false
+        let clientConfiguration = client
         let tls = try failing {
             (server: try TLSContext(.server(certificateChain: identity.certificateChain, privateKey: identity.privateKey), role: .server),
-             client: try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(identity.certificateChain)), role: .client))
+             client: try TLSContext(clientConfiguration, role: .client))
         }
         let transports = EvplProtocol.Transport.allCases.filter { available.contains($0.rawValue) }
         let runs = transports.map { ($0, API.callbacks, false) }
@@ -43,6 +47,8 @@ struct DemoCommand: ParsableCommand {
             defer { server.stop() }
             var modes: [(PerfMode, Int)] = [(.pingpong, 64)]
             if evplProtocol.isStream { modes.append((.stream, 128 * 1024)) }
+            // A new connection per round trip: connections (under TLS, handshakes) per second.
+            if evplProtocol.isStream && api == .callbacks { modes.append((.handshake, 64)) }
             for (mode, size) in modes {
                 let plan = PerfPlan(evplProtocol: EvplProtocol(transport, tls: usesTLS ? tls.client : nil), address: server.address, mode: mode, size: size, depth: 1, connections: 1, threads: 1,
                                     durationSeconds: seconds, api: api)

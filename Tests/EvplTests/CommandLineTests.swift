@@ -105,6 +105,24 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
     }
 
+    @Test("evpl perf client --mode handshake opens a connection per round trip, plain and over TLS (full or resumed handshakes), and refuses the async API")
+    func handshakeMode() throws {
+        let fixtures = try TLSFixtures.get()
+        let plain = try EvplServer(["perf", "server", "--port", "0"])
+        let tls = try EvplServer(["perf", "server", "--port", "0", "--tls", "--tls-cert", fixtures.serverCertificate, "--tls-key", fixtures.serverKey])
+        let port = { (server: EvplServer) in String(server.address.description.split(separator: ":").last!) }
+        let trust = ["--tls", "--tls-ca", fixtures.caCertificate, "--tls-verify-host", "localhost"]
+        for (server, extra) in [(plain, []), (tls, trust), (tls, trust + ["--tls-resume"])] {
+            let (status, output) = try runEvpl(["perf", "client", "--port", port(server), "--mode", "handshake", "--connections", "2", "--duration", "0.5", "--json"] + extra)
+            try #require(status == 0, "\(extra): \(output)")
+            let operations = output.split(separator: "\"operations\":").dropFirst().first.map { Int($0.prefix { $0.isNumber }) ?? 0 } ?? 0
+            #expect(operations > 10, "\(extra): \(output)")
+        }
+        let async = try runEvpl(["perf", "client", "--port", port(plain), "--mode", "handshake", "--api", "async", "--duration", "0.5"])
+        #expect(async.status != 0)
+        #expect(plain.terminate() == 0 && tls.terminate() == 0)
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])
