@@ -106,8 +106,8 @@ public final class TLSContext: @unchecked Sendable, Hashable {
               configuration.minimumVersion <= configuration.maximumVersion else {
             throw EvplError(.invalidArgument, operation: "tls context", context: "versions \(configuration.minimumVersion) to \(configuration.maximumVersion)")
         }
-        // OpenSSL puts AES-256-GCM first; AES-128-GCM is as safe and about a
-        // third faster, and BoringSSL, Go and rustls prefer it too.
+        // OpenSSL puts AES-256-GCM first; AES-128-GCM is as safe, faster
+        // (14% on the test machine), and BoringSSL, Go and rustls prefer it.
         guard SSL_CTX_set_ciphersuites(context, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") == 1 else {
             throw TLSErrors.openSSL(.invalidArgument, "tls context", context: "TLS 1.3 cipher suites")
         }
@@ -213,8 +213,10 @@ public final class TLSContext: @unchecked Sendable, Hashable {
 /// A session a client context keeps for resumption (OpenSSL's
 /// `SSL_SESSION`, one reference held).
 struct Ticket: @unchecked Sendable {
-    // @unchecked: a kept ticket is touched by one thread at a time, under
-    // the context's lock, and handed out to exactly one connection.
+    // @unchecked: the context touches kept tickets only under its lock. A
+    // TLS 1.3 ticket goes to one connection; a TLS 1.2 session may serve
+    // connections on several threads, which OpenSSL allows: sessions are
+    // reference-counted and its own cache shares them the same way.
     let session: OpaquePointer
 }
 
