@@ -137,6 +137,8 @@ final class TLSSession {
             if count > 0 {
                 connection.receiveQueue.commit(Int(count))
                 decrypted = true
+                // Nothing left to decrypt: spare OpenSSL the read that would only say so.
+                if ciphertext.count == 0 && SSL_has_pending(ssl) == 0 { break }
                 continue
             }
             let code = SSL_get_error(ssl, count)
