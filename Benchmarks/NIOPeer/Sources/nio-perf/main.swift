@@ -128,6 +128,8 @@ func drive(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
     let counter = PerfCounter()
     let server = try SocketAddress(ipAddress: "127.0.0.1", port: options.port)
     var channels: [Channel] = []
+    // One TLS context for every connection, as a client's would be.
+    let tls = options.udp ? nil : try options.tlsSetup()
     for _ in 0..<options.connections {
         if options.udp {
             let (size, depth) = (options.size, options.depth)
@@ -139,10 +141,9 @@ func drive(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
                 }
                 .bind(host: "127.0.0.1", port: 0).wait())
         } else if options.mode == "handshake" {
-            connectRepeatedly(options, to: server, counter: counter, group: group)
+            connectRepeatedly(options, tls: tls, to: server, counter: counter, group: group)
         } else {
             let (mode, size, depth) = (options.mode, options.size, options.depth)
-            let tls = try options.tlsSetup()
             channels.append(try ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 1024 * 1024))
@@ -172,14 +173,7 @@ func drive(_ options: Options, group: MultiThreadedEventLoopGroup) throws {
 
 /// One handshake-mode connection slot: connects, and connects again each
 /// time the connection closes, until the run stops.
-func connectRepeatedly(_ options: Options, to server: SocketAddress, counter: PerfCounter, group: MultiThreadedEventLoopGroup) {
-    let tls: TLSSetup?
-    do {
-        tls = try options.tlsSetup()
-    } catch {
-        printError("nio-perf: \(error)")
-        exit(1)
-    }
+func connectRepeatedly(_ options: Options, tls: TLSSetup?, to server: SocketAddress, counter: PerfCounter, group: MultiThreadedEventLoopGroup) {
     let size = options.size
     ClientBootstrap(group: group)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -187,7 +181,7 @@ func connectRepeatedly(_ options: Options, to server: SocketAddress, counter: Pe
             channel.eventLoop.makeCompletedFuture {
                 try tls?.add(to: channel)
                 try channel.pipeline.syncOperations.addHandler(HandshakeClientHandler(size: size, counter: counter) {
-                    connectRepeatedly(options, to: server, counter: counter, group: group)
+                    connectRepeatedly(options, tls: tls, to: server, counter: counter, group: group)
                 })
             }
         }
