@@ -59,12 +59,18 @@ struct HarnessScenario: CustomStringConvertible {
             }
         }
         maxChunk = [1, 100, 4096, 65536, 1 << 20][random.next(in: 0...4)]
+        tls = random.next(in: 0...2) == 0
         // Byte-at-a-time streams stay short (a debug build makes a million
         // sends slow), and so do TCP streams through 4 KiB socket buffers
         // (the kernel's zero-window probes pace them at tens of ms).
-        // Under TLS each tiny send is a record of its own, 23 bytes or more.
-        tls = random.next(in: 0...2) == 0
-        let limit = tls && maxChunk < 4096 ? 4096 : maxChunk < 4096 || (socketBuffer > 0 && kind == .tcp4) ? 32768 : Int.max
+        let limit: Int
+        if maxChunk < 4096 && tls {
+            limit = 4096  // each tiny send is a record of its own, 23 bytes or more
+        } else if maxChunk < 4096 || (socketBuffer > 0 && kind == .tcp4) {
+            limit = 32768
+        } else {
+            limit = Int.max
+        }
         clientBytes = min(size(), limit)
         serverBytes = min(size(), limit)
         pauseChance = [0, 5, 30][random.next(in: 0...2)]
