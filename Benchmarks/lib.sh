@@ -96,9 +96,10 @@ tls_figure() {
 }
 
 # evpl_tls MODE SIZE SERVER_CPU CLIENT_CPU PORT -> TLS 1.3 figure of `evpl perf --mode MODE`
+# The server sends no session tickets, as NIO-SSL's server does: neither client resumes.
 evpl_tls() {
     local log; log=$(mktemp)
-    taskset -c "$3" "$EVPL" perf server --port "$5" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$log" & local pid=$!
+    taskset -c "$3" "$EVPL" perf server --port "$5" --tls --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" --tls-tickets 0 >"$log" & local pid=$!
     wait_listening "$log"
     taskset -c "$4" "$EVPL" perf client --port "$5" --mode "$1" --size "$2" --duration "$SECS" --json \
         --tls --tls-ca "$TLS_DIR/cert.pem" --tls-verify-host localhost | tls_figure "$1"

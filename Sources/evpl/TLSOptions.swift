@@ -21,6 +21,9 @@ struct TLSOptions: ParsableArguments {
     @Flag(name: .customLong("tls-resume"), help: "Client: resume sessions with the tickets the server sends (abbreviated handshakes). Off by default, so that each connection of perf --mode handshake runs a full handshake.")
     var resume = false
 
+    @Option(name: .customLong("tls-tickets"), help: "Server: TLS 1.3 session tickets sent after each full handshake (0: none, so clients cannot resume).")
+    var tickets = 2
+
     func validate() throws {
         guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil && !resume) else {
             throw ValidationError("--tls-cert, --tls-key, --tls-ca, --tls-verify-host and --tls-resume need --tls")
@@ -36,6 +39,7 @@ struct TLSOptions: ParsableArguments {
         case .server:
             guard let certificate, let key else { throw ValidationError("a TLS server needs --tls-cert and --tls-key") }
             configuration = .server(certificateChain: .file(certificate), privateKey: .file(key))
+            configuration.ticketsPerHandshake = tickets
             if let certificateAuthorities {
                 configuration.verifiesPeer = true
                 configuration.trustRoots = .certificates(.file(certificateAuthorities))

@@ -68,6 +68,11 @@ struct TLSConfigurationTests {
             configuration.maximumVersion = .tls12
             _ = try TLSContext(configuration, role: .client)
         }
+        expectRefusal(.invalidArgument, mentioning: "-1 tickets per handshake") {
+            var configuration = TLSConfiguration.server(certificateChain: .file(fixtures.serverCertificate), privateKey: .file(fixtures.serverKey))
+            configuration.ticketsPerHandshake = -1
+            _ = try TLSContext(configuration, role: .server)
+        }
         // PEM bytes in memory work as files do: the chain, the key and the trust roots.
         let pem = fixtures.contents
         _ = try TLSContext(.server(certificateChain: .bytes(try pem(fixtures.serverCertificate) + pem(fixtures.caCertificate)),

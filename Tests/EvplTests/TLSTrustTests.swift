@@ -62,6 +62,25 @@ struct TLSTrustTests {
         expectNoLeaks(loop)
     }
 
+    @Test("a server that sends no tickets is never resumed; one that sends one per handshake is, every time")
+    func serverTickets() throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        for (tickets, resumes) in [(0, false), (1, true)] {
+            var configuration = TLSConfiguration.server(certificateChain: .file(fixtures.serverCertificate), privateKey: .file(fixtures.serverKey))
+            configuration.ticketsPerHandshake = tickets
+            let listener = try echoServer(on: loop, TLSContext(configuration, role: .server))
+            defer { listener.close() }
+            let client = try fixtures.clientContext()
+            #expect(try !exchange(loop, listener, client).resumed)
+            for round in 1...3 {
+                let next = try exchange(loop, listener, client)
+                #expect(next.ended == .some(nil) && next.resumed == resumes, "\(tickets) tickets, round \(round)")
+            }
+        }
+        expectNoLeaks(loop)
+    }
+
     @Test("tickets from one server are never offered to another name or address: the first handshake with each runs in full")
     func ticketsStayWithTheirServer() throws {
         let fixtures = try TLSFixtures.get()

@@ -62,6 +62,12 @@ public struct TLSConfiguration: Sendable {
     /// signature). Each ticket is offered once (RFC 8446, appendix C.4).
     /// See ``Connection/tlsResumed``.
     public var resumesSessions = true
+    /// On a server, how many TLS 1.3 session tickets to send after each
+    /// full handshake, each good for one resumption: OpenSSL's two by
+    /// default, for clients that open connections in pairs. 0 sends none,
+    /// as NIO-SSL's server does: clients cannot resume, and each handshake
+    /// costs both ends less (see ``resumesSessions`` for the client side).
+    public var ticketsPerHandshake = 2
     /// Public key pins: the SHA-256 digests of the SubjectPublicKeyInfo
     /// (see ``publicKeyPin(of:)``) of which the peer's leaf certificate
     /// must carry one, on top of the usual verification (or instead of

@@ -126,6 +126,11 @@ public final class TLSContext: @unchecked Sendable, Hashable {
         } else {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
         }
+        if role == .server {
+            guard configuration.ticketsPerHandshake >= 0, SSL_CTX_set_num_tickets(context, configuration.ticketsPerHandshake) == 1 else {
+                throw EvplError(.invalidArgument, operation: "tls context", context: "\(configuration.ticketsPerHandshake) tickets per handshake")
+            }
+        }
         if role == .client && configuration.resumesSessions {
             cevpl_ssl_ctx_cache_client_sessions(context)
             SSL_CTX_sess_set_new_cb(context, keepNewSession)
