@@ -241,7 +241,7 @@ private func socketStillOpen(inode: UInt64) -> Bool {
     defer { closedir(directory) }
     var target = [CChar](repeating: 0, count: 64)
     while let entry = readdir(directory) {
-        let name = directoryEntryName(entry)
+        let name = Probe.entryName(entry)
         guard Int32(name) != nil else { continue }
         let length = readlink("/proc/self/fd/\(name)", &target, target.count - 1)
         guard length > 0 else { continue }

@@ -1,4 +1,4 @@
-import Evpl
+@testable import Evpl
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -53,7 +53,7 @@ private func markOpenDescriptorsCloseOnExec(except kept: Int32) {
     defer { closedir(directory) }
     let own = dirfd(directory)
     while let entry = readdir(directory) {
-        let name = directoryEntryName(entry)
+        let name = Probe.entryName(entry)
         guard let fd = Int32(name), fd > 2, fd != kept, fd != own else { continue }
         let flags = fcntl(fd, F_GETFD)
         if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
@@ -164,13 +164,4 @@ final class EvplServer {
 struct ServerDidNotStart: Error, CustomStringConvertible {
     let line: String
     var description: String { "server did not start: \"\(line)\"" }
-}
-
-/// The name in a `readdir` entry. Read up to its NUL only: an entry is
-/// as long as its name, so copying the whole `d_name` array can read past
-/// the end of the directory buffer (AddressSanitizer caught it).
-func directoryEntryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
-    let name = UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
-    let length = strlen(name.assumingMemoryBound(to: CChar.self))
-    return String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
 }

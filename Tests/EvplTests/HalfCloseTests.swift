@@ -58,6 +58,14 @@ final class ThreadedEchoServer: Sendable {
         pool.stop()
     }
 
+    /// Waits up to `seconds` until `count` connections have ended.
+    func awaitEnds(_ count: Int, seconds: Double = 30) {
+        let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
+        while orderlyEnds.value + failedEnds.value < count && MonotonicClock.nanoseconds() < deadline {
+            usleep(10_000)
+        }
+    }
+
     func shutdownGracefully(timeout: Duration) -> ShutdownReport {
         pool.shutdownGracefully(timeout: timeout)
     }

@@ -59,6 +59,18 @@ final class NetworkNamespacePair {
                     "tbf", "rate", "\(megabits)mbit", "burst", "32kb", "latency", "200ms")
     }
 
+    /// Starts an echo server for `evplProtocol` on `serverAddress:port`
+    /// inside the server namespace.
+    func startEchoServer(_ evplProtocol: EvplProtocol, port: UInt16) throws -> ThreadedEchoServer {
+        let started = Locked<Result<ThreadedEchoServer, any Error>?>(nil)
+        try onThread(in: server) {
+            let address = try! SocketAddress(host: Self.serverAddress, port: port)
+            let result = Result { try ThreadedEchoServer([(evplProtocol, address)]) }
+            started.withLock { $0 = result }
+        }
+        return try #require(started.withLock { $0 }).get()
+    }
+
     /// Runs `body` on a new thread inside `namespace`; sockets it creates,
     /// and threads it starts, belong to that namespace.
     func onThread(in namespace: String, _ body: @escaping @Sendable () -> Void) throws {
@@ -107,17 +119,6 @@ private func command(_ arguments: String...) throws -> Int32 {
 struct NetworkFaultTests {
     static let port: UInt16 = 7000
 
-    /// Starts an echo server inside the pair's server namespace.
-    private func startServer(_ hosts: NetworkNamespacePair, backend: EvplProtocol.Backend) throws -> ThreadedEchoServer {
-        let started = Locked<Result<ThreadedEchoServer, any Error>?>(nil)
-        try hosts.onThread(in: hosts.server) {
-            let address = try! SocketAddress(host: NetworkNamespacePair.serverAddress, port: Self.port)
-            let result = Result { try ThreadedEchoServer([(EvplProtocol(.tcp, backend: backend), address)]) }
-            started.withLock { $0 = result }
-        }
-        return try #require(started.withLock { $0 }).get()
-    }
-
     /// Runs `count` echo streams of `total` bytes from the client namespace.
     private func echo(_ hosts: NetworkNamespacePair, streams count: Int, total: Int, seed: UInt64,
                       readDelayMilliseconds: Int = 0, seconds: Double = 90) throws -> [EchoOutcome] {
@@ -131,28 +132,20 @@ struct NetworkFaultTests {
         return outcomes.withLock { $0 }
     }
 
-    /// Waits until the server has seen `count` connections end.
-    private func awaitEnds(_ server: ThreadedEchoServer, count: Int, seconds: Double = 30) {
-        let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
-        while server.orderlyEnds.value + server.failedEnds.value < count && MonotonicClock.nanoseconds() < deadline {
-            usleep(10_000)
-        }
-    }
-
     @Test("random packet drops in both directions lose nothing", arguments: StreamCase.backends)
     func randomDrops(_ backend: EvplProtocol.Backend) throws {
         let hosts = try NetworkNamespacePair()
         for namespace in [hosts.server, hosts.client] {
             try hosts.addInputRule(in: namespace, "meta l4proto tcp numgen random mod 100 < 3 drop")
         }
-        let server = try startServer(hosts, backend: backend)
+        let server = try hosts.startEchoServer(EvplProtocol(.tcp, backend: backend), port: Self.port)
         defer { server.stop() }
         let seed = UInt64(MonotonicClock.nanoseconds())
         let outcomes = try echo(hosts, streams: 4, total: 1 << 20, seed: seed)
         for (index, outcome) in outcomes.enumerated() {
             #expect(outcome.isComplete, "stream \(index), seed \(seed): \(outcome)")
         }
-        awaitEnds(server, count: 4)
+        server.awaitEnds(4)
         #expect(server.orderlyEnds.value == 4 && server.failedEnds.value == 0)
         #expect(server.sendFailures.value == 0)
     }
@@ -164,7 +157,7 @@ struct NetworkFaultTests {
         // next segment with a reset (resets themselves pass).
         try hosts.addInputRule(in: hosts.client,
                                "ip saddr \(NetworkNamespacePair.serverAddress) tcp sport \(Self.port) tcp flags & rst == 0 ct reply bytes > 262144 reject with tcp reset")
-        let server = try startServer(hosts, backend: backend)
+        let server = try hosts.startEchoServer(EvplProtocol(.tcp, backend: backend), port: Self.port)
         defer { server.stop() }
         // A write after the reset must fail with EPIPE, not kill the test.
         signal(SIGPIPE, SIG_IGN)
@@ -178,7 +171,7 @@ struct NetworkFaultTests {
         #expect(outcome.error == ECONNRESET || outcome.error == EPIPE, "the client saw no error: \(outcome)")
         #expect(outcome.firstMismatch == nil, "\(outcome)")
         #expect(outcome.received < total)
-        awaitEnds(server, count: 1)
+        server.awaitEnds(1)
         #expect(server.failedEnds.value == 1, "the server's connection did not end with an error")
         #expect(server.orderlyEnds.value == 0)
     }
@@ -188,14 +181,14 @@ struct NetworkFaultTests {
         let hosts = try NetworkNamespacePair()
         try hosts.limitRate(in: hosts.server, link: hosts.serverLink, megabits: 40)
         try hosts.limitRate(in: hosts.client, link: hosts.clientLink, megabits: 40)
-        let server = try startServer(hosts, backend: backend)
+        let server = try hosts.startEchoServer(EvplProtocol(.tcp, backend: backend), port: Self.port)
         defer { server.stop() }
         let seed = UInt64(MonotonicClock.nanoseconds())
         let outcomes = try echo(hosts, streams: 4, total: 1 << 20, seed: seed, readDelayMilliseconds: 500)
         for (index, outcome) in outcomes.enumerated() {
             #expect(outcome.isComplete, "stream \(index), seed \(seed): \(outcome)")
         }
-        awaitEnds(server, count: 4)
+        server.awaitEnds(4)
         #expect(server.orderlyEnds.value == 4 && server.failedEnds.value == 0)
     }
 }

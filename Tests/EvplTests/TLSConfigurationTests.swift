@@ -69,9 +69,7 @@ struct TLSConfigurationTests {
             _ = try TLSContext(configuration, role: .client)
         }
         expectRefusal(.invalidArgument, mentioning: "-1 tickets per handshake") {
-            var configuration = TLSConfiguration.server(certificateChain: .file(fixtures.serverCertificate), privateKey: .file(fixtures.serverKey))
-            configuration.ticketsPerHandshake = -1
-            _ = try TLSContext(configuration, role: .server)
+            _ = try fixtures.serverContext(ticketsPerHandshake: -1)
         }
         // PEM bytes in memory work as files do: the chain, the key and the trust roots.
         let pem = fixtures.contents

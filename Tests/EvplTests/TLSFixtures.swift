@@ -72,10 +72,11 @@ struct TLSFixtures: Sendable {
 
     /// A server context presenting the CA-signed certificate.
     func serverContext(alpn: [String] = [], requireClientCertificate: Bool = false,
-                       maximumVersion: TLSConfiguration.Version = .tls13) throws -> TLSContext {
+                       maximumVersion: TLSConfiguration.Version = .tls13, ticketsPerHandshake: Int = 2) throws -> TLSContext {
         var configuration = TLSConfiguration.server(certificateChain: .file(serverCertificate), privateKey: .file(serverKey))
         configuration.applicationProtocols = alpn
         configuration.maximumVersion = maximumVersion
+        configuration.ticketsPerHandshake = ticketsPerHandshake
         if requireClientCertificate {
             configuration.verifiesPeer = true
             configuration.trustRoots = .certificates(.file(caCertificate))
@@ -84,9 +85,11 @@ struct TLSFixtures: Sendable {
     }
 
     /// A client context trusting the test CA, expecting `serverName`.
-    func clientContext(serverName: String = "localhost", alpn: [String] = [], presentCertificate: Bool = false) throws -> TLSContext {
+    func clientContext(serverName: String = "localhost", alpn: [String] = [], presentCertificate: Bool = false,
+                       resumesSessions: Bool = true) throws -> TLSContext {
         var configuration = TLSConfiguration.client(serverName: serverName, trustRoots: .certificates(.file(caCertificate)))
         configuration.applicationProtocols = alpn
+        configuration.resumesSessions = resumesSessions
         if presentCertificate {
             configuration.certificateChain = .file(clientCertificate)
             configuration.privateKey = .file(clientKey)

@@ -56,13 +56,7 @@ struct TLSNetworkFaultTests {
         try #require(!pem.isEmpty, "a self-signed identity comes as PEM in memory")
         let certificate = try TLSFixtures.get().write(String(decoding: pem, as: UTF8.self), to: "fault-server-\(UniqueName.next()).pem")
         let context = try TLSContext(.server(certificateChain: identity.certificateChain, privateKey: identity.privateKey), role: .server)
-        let started = Locked<Result<ThreadedEchoServer, any Error>?>(nil)
-        try hosts.onThread(in: hosts.server) {
-            let address = try! SocketAddress(host: NetworkNamespacePair.serverAddress, port: Self.port)
-            let result = Result { try ThreadedEchoServer([(EvplProtocol(.tcp, backend: backend, tls: context), address)]) }
-            started.withLock { $0 = result }
-        }
-        return (try #require(started.withLock { $0 }).get(), certificate)
+        return (try hosts.startEchoServer(EvplProtocol(.tcp, backend: backend, tls: context), port: Self.port), certificate)
     }
 
     /// Runs the Python client in the client namespace; returns its line.
@@ -70,13 +64,6 @@ struct TLSNetworkFaultTests {
         let script = try TLSFixtures.get().write(faultClient, to: "fault-client.py")
         let result = try runShell("timeout 120 ip netns exec \(hosts.client) python3 \(script) \(NetworkNamespacePair.serverAddress) \(Self.port) \(certificate) \(total) \(seed) 2>&1")
         return result.output
-    }
-
-    private func awaitEnds(_ server: ThreadedEchoServer, count: Int, seconds: Double = 30) {
-        let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
-        while server.orderlyEnds.value + server.failedEnds.value < count && MonotonicClock.nanoseconds() < deadline {
-            usleep(10_000)
-        }
     }
 
     @Test("random packet drops in both directions lose nothing over TLS: 4 MiB echoed, close_notify both ways", arguments: StreamCase.backends)
@@ -90,7 +77,7 @@ struct TLSNetworkFaultTests {
         let seed = UInt64(MonotonicClock.nanoseconds() % 1_000_000)
         let output = try runClient(hosts, certificate: certificate, total: 4 << 20, seed: seed)
         #expect(output == "ok\n", "seed \(seed): \(output)")
-        awaitEnds(server, count: 1)
+        server.awaitEnds(1)
         #expect(server.orderlyEnds.value == 1 && server.failedEnds.value == 0)
     }
 
@@ -105,7 +92,7 @@ struct TLSNetworkFaultTests {
         defer { server.stop() }
         let output = try runClient(hosts, certificate: certificate, total: 64 << 20, seed: 11)
         #expect(output.hasPrefix("error "), "the client saw no error: \(output)")
-        awaitEnds(server, count: 1)
+        server.awaitEnds(1)
         #expect(server.failedEnds.value == 1, "the server's connection did not end with an error")
         #expect(server.orderlyEnds.value == 0)
     }

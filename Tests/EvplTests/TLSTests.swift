@@ -32,25 +32,27 @@ final class TLSEndpointLog {
     }
 }
 
+/// A TLS echo listener on 127.0.0.1 attached to `loop`. Its connections
+/// are logged in `log`, or each in a log of its own when none is given.
+func tlsEchoListener(on loop: EventLoop, _ context: TLSContext, backend: EvplProtocol.Backend = .socket, log: TLSEndpointLog? = nil) throws -> Listener {
+    let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend, tls: context))
+    loop.attach(to: listener) { connection in
+        let connectionLog = log ?? TLSEndpointLog()
+        connection.handler = { connection, event in connectionLog.record(connection, event, echo: true) }
+    }
+    try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
+    return listener
+}
+
 @Suite("TLS")
 struct TLSTests {
-    /// A TLS listener on 127.0.0.1 whose connections echo, logged in `log`.
-    private func echoServer(on loop: EventLoop, _ context: TLSContext, backend: EvplProtocol.Backend, log: TLSEndpointLog) throws -> Listener {
-        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend, tls: context))
-        loop.attach(to: listener) { connection in
-            connection.handler = { connection, event in log.record(connection, event, echo: true) }
-        }
-        try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
-        return listener
-    }
-
     @Test("an evpl client and server echo 1 MiB sent in random chunks (the first before the handshake ends) over TLS 1.3 with ALPN, and end cleanly with close_notify",
           arguments: StreamCase.backends)
     func echo(backend: EvplProtocol.Backend) throws {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
         let server = TLSEndpointLog()
-        let listener = try echoServer(on: loop, fixtures.serverContext(alpn: ["evpl/1", "h2"]), backend: backend, log: server)
+        let listener = try tlsEchoListener(on: loop, fixtures.serverContext(alpn: ["evpl/1", "h2"]), backend: backend, log: server)
         defer { listener.close() }
         var generator = SystemRandomNumberGenerator()
         let payload = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -83,7 +85,7 @@ struct TLSTests {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
         let server = TLSEndpointLog()
-        let listener = try echoServer(on: loop, fixtures.serverContext(), backend: backend, log: server)
+        let listener = try tlsEchoListener(on: loop, fixtures.serverContext(), backend: backend, log: server)
         defer { listener.close() }
         let trustingAStranger = try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(.file(fixtures.strangerCertificate))), role: .client)
         let cases: [(TLSContext, String)] = [
@@ -184,7 +186,7 @@ struct TLSTests {
         let fixtures = try TLSFixtures.get()
         let serverLoop = try makeLoop()
         let server = TLSEndpointLog()
-        let listener = try echoServer(on: serverLoop, fixtures.serverContext(), backend: backend, log: server)
+        let listener = try tlsEchoListener(on: serverLoop, fixtures.serverContext(), backend: backend, log: server)
         defer { listener.close() }
         // 16 buffers of 4 KiB: room for a few records, never for 256 KiB.
         let loop = try makeLoop(bufferSize: 4096) { $0.poolMaxBytes = 16 * 4096 }

@@ -8,17 +8,6 @@ import Glibc
 /// client against evpl server.
 @Suite("TLS trust and resumption")
 struct TLSTrustTests {
-    /// A TLS echo listener on 127.0.0.1 presenting `context`'s certificate.
-    private func echoServer(on loop: EventLoop, _ context: TLSContext, backend: EvplProtocol.Backend = .socket) throws -> Listener {
-        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend, tls: context))
-        loop.attach(to: listener) { connection in
-            let log = TLSEndpointLog()
-            connection.handler = { connection, event in log.record(connection, event, echo: true) }
-        }
-        try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
-        return listener
-    }
-
     /// Connects with `context`, echoes one message and finishes; returns
     /// what the client saw.
     private func exchange(_ loop: EventLoop, _ listener: Listener, _ context: TLSContext, backend: EvplProtocol.Backend = .socket) throws -> TLSEndpointLog {
@@ -41,7 +30,7 @@ struct TLSTrustTests {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
         for version in [TLSConfiguration.Version.tls13, .tls12] {
-            let listener = try echoServer(on: loop, fixtures.serverContext(maximumVersion: version), backend: backend)
+            let listener = try tlsEchoListener(on: loop, fixtures.serverContext(maximumVersion: version), backend: backend)
             defer { listener.close() }
             let resuming = try fixtures.clientContext()
             let first = try exchange(loop, listener, resuming, backend: backend)
@@ -51,9 +40,7 @@ struct TLSTrustTests {
                 #expect(next.received == Array("resume?".utf8), "\(version) round \(round)")
                 #expect(next.ended == .some(nil) && next.resumed, "\(version) round \(round): resumed with a ticket from an earlier connection")
             }
-            var configuration = TLSConfiguration.client(serverName: "localhost", trustRoots: .certificates(.file(fixtures.caCertificate)))
-            configuration.resumesSessions = false
-            let full = try TLSContext(configuration, role: .client)
+            let full = try fixtures.clientContext(resumesSessions: false)
             for round in 1...2 {
                 let client = try exchange(loop, listener, full, backend: backend)
                 #expect(client.ended == .some(nil) && !client.resumed, "\(version) round \(round): resumption off")
@@ -67,9 +54,7 @@ struct TLSTrustTests {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
         for (tickets, resumes) in [(0, false), (1, true)] {
-            var configuration = TLSConfiguration.server(certificateChain: .file(fixtures.serverCertificate), privateKey: .file(fixtures.serverKey))
-            configuration.ticketsPerHandshake = tickets
-            let listener = try echoServer(on: loop, TLSContext(configuration, role: .server))
+            let listener = try tlsEchoListener(on: loop, fixtures.serverContext(ticketsPerHandshake: tickets))
             defer { listener.close() }
             let client = try fixtures.clientContext()
             #expect(try !exchange(loop, listener, client).resumed)
@@ -81,13 +66,13 @@ struct TLSTrustTests {
         expectNoLeaks(loop)
     }
 
-    @Test("tickets from one server are never offered to another name or address: the first handshake with each runs in full")
+    @Test("tickets from one server are never offered to another address: the first handshake with each runs in full")
     func ticketsStayWithTheirServer() throws {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
-        let one = try echoServer(on: loop, fixtures.serverContext())
+        let one = try tlsEchoListener(on: loop, fixtures.serverContext())
         defer { one.close() }
-        let other = try echoServer(on: loop, fixtures.serverContext())
+        let other = try tlsEchoListener(on: loop, fixtures.serverContext())
         defer { other.close() }
         let context = try fixtures.clientContext()
         #expect(try !exchange(loop, one, context).resumed)
@@ -101,7 +86,7 @@ struct TLSTrustTests {
     func pinning() throws {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
-        let listener = try echoServer(on: loop, fixtures.serverContext())
+        let listener = try tlsEchoListener(on: loop, fixtures.serverContext())
         defer { listener.close() }
         let serverPin = try TLSConfiguration.publicKeyPin(of: .file(fixtures.serverCertificate))
         let strangerPin = try TLSConfiguration.publicKeyPin(of: .file(fixtures.strangerCertificate))
@@ -135,7 +120,7 @@ struct TLSTrustTests {
     func pinningSurvivesResumption() throws {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
-        let listener = try echoServer(on: loop, fixtures.serverContext())
+        let listener = try tlsEchoListener(on: loop, fixtures.serverContext())
         defer { listener.close() }
         var pinned = TLSConfiguration.client(serverName: "localhost", trustRoots: .certificates(.file(fixtures.caCertificate)))
         pinned.pinnedPublicKeys = [try TLSConfiguration.publicKeyPin(of: .file(fixtures.serverCertificate))]
@@ -152,7 +137,7 @@ struct TLSTrustTests {
         let fixtures = try TLSFixtures.get()
         let loop = try makeLoop()
         let expired = try TLSContext(.server(certificateChain: .file(fixtures.expiredCertificate), privateKey: .file(fixtures.expiredKey)), role: .server)
-        let listener = try echoServer(on: loop, expired, backend: backend)
+        let listener = try tlsEchoListener(on: loop, expired, backend: backend)
         defer { listener.close() }
         let client = try exchange(loop, listener, fixtures.clientContext(), backend: backend)
         let error = try #require(client.ended ?? nil, "an expired certificate must be refused")
