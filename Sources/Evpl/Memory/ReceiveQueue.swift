@@ -46,6 +46,22 @@ final class ReceiveQueue {
         return UnsafeMutableRawBufferPointer(start: buffer.baseAddress + fillOffset, count: buffer.capacity - fillOffset)
     }
 
+    /// Lets the next ``writableSpace(minimum:)`` fill the rest of the last
+    /// received buffer, one the kernel filled only in part (an io_uring
+    /// provided buffer), instead of taking a new one: at the pool's
+    /// ceiling a connection that holds a buffer can still read its peer's
+    /// next bytes and end of stream. Only for queues whose buffers nobody
+    /// else writes into.
+    func reuseTailRoom(minimum: Int = 2048) {
+        guard fill == nil, head < segments.count else { return }
+        let last = segments[segments.count - 1]
+        let end = last.offset + last.length
+        guard last.buffer.capacity - end >= minimum else { return }
+        last.buffer.retain()
+        fill = last.buffer
+        fillOffset = end
+    }
+
     /// Records that `length` bytes were written at the start of the last
     /// `writableSpace()`.
     func commit(_ length: Int) {

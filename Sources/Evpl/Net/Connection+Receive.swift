@@ -188,7 +188,7 @@ extension Connection {
                 }
                 return
             }
-            let result = SystemCalls.read(fd, space.baseAddress, space.count)
+            let result = SystemCalls.receive(fd, space.baseAddress, space.count)
             if result > 0 {
                 queue.commit(result)
                 wireReceived()

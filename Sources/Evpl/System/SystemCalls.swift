@@ -25,6 +25,17 @@ enum SystemCalls {
         return Glibc.read(fd, buffer, count)
     }
 
+    /// `recv(2)` with `MSG_DONTWAIT` (faulted as ``SystemCall/read``): never
+    /// blocks, also on the blocking sockets of the io_uring backend.
+    @inline(__always)
+    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+        var count = count
+        #if EVPL_FAULT_INJECTION
+        if let failed = FaultPlan.apply(.read, fd: fd, limiting: &count) { return failed }
+        #endif
+        return Glibc.recv(fd, buffer, count, Int32(MSG_DONTWAIT))
+    }
+
     /// `send(2)` of one range (faulted as ``SystemCall/sendmsg``).
     @inline(__always)
     static func send(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ flags: Int32) -> Int {

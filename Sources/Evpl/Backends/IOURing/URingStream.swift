@@ -16,6 +16,7 @@ final class URingStream: URingOperationTarget {
     enum Operation: UInt8 {
         case connect = 1
         case receive = 2
+        case poll = 3
     }
 
     private unowned(unsafe) let connection: Connection
@@ -26,6 +27,10 @@ final class URingStream: URingOperationTarget {
     /// The user data of the armed multishot receive, to cancel it by.
     private var receiveUserData: UInt64 = 0
     private var receiveCancelRequested = false
+    /// `POLLRDHUP`, which Glibc declares only under `_GNU_SOURCE`.
+    private static let pollPeerHangUp: Int32 = 0x2000
+    /// A one-shot poll waits for input that no ring buffer can take.
+    private var pollArmed = false
     private(set) var sendInFlight = false
     @exclusivity(unchecked) private var spareSends: [URingSend] = []
     /// Sends of at least this many bytes go zero-copy; decided on first use.
@@ -74,10 +79,15 @@ final class URingStream: URingOperationTarget {
     // MARK: Receive
 
     /// Arms the multishot receive unless it is armed already, or the
-    /// connection may not receive (paused, or the peer finished).
+    /// connection may not receive (paused, or the peer finished). While
+    /// the provided-buffer ring is empty it waits with a poll instead.
     func armReceive() {
-        guard !receiveArmed, connection.mayReceive else { return }
+        guard !receiveArmed, !pollArmed, connection.mayReceive else { return }
         uring.buffers.activate()
+        if uring.buffers.isEmpty {
+            pollForInput()
+            return
+        }
         let entry = uring.submissionEntry()
         io_uring_prep_recv_multishot(entry, connection.fd, nil, 0, 0)
         entry.pointee.flags |= UInt8(CEVPL_IOSQE_BUFFER_SELECT)
@@ -89,10 +99,35 @@ final class URingStream: URingOperationTarget {
         started()
     }
 
+    /// Waits for input, or the peer's end, without a ring buffer: a
+    /// one-shot poll, after which the data is read with `recv` into room
+    /// the connection already holds (``readWithoutRing()``).
+    private func pollForInput() {
+        let entry = uring.submissionEntry()
+        io_uring_prep_poll_add(entry, connection.fd, UInt32(POLLIN | Self.pollPeerHangUp))
+        entry.pointee.user_data = userData(for: Operation.poll.rawValue)
+        pollArmed = true
+        started()
+    }
+
+    /// Reads what waits in the socket as the socket backend does, into the
+    /// rest of the last buffer received or a new pool buffer: the ring had
+    /// none to give, and a receive armed now would only fail again. Past
+    /// the pool's ceiling the connection waits for memory; a connection
+    /// that holds part of a message still reads its peer's end of stream
+    /// and frees what it holds, so the loop cannot stall with every buffer
+    /// held by connections whose peers have gone.
+    private func readWithoutRing() {
+        connection.wireReceiveQueue.reuseTailRoom()
+        connection.readAvailable(drain: true)
+        armReceive()
+    }
+
     /// Cancels the multishot receive for a pause, so that data waits in the
     /// socket. Completions already produced still arrive and wait in the
     /// connection's receive queue; the receive is armed again on resume.
     func stopReceiving() {
+        // A poll armed meanwhile completes at the next input and reads nothing while paused.
         guard receiveArmed, !receiveCancelRequested else { return }
         receiveCancelRequested = true
         let entry = uring.submissionEntry()
@@ -114,6 +149,20 @@ final class URingStream: URingOperationTarget {
             if flags & IORING_CQE_F_MORE == 0 { receiveArmed = false }
             received(result: result, buffer: buffer)
             if flags & IORING_CQE_F_MORE == 0 { ended() }
+        case .poll:
+            buffer?.release()
+            pollArmed = false
+            if connection.isOpen {
+                if result < 0 && result != -ECANCELED && result != -EINTR {
+                    connection.tearDown(error: EvplError(errno: -result, operation: "receive", context: "\(connection.remoteAddress)"))
+                } else if result > 0 {
+                    if Int32(result) & (Self.pollPeerHangUp | Int32(POLLHUP | POLLERR)) != 0 { connection.peerHungUp = true }
+                    readWithoutRing()
+                } else {
+                    armReceive()
+                }
+            }
+            ended()
         case nil:
             buffer?.release()
         }
@@ -140,7 +189,7 @@ final class URingStream: URingOperationTarget {
             connection.loop.statistics.receiveBufferShortages &+= 1
             uring.buffers.refill()
             if uring.buffers.isEmpty {
-                connection.loop.waitForMemory(connection)
+                readWithoutRing()
             } else {
                 armReceive()
             }

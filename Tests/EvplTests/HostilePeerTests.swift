@@ -1,0 +1,90 @@
+import Evpl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Attacks that once stopped or starved a server: each one is replayed here,
+/// bounded in count and time, on every backend.
+@Suite("Hostile peers cannot stall a loop")
+struct HostilePeerTests {
+    /// Opens `count` raw client sockets to `address`, each sending `bytes`.
+    static func flood(_ address: SocketAddress, count: Int, sending bytes: [UInt8]) -> [Int32] {
+        var clients: [Int32] = []
+        for _ in 0..<count {
+            let fd = rawConnect(to: address)
+            guard fd >= 0 else { continue }
+            if !bytes.isEmpty { _ = rawWriteAll(fd, bytes) }
+            clients.append(fd)
+        }
+        return clients
+    }
+
+    /// A length-prefixed frame: the 4-byte big-endian length, then the payload.
+    static func frame(_ payload: [UInt8]) -> [UInt8] {
+        let length = UInt32(payload.count)
+        return [UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + payload
+    }
+
+    @Test("clients that hold part of a message until every pool buffer is taken, then leave, do not stall the loop: the next client is served at once",
+          arguments: StreamCase.backends)
+    func partialMessageFloodAtTheCeiling(_ backend: EvplProtocol.Backend) throws {
+        let ceiling = 24
+        let loop = try makeLoop(bufferSize: 4096) {
+            $0.poolMaxBytes = ceiling * 4096
+            $0.buffersPerSlab = 8
+            $0.ioUringBufferRingEntries = 16
+        }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        var open = 0
+        var ended = 0
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            open += 1
+            connection.handler = { connection, event in
+                switch event {
+                case .received(let message):
+                    try? connection.send(taking: message.retainedIOVecs())
+                case .disconnected:
+                    ended += 1
+                default:
+                    break
+                }
+            }
+        }
+        // Each holds 5 bytes of a 100-byte message: one buffer apiece on
+        // every backend, more clients than the pool has buffers.
+        let partial = Array(Self.frame([UInt8](repeating: 7, count: 100)).prefix(5))
+        let clients = Self.flood(listener.address, count: ceiling + 16, sending: partial)
+        #expect(clients.count == ceiling + 16)
+        
+        try spin(loop, seconds: 10, "the pool to fill") { open == clients.count && loop.bufferPool.buffersInUse >= ceiling }
+        try runLoop(loop, forMilliseconds: 100)
+        for fd in clients { close(fd) }
+        let closedAt = MonotonicClock.nanoseconds()
+        try spin(loop, seconds: 10, "every flooding connection to end (\(ended) of \(clients.count))") { ended == clients.count }
+        let endedAfter = Double(MonotonicClock.nanoseconds() - closedAt) / 1e9
+        #expect(endedAfter < 1, "the flood's connections took \(endedAfter) s to end")
+
+        let payload = patternBytes(from: 0, count: 100)
+        let result = Locked<[UInt8]?>(nil)
+        let address = listener.address
+        let client = TestThread {
+            let fd = rawConnect(to: address)
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            guard fd >= 0, rawWriteAll(fd, Self.frame(payload)) else { return }
+            let echoed = readExactly(fd, 104)
+            result.withLock { $0 = echoed }
+        }
+        let startedAt = MonotonicClock.nanoseconds()
+        try spin(loop, seconds: 10, "the legitimate client") { result.withLock { $0 != nil } }
+        client.join()
+        let servedAfter = Double(MonotonicClock.nanoseconds() - startedAt) / 1e9
+        #expect(result.withLock { $0 } == Self.frame(payload))
+        #expect(servedAfter < 1, "the next client was served after \(servedAfter) s")
+        listener.close()
+        expectNoLeaks(loop)
+    }
+}
