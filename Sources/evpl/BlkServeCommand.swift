@@ -27,7 +27,7 @@ struct BlkServeCommand: ParsableCommand {
         let ranges = try failing {
             try BlockRangeServer(file: file, engine: engine, direct: direct, protocol: server.endpoint.evplProtocol(role: .server),
                                  address: server.endpoint.address(defaultPath: "/tmp/evpl-blk.sock"), threads: server.threads,
-                                 config: server.logging.config())
+                                 timeouts: server.timeouts, config: server.logging.config())
         }
         print("listening on \(ranges.address)")
         flushStandardOutput()

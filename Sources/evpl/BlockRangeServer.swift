@@ -15,11 +15,11 @@ final class BlockRangeServer: Sendable {
     private let listener: Listener
 
     init(file: String, engine: BlockEngine, direct: Bool, protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int,
-         config: EvplConfig) throws(EvplError) {
+         timeouts: ConnectionTimeouts = .none, config: EvplConfig) throws(EvplError) {
         // Open once here so that a bad path or engine is a thrown error, not a silent thread.
         let probeLoop = try EventLoop(config: config)
         try probeLoop.openBlockDevice(file, engine: engine, direct: direct).close()
-        let listener = try Listener(address: address, protocol: evplProtocol, logger: config.logger)
+        let listener = try Listener(address: address, protocol: evplProtocol, timeouts: timeouts, logger: config.logger)
         self.listener = listener
         self.address = listener.address
         pool = try EventLoopThreadPool(count: threads, config: config) { loop, _ in

@@ -25,8 +25,21 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Event loop threads serving connections.")
     var threads: Int = 1
 
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds a connection may take to finish its handshake (TLS, then its first request) before it is closed; 0: no limit.")
+    var handshakeTimeout: Double = 10
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may send and receive nothing before it is closed; 0: no limit.")
+    var idleTimeout: Double = 60
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard handshakeTimeout >= 0, idleTimeout >= 0 else { throw ValidationError("timeouts are seconds, 0 or more") }
+    }
+
+    /// The limits `--handshake-timeout` and `--idle-timeout` set.
+    var timeouts: ConnectionTimeouts {
+        ConnectionTimeouts(handshake: handshakeTimeout > 0 ? .milliseconds(Int64(handshakeTimeout * 1000)) : nil,
+                           idle: idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1000)) : nil)
     }
 
     /// Serves until SIGINT or SIGTERM: prints the one `listening on <address>`
@@ -35,7 +48,7 @@ struct ServerOptions: ParsableArguments {
         let signals = try failing { try TerminationSignals() }
         let server = try failing {
             try EchoServer(protocol: endpoint.evplProtocol(role: .server), address: endpoint.address(defaultPath: defaultPath), threads: threads, mode: mode,
-                           api: api, config: logging.config())
+                           api: api, timeouts: timeouts, config: logging.config())
         }
         print("listening on \(server.address)")
         flushStandardOutput()

@@ -20,9 +20,12 @@ final class EchoServer: Sendable {
     private let serving: Task<Void, Never>?
 
     init(protocol evplProtocol: EvplProtocol, address: SocketAddress, threads: Int, mode: Mode, api: API = .callbacks,
-         config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
+         timeouts: ConnectionTimeouts = .none, config: EvplConfig? = nil, cpu: Int? = nil) throws(EvplError) {
         if evplProtocol.isStream {
-            let listener = try Listener(address: address, protocol: evplProtocol, logger: config?.logger ?? .evplSilent)
+            var timeouts = timeouts
+            // The perf header is 8 raw bytes: the callbacks end the handshake once all have come.
+            if mode == .perf && api == .callbacks { timeouts.handshakeEndsWithFirstMessage = false }
+            let listener = try Listener(address: address, protocol: evplProtocol, timeouts: timeouts, logger: config?.logger ?? .evplSilent)
             self.listener = listener
             self.address = listener.address
             pool = try EventLoopThreadPool(count: threads, config: config, loopConfig: Self.loopConfig(cpu: cpu)) { loop, _ in
@@ -128,6 +131,7 @@ final class EchoServer: Sendable {
             for index in 0..<skip { state.header = state.header << 8 | UInt64(bytes[index]) }
             state.headerBytes += skip
             if state.headerBytes == 8 {
+                connection.endHandshake()
                 switch state.header {
                 case PerfHandshake.ping: break
                 case PerfHandshake.stream: state.sink = true
@@ -180,7 +184,7 @@ extension EchoServer {
             }
         } catch {
             // A shutdown finished the connection: what is queued still goes out.
-            guard error.code == .invalidState else { throw error }
+            guard error.code == .invalidState || error.code == .shutdown else { throw error }
         }
     }
 }

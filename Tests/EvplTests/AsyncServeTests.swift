@@ -145,3 +145,76 @@ struct AsyncPoolShutdownTests {
         #expect(handlersEnded.value == 4)
     }
 }
+
+@Suite("Async messages and ends")
+struct AsyncMessageBoundsTests {
+    @Test("a message larger than the receive window is delivered whole (the window grows to it), on the README's default serve",
+          arguments: StreamCase.backends)
+    func messageLargerThanTheWindow(backend: EvplProtocol.Backend) throws {
+        let pool = try EventLoopThreadPool<Void>(count: 1) { _, _ in }
+        defer { pool.stop() }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        defer { listener.close() }
+        let executors = pool.executors
+        let server = Task(executorPreference: executors[0]) {
+            await listener.serve(on: executors, segmenter: { Segmenters.lengthPrefixed32() }) { connection in
+                for try await message in connection.inbound { try await connection.write(message) }
+            }
+        }
+        defer { server.cancel() }
+        try waitUntil(seconds: 60, "the loop to attach") { listener.attachedLoopCount == 1 }
+        let outcome = Mutex<String?>(nil)
+        let address = listener.address
+        let client = TestThread {
+            let fd = rawConnect(to: address)
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 20, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            // Just over the window, several windows, then a small one after them.
+            for (index, size) in [AsyncConnection.defaultWindow + 4, 300_000, 3 << 20, 100].enumerated() {
+                let message = HostilePeerTests.frame(patternBytes(from: index, count: size))
+                let reader = TestThread {
+                    let echoed = readExactly(fd, message.count)
+                    if echoed != message { outcome.withLock { $0 = "message \(index) of \(size) bytes: \(echoed.count) bytes came back" } }
+                }
+                _ = rawWriteAll(fd, message)
+                reader.join()
+                if outcome.withLock({ $0 }) != nil { return }
+            }
+            outcome.withLock { $0 = "ok" }
+        }
+        client.join()
+        #expect(outcome.withLock { $0 } == "ok")
+    }
+
+    @Test("a graceful shutdown before the peer's end is not the peer's end: receive() throws .shutdown after the bytes that came, never nil",
+          arguments: StreamCase.backends)
+    func shutdownIsNotEndOfStream(backend: EvplProtocol.Backend) throws {
+        let pool = try EventLoopThreadPool<Void>(count: 1) { _, _ in }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        let ending = Mutex<String?>(nil)
+        let received = Atomic<Int>(0)
+        let executors = pool.executors
+        let server = Task(executorPreference: executors[0]) {
+            await listener.serve(on: executors) { connection in
+                do throws(EvplError) {
+                    while let bytes = try await connection.receive() { received.add(bytes.count, ordering: .relaxed) }
+                    ending.withLock { $0 = "nil" }
+                } catch {
+                    ending.withLock { $0 = "\(error.code)" }
+                }
+            }
+        }
+        try waitUntil(seconds: 60, "the loop to attach") { listener.attachedLoopCount == 1 }
+        let fd = rawConnect(to: listener.address)
+        defer { close(fd) }
+        #expect(rawWriteAll(fd, patternBytes(from: 0, count: 1000)))
+        try waitUntil(seconds: 10, "the bytes to arrive") { received.load(ordering: .relaxed) == 1000 }
+        server.cancel()
+        listener.close()
+        let report = pool.shutdownGracefully(timeout: .milliseconds(300))
+        try waitUntil(seconds: 10, "the handler to end") { ending.withLock { $0 } != nil }
+        #expect(ending.withLock { $0 } == "shutdown")
+        #expect(report.aborted == 0, "\(report)")
+    }
+}

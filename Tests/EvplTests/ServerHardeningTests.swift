@@ -23,20 +23,30 @@ struct ServerCase: CustomTestStringConvertible, Sendable {
     }
 
     /// Starts the server; `file` is the file `blk-serve` serves.
-    func start(file: String) throws -> EvplServer {
+    func start(file: String, extra: [String] = []) throws -> EvplServer {
         var arguments: [String]
         switch kind {
         case .echo: arguments = ["echo"]
         case .perf: arguments = ["perf", "server"]
         case .blockServe: arguments = ["blk-serve", "--file", file, "--engine", "psync"]
         }
-        arguments += ["--protocol", transport, "--backend", cliName(backend)]
+        arguments += ["--protocol", transport, "--backend", cliName(backend)] + extra
         if transport == "unix" {
             arguments += ["--path", "/tmp/evpl-harden-\(getpid())-\(UniqueName.next()).sock"]
         } else {
             arguments += ["--port", "0"]
         }
         return try EvplServer(arguments)
+    }
+
+    /// All but the last byte of the first thing a client sends: the server
+    /// waits for the rest.
+    var partialFirstRequest: [UInt8] {
+        switch kind {
+        case .echo: return []
+        case .perf: return Array("EVPLPIN".utf8)
+        case .blockServe: return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]
+        }
     }
 
     /// One well-formed exchange with the server; true when it answered correctly.

@@ -189,6 +189,20 @@ struct TLSPeerTests {
         expectNoLeaks(loop)
     }
 
+    @Test("a fatal alert goes out before the close: openssl s_client without the certificate a server requires sees alert 116 (certificate required)",
+          arguments: StreamCase.backends)
+    func fatalAlertIsSent(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let mutual = try fixtures.serverContext(requireClientCertificate: true)
+        let (output, ends) = try serve(mutual, backend: backend, loop: loop, script: { port in
+            "(sleep 1) | openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate) -tls1_3 2>&1; true"
+        })
+        #expect(output.contains("alert number 116"), "\(output)")
+        #expect(ends.count == 1 && ends[0]?.code == .tlsHandshake, "\(ends)")
+        expectNoLeaks(loop)
+    }
+
     @Test("openssl s_client gets its bytes echoed by an evpl server, which then ends the stream with close_notify",
           arguments: StreamCase.backends)
     func opensslClient(backend: EvplProtocol.Backend) throws {

@@ -11,8 +11,10 @@ extension AsyncConnection {
     /// - Throws: ``EvplError``: the error that ended the connection (after
     ///   the messages that arrived before it), `.framing` when the stream
     ///   ends inside a message or the segmenter rejects it, `.aborted` after
-    ///   ``close()``, `.cancelled` or `.timedOut` when the wait is cut short
-    ///   (the connection stays usable).
+    ///   ``close()``, `.shutdown` when this side's graceful shutdown ended
+    ///   the connection before the peer ended its stream (not the peer's
+    ///   end), `.cancelled` or `.timedOut` when the wait is cut short (the
+    ///   connection stays usable).
     nonisolated(nonsending) public func receive() async throws(EvplError) -> ReceivedBytes? {
         connection.checkThread()
         releaseHeld()
@@ -57,6 +59,7 @@ extension AsyncConnection {
         let queue = connection.receiveQueue
         if queue.count >= heldLength { queue.consume(heldLength) }
         heldLength = 0
+        connection.pullWindow = window
         if queue.count < window && connection.receivePauses.contains(.consumer) {
             connection.resumeReceiving(.consumer)
         }
@@ -67,20 +70,25 @@ extension AsyncConnection {
         let queue = connection.receiveQueue
         guard queue.count > 0 else { return nil }
         guard let segmenter else { return queue.count }
+        let needed: Int
         switch segmenter(queue.view(length: queue.count)) {
         case .needMoreBytes:
-            break
+            needed = queue.count + 1
         case .message(let length) where length > 0 && length <= queue.count:
             return length
         case .message(let length) where length > 0:
-            break
+            needed = length
         case .message(let length):
             throw framingFailure("message length \(length)")
         case .failure(let reason):
             throw framingFailure(reason)
         }
-        // A message larger than the window still has to arrive whole.
-        if connection.receivePauses.contains(.consumer) { connection.resumeReceiving(.consumer) }
+        // A message larger than the window still has to arrive whole: the
+        // window grows to it (the segmenter bounds how far) until it is taken.
+        if needed > window { connection.pullWindow = needed }
+        if connection.receivePauses.contains(.consumer) && queue.count < connection.pullWindow {
+            connection.resumeReceiving(.consumer)
+        }
         return nil
     }
 

@@ -99,8 +99,10 @@ extension EventLoop {
         for connection in connections.all() where !connection.isClosed {
             if connection.shutdownSent {
                 // Everything went out and the end of stream with it; only
-                // the peer's own end is missing. A plain close loses nothing.
-                connection.tearDown(error: nil)
+                // the peer's own end is missing: nothing queued is lost,
+                // but the input was cut, which is not the peer's end.
+                connection.tearDown(error: connection.inputClosed ? nil
+                    : EvplError(.shutdown, operation: "shutdown", context: "\(connection.remoteAddress)"))
             } else {
                 shutdown.report.aborted += 1
                 shutdown.report.finished -= 1

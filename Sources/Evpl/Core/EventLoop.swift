@@ -62,6 +62,8 @@ public final class EventLoop {
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     /// The loop's io_uring, created by the first io_uring object on the loop.
     var uring: URing?
+    /// The handshake and idle deadlines of the loop's connections.
+    private(set) lazy var deadlines = ConnectionDeadlines(loop: self)
     let iovecScratch: UnsafeMutablePointer<iovec>
     private let eventMasks: UnsafeMutablePointer<UInt32>
     private let eventTokens: UnsafeMutablePointer<UInt64>
@@ -113,6 +115,12 @@ public final class EventLoop {
         /// Block reads and writes started again after the kernel did part of
         /// them (a short count) or was interrupted (`EINTR`, `EAGAIN`).
         public var blockTransfersContinued: UInt64 = 0
+        /// Connections ended because their handshake took longer than
+        /// ``ConnectionTimeouts/handshake``.
+        public var handshakeTimeouts: UInt64 = 0
+        /// Connections ended because they stayed silent longer than
+        /// ``ConnectionTimeouts/idle``.
+        public var idleTimeouts: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.

@@ -38,6 +38,12 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         /// or a graceful shutdown's deadline): queued bytes were dropped and
         /// the peer saw a reset. An orderly end reports no error at all.
         case aborted
+        /// This side's graceful shutdown ended the connection before the
+        /// peer ended its stream: everything queued went out, then the end
+        /// of stream, but what the peer might still have sent was cut off.
+        /// Not the peer's end: a protocol that commits at end of stream
+        /// must not commit on this.
+        case shutdown
         /// The task awaiting the operation was cancelled.
         case cancelled
         /// The operation did not finish before its deadline.
@@ -124,6 +130,7 @@ public struct EvplError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notFound: return "not found"
         case .resourceExhausted: return "resource exhausted"
         case .aborted: return "closed abortively by this side"
+        case .shutdown: return "shut down by this side before the peer ended its stream"
         case .cancelled: return "cancelled"
         case .timedOut: return "timed out"
         case .tlsHandshake: return "TLS handshake failed"

@@ -190,6 +190,7 @@ extension Connection {
             }
             let result = SystemCalls.receive(fd, space.baseAddress, space.count)
             if result > 0 {
+                noteActivity()
                 queue.commit(result)
                 wireReceived()
                 if result < space.count && !drain { return }
@@ -224,6 +225,7 @@ extension Connection {
     /// receiving is paused; the rest waits in the queue.
     func deliverReceived() {
         if let pullConsumer {
+            if !handshakeEnded && receiveQueue.count > 0 && timeouts.handshakeEndsWithFirstMessage { endHandshake() }
             // The bytes wait in the queue until the consumer takes them.
             if receiveQueue.count >= pullWindow { pauseReceiving(.consumer) }
             pullConsumer()
@@ -254,6 +256,7 @@ extension Connection {
 
     @inline(__always)
     private func deliver(length: Int) {
+        if !handshakeEnded && timeouts.handshakeEndsWithFirstMessage { endHandshake() }
         delivering = true
         handler(self, .received(receiveQueue.view(length: length)))
         delivering = false

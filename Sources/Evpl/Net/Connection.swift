@@ -53,6 +53,13 @@ public final class Connection: PollSource {
     /// to keep sending after the peer's half-close (replies still being
     /// computed), and call ``finish()`` when done.
     public var finishesWhenInputCloses = true
+    /// How long the connection may take to finish its handshake and stay
+    /// silent before it ends with `.timedOut` (see ``ConnectionTimeouts``).
+    /// An accepted connection starts with its listener's; set it in the
+    /// attach callback or at any time on the loop's thread.
+    public var timeouts = ConnectionTimeouts.none {
+        didSet { timeoutsChanged() }
+    }
 
     let fd: Int32
     var state: State
@@ -82,8 +89,10 @@ public final class Connection: PollSource {
     /// valid even if the handler closes the connection.
     var delivering = false
     /// An error to report with an otherwise orderly end (a stream that
-    /// ended inside a message).
+    /// ended inside a message, or a TLS failure whose alert goes out first).
     var closingError: EvplError?
+    /// The connection ends with ``closingError`` once its queue is out.
+    var failing = false
     /// The io_uring operations of a connection on the io_uring backend; `nil`
     /// on the socket backend, where epoll readiness drives reads and writes.
     var uring: URingStream?
@@ -96,6 +105,16 @@ public final class Connection: PollSource {
     /// The TLS state when the protocol names a ``TLSContext``; `nil` for a
     /// plain stream.
     var tls: TLSSession?
+    /// When the connection was accepted or started connecting, and when it
+    /// last received or wrote a byte (the loop's clock of that iteration).
+    let startedAt: UInt64
+    @exclusivity(unchecked) var lastActivity: UInt64
+    /// The handshake is over: the first message was delivered, or
+    /// ``endHandshake()`` was called.
+    var handshakeEnded = false
+    /// Where the loop's ``ConnectionDeadlines`` keeps the connection; -1 when not there.
+    var deadlineSlot = -1
+    var deadlineIndex = 0
 
     /// Where the backend puts the bytes it receives: the ciphertext queue
     /// under TLS, the receive queue itself otherwise.
@@ -115,6 +134,8 @@ public final class Connection: PollSource {
         self.ownerThread = loop.ownerThread
         self.sendHighWatermark = loop.config.sendHighWatermark
         self.sendLowWatermark = loop.config.sendLowWatermark
+        self.startedAt = MonotonicClock.nanoseconds()
+        self.lastActivity = startedAt
     }
 
     /// The local address of the socket, when the kernel reports one.
@@ -302,7 +323,10 @@ public final class Connection: PollSource {
                 tearDown(error: EvplError(errno: result.error, operation: "send", context: "\(remoteAddress)"))
                 return
             }
-            if result.written > 0 { reportProgress(queuedBefore: before) }
+            if result.written > 0 {
+                noteActivity()
+                reportProgress(queuedBefore: before)
+            }
             guard state != .closed else { return }
         }
         shutdownIfFinished()
@@ -310,6 +334,7 @@ public final class Connection: PollSource {
 
     /// Records `count` bytes an asynchronous send wrote.
     func wrote(_ count: Int) {
+        noteActivity()
         let before = sendQueue.count
         sendQueue.markWritten(count)
         reportProgress(queuedBefore: before)
@@ -343,6 +368,28 @@ public final class Connection: PollSource {
 
     // MARK: Teardown
 
+    /// Ends the connection with `error` once what is queued has gone out
+    /// (a TLS alert that names the failure), without waiting for the peer:
+    /// nothing more is read, and past ``alertFlushLimit`` it closes
+    /// anyway. With nothing queued it closes at once.
+    func failAfterFlushing(_ error: EvplError) {
+        guard isOpen, !failing else { return }
+        guard !sendQueue.isEmpty else {
+            tearDown(error: error)
+            return
+        }
+        failing = true
+        closingError = error
+        state = .finishing
+        inputClosed = true
+        uring?.stopReceiving()
+        scheduleFlush()
+        _ = try? loop.addOneShotTimer(after: Self.alertFlushLimit) { [weak self] _ in self?.tearDown(error: error) }
+    }
+
+    /// How long a failing connection may take to send its last alert.
+    static let alertFlushLimit = Duration.seconds(1)
+
     /// Closes the socket, releases every buffer and queues the one
     /// `disconnected` event for the end of the iteration.
     func tearDown(error: EvplError?) {
@@ -357,6 +404,7 @@ public final class Connection: PollSource {
         } else {
             loop.unregister(token: token)
         }
+        if deadlineSlot >= 0 { loop.deadlines.remove(self) }
         Glibc.close(fd)
         sendQueue.releaseAll()
         tls?.ciphertext.releaseAll()
@@ -375,6 +423,7 @@ public final class Connection: PollSource {
     func abandon() {
         guard state != .closed else { return }
         state = .closed
+        if deadlineSlot >= 0 { loop.deadlines.remove(self) }
         Glibc.close(fd)
         sendQueue.releaseAll()
         receiveQueue.releaseAll()

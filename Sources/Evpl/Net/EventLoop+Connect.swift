@@ -103,6 +103,7 @@ extension EventLoop {
             return
         }
         connections.insert(connection)
+        if listener.timeouts.isLimited { connection.timeouts = listener.timeouts }
         attachment.acceptHandler(connection)
         guard connection.state != .closed else { return }
         // Under TLS, `connected` waits for the handshake the client starts.

@@ -27,6 +27,9 @@ public final class Listener: Sendable {
     public let steering: SteeringPolicy
     /// The backend its connections run on (`auto` resolved).
     public let backend: EvplProtocol.Backend
+    /// The handshake and idle limits every accepted connection starts with
+    /// (an attach callback may change a connection's own).
+    public let timeouts: ConnectionTimeouts
     private let core: ListenerCore
 
     /// Binds and listens on `address`, and starts accepting.
@@ -34,12 +37,15 @@ public final class Listener: Sendable {
     /// `logger` hears what the accepting thread cannot report any other
     /// way (an io_uring acceptor that falls back to `poll` and `accept4`,
     /// accepting that stops on a `poll` error); silent unless given.
+    /// `timeouts` bound how long each accepted connection may take to
+    /// finish its handshake and stay silent (none by default; servers
+    /// facing untrusted peers want ``ConnectionTimeouts/server``).
     ///
     /// - Throws: ``EvplError`` `.addressInUse` when something already listens
     ///   there, `.invalidAddress` for an address the protocol cannot use,
     ///   `.unavailable` for a missing backend, or the failing system call.
     public init(address: SocketAddress, protocol evplProtocol: EvplProtocol = .tcp, steering: SteeringPolicy = .roundRobin, backlog: Int32 = 4096,
-                logger: Logger = .evplSilent) throws(EvplError) {
+                timeouts: ConnectionTimeouts = .none, logger: Logger = .evplSilent) throws(EvplError) {
         guard evplProtocol.isStream else {
             throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
         }
@@ -63,6 +69,7 @@ public final class Listener: Sendable {
         self.evplProtocol = evplProtocol
         self.steering = steering
         self.backend = backend
+        self.timeouts = timeouts
         if backend == .ioUring { SocketOps.setBlocking(fd) }
         self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
         try core.start()

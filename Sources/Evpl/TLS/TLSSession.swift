@@ -109,7 +109,7 @@ final class TLSSession {
     func start() {
         let result = SSL_do_handshake(ssl)
         if result <= 0 && !isRetry(SSL_get_error(ssl, result)) {
-            connection.tearDown(error: failure(operation: "tls handshake"))
+            connection.failAfterFlushing(failure(operation: "tls handshake"))
             return
         }
         connection.scheduleFlush()
@@ -120,7 +120,7 @@ final class TLSSession {
     /// a close_notify into the peer's end of stream.
     func received() {
         var decrypted = false
-        while connection.isOpen && !closeNotifyReceived {
+        while connection.isOpen && !closeNotifyReceived && !connection.failing {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try connection.receiveQueue.writableSpace()
@@ -145,7 +145,8 @@ final class TLSSession {
             if code == SSL_ERROR_ZERO_RETURN {
                 closeNotifyReceived = true
             } else if !isRetry(code) {
-                connection.tearDown(error: failure(operation: isEstablished ? "tls receive" : "tls handshake"))
+                // OpenSSL queued the fatal alert that names the failure.
+                connection.failAfterFlushing(failure(operation: isEstablished ? "tls receive" : "tls handshake"))
                 return
             }
             break
@@ -154,7 +155,7 @@ final class TLSSession {
         if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
         if !isEstablished && SSL_is_init_finished(ssl) == 1 {
             if let refusal = pinRefusal() {
-                connection.tearDown(error: refusal)
+                connection.failAfterFlushing(refusal)
                 return
             }
             isEstablished = true

@@ -174,6 +174,7 @@ final class URingStream: URingOperationTarget {
             return
         }
         if result > 0, let buffer {
+            connection.noteActivity()
             connection.wireReceiveQueue.append(IOVec(buffer: buffer, offset: 0, length: Int(result)))
             connection.wireReceived()
             armReceive()
