@@ -203,6 +203,21 @@ struct TLSPeerTests {
         expectNoLeaks(loop)
     }
 
+    @Test("a peer that sends KeyUpdate(update_requested) without end is closed after the limit with close_notify and .tls",
+          arguments: StreamCase.backends)
+    func keyUpdateFlood(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        // s_client sends a KeyUpdate asking for one back for each read of stdin that starts with "K".
+        let (output, ends) = try serve(fixtures.serverContext(), backend: backend, loop: loop, script: { port in
+            "for i in $(seq 100); do echo K; sleep 0.01; done | openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate) -tls1_3 >/dev/null 2>&1; true"
+        })
+        _ = output
+        #expect(ends.count == 1 && ends[0]?.code == .tls, "\(ends)")
+        #expect(ends.first??.context.contains("KeyUpdate") == true, "\(ends)")
+        expectNoLeaks(loop)
+    }
+
     @Test("openssl s_client gets its bytes echoed by an evpl server, which then ends the stream with close_notify",
           arguments: StreamCase.backends)
     func opensslClient(backend: EvplProtocol.Backend) throws {

@@ -33,6 +33,20 @@ final class TLSSession {
     var pendingPlaintextCount: Int { pendingPlaintext.count }
     /// Why the BIO could not take a record (the pool at its ceiling).
     fileprivate var writeFailure: EvplError?
+    /// KeyUpdate messages the peer sent since ``keyUpdateWindowStart``.
+    private var keyUpdates = 0
+    private var keyUpdateWindowStart: UInt64 = 0
+    /// The peer broke ``keyUpdateLimit``: OpenSSL is given no more of its
+    /// ciphertext, and the connection ends.
+    fileprivate private(set) var floodRefused = false
+
+    /// At most this many KeyUpdate messages per ``keyUpdateWindow``: each
+    /// one asking for an update costs a key derivation and a reply, and a
+    /// peer that sends them without end would starve the loop. Honest
+    /// peers update keys after gigabytes, not many times a minute.
+    static let keyUpdateLimit = 32
+    /// The window ``keyUpdateLimit`` counts over.
+    static let keyUpdateWindow: UInt64 = 60_000_000_000
 
     init(connection: Connection, context: TLSContext) throws(EvplError) {
         guard let ssl = SSL_new(context.context) else {
@@ -51,6 +65,7 @@ final class TLSSession {
         BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
         // One BIO both ways: the SSL takes the one reference.
         SSL_set_bio(ssl, bio, bio)
+        SSL_set_msg_callback(ssl, observeMessage)
         guard context.role == .client else {
             SSL_set_accept_state(ssl)
             return
@@ -141,6 +156,10 @@ final class TLSSession {
                 if ciphertext.count == 0 && SSL_has_pending(ssl) == 0 { break }
                 continue
             }
+            if floodRefused {
+                refuseFlood()
+                return
+            }
             let code = SSL_get_error(ssl, count)
             if code == SSL_ERROR_ZERO_RETURN {
                 closeNotifyReceived = true
@@ -164,6 +183,27 @@ final class TLSSession {
         guard connection.isOpen else { return }
         if decrypted { connection.deliverReceived() }
         if closeNotifyReceived { connection.peerFinished() }
+    }
+
+    /// Counts a KeyUpdate the peer sent; past the limit, stops feeding
+    /// OpenSSL (the BIO reports no more ciphertext, so the read in
+    /// progress returns at once).
+    fileprivate func peerSentKeyUpdate() {
+        let now = MonotonicClock.nanoseconds()
+        if now &- keyUpdateWindowStart > Self.keyUpdateWindow {
+            keyUpdateWindowStart = now
+            keyUpdates = 0
+        }
+        keyUpdates += 1
+        if keyUpdates > Self.keyUpdateLimit { floodRefused = true }
+    }
+
+    /// Ends a connection that broke the KeyUpdate limit: a close_notify
+    /// alert, then the close, with `.tls`.
+    private func refuseFlood() {
+        sendCloseNotify()
+        connection.failAfterFlushing(EvplError(.tls, operation: "tls receive",
+                                               context: "\(connection.remoteAddress): more than \(Self.keyUpdateLimit) KeyUpdate messages in \(Self.keyUpdateWindow / 1_000_000_000) s"))
     }
 
     // MARK: Sending
@@ -302,8 +342,9 @@ private func writeCiphertext(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>
 
 private func readCiphertext(_ bio: OpaquePointer?, _ buffer: UnsafeMutablePointer<CChar>?, _ length: Int, _ read: UnsafeMutablePointer<Int>?) -> Int32 {
     cevpl_bio_clear_retry(bio)
-    let queue = session(of: bio).ciphertext
-    guard queue.count > 0 else {
+    let session = session(of: bio)
+    let queue = session.ciphertext
+    guard queue.count > 0, !session.floodRefused else {
         cevpl_bio_set_retry_read(bio)
         return 0
     }
@@ -312,6 +353,17 @@ private func readCiphertext(_ bio: OpaquePointer?, _ buffer: UnsafeMutablePointe
     queue.consume(count)
     read?.pointee = count
     return 1
+}
+
+/// OpenSSL's report of each protocol message: counts the KeyUpdates
+/// (handshake type 24) the peer sends.
+private func observeMessage(_ written: Int32, _ version: Int32, _ contentType: Int32, _ bytes: UnsafeRawPointer?, _ length: Int,
+                            _ ssl: OpaquePointer?, _ argument: UnsafeMutableRawPointer?) {
+    let handshake: Int32 = 22
+    let keyUpdate: UInt8 = 24
+    guard written == 0, contentType == handshake, length > 0, let bytes, bytes.load(as: UInt8.self) == keyUpdate,
+          let session = TLSSession.owning(ssl) else { return }
+    session.peerSentKeyUpdate()
 }
 
 private func controlBIO(_ bio: OpaquePointer?, _ command: Int32, _ argument: Int, _ pointer: UnsafeMutableRawPointer?) -> Int {
