@@ -113,6 +113,91 @@ struct PoolCeilingTests {
         }
     }
 
+    @Test("registered slabs whose buffers all stayed free are unregistered and trimmed, and registered again before their next use")
+    func trimUnregistersIdleSlabs() throws {
+        let pool = BufferPool(bufferSize: 64 * 1024, buffersPerSlab: 16, idleBytesKept: 16 * 64 * 1024)
+        var registered = Set<Int>()
+        var registrations = 0
+        pool.addRegistrationHook({ _, index in
+            registered.insert(index)
+            registrations += 1
+        }, unregister: { index in registered.remove(index) })
+        var held: [IOVec] = []
+        for _ in 0..<160 {
+            let iovec = try pool.allocate()
+            memset(iovec.baseAddress, 0xAB, iovec.length)
+            held.append(iovec)
+        }
+        #expect(registered.count == 10)
+        for iovec in held { iovec.release() }
+        held.removeAll()
+        pool.trim()
+        #expect(pool.buffersTrimmed == 0, "buffers freed just now are not idle yet")
+        pool.trim()
+        // Ten slabs, one kept resident as the idle floor.
+        #expect(pool.trimmedSlabCount == 9, "trimmed \(pool.trimmedSlabCount) slabs")
+        #expect(registered.count == 1)
+        #expect(pool.buffersTrimmed == 144)
+        // Every buffer taken again is in a registered slab, and reads back as written.
+        for _ in 0..<160 {
+            let iovec = try pool.allocate()
+            #expect(registered.contains(iovec.buffer.slabIndex))
+            memset(iovec.baseAddress, 0x5A, iovec.length)
+            #expect(iovec.bytes.allSatisfy { $0 == 0x5A })
+            held.append(iovec)
+        }
+        #expect(registered.count == 10 && pool.trimmedSlabCount == 0)
+        #expect(registrations == 19)
+        for iovec in held { iovec.release() }
+    }
+
+    @Test("a hook without an unregister keeps its slabs resident")
+    func pinnedHookKeepsSlabs() throws {
+        let pool = BufferPool(bufferSize: 64 * 1024, buffersPerSlab: 16, idleBytesKept: 0)
+        pool.addRegistrationHook { _, _ in }
+        let held = try (0..<64).map { _ in try pool.allocate() }
+        for iovec in held { iovec.release() }
+        pool.trim()
+        pool.trim()
+        #expect(pool.buffersTrimmed == 0 && pool.trimmedSlabCount == 0)
+    }
+
+    @Test("after an io_uring block device, idle pool memory still goes back, and block reads into re-registered buffers are right")
+    func trimWithFixedBuffers() throws {
+        try #require(BlockEngine.ioUring.unavailableReason == nil)
+        let loop = try makeLoop { $0.poolIdleBytes = 4 << 20 }
+        let file = ScratchFile()
+        let device = try loop.openBlockDevice(file.path, engine: .ioUring, create: 1 << 20)
+        let completions = Completions()
+        device.handler = { _, completion in completions.record(completion) }
+        var held: [IOVec] = []
+        for _ in 0..<1024 {
+            let iovec = try loop.bufferPool.allocate()
+            memset(iovec.baseAddress, 0xAB, iovec.length)
+            held.append(iovec)
+        }
+        for iovec in held { iovec.release() }
+        held.removeAll()
+        try runLoop(loop, forMilliseconds: 2500)
+        #expect(loop.bufferPool.trimmedSlabCount >= 10, "\(loop.bufferPool.trimmedSlabCount) slabs trimmed")
+        // Write a pattern and read it back through buffers of trimmed slabs.
+        let data = try loop.bufferPool.allocate()
+        fillPattern(data.bytes, from: 0)
+        device.write([data], at: 0, tag: 1)
+        try spin(loop, seconds: 10, "the write") { completions.byTag[1] != nil }
+        for _ in 0..<1024 { held.append(try loop.bufferPool.allocate()) }
+        let target = held[held.count - 1]
+        device.read(into: [target], at: 0, tag: 2)
+        try spin(loop, seconds: 10, "the read") { completions.byTag[2] != nil }
+        #expect(completions.byTag[2]?.error == nil)
+        #expect(patternMismatch(in: UnsafeRawBufferPointer(target.bytes), at: 0) == nil)
+        #expect(loop.statistics.fixedBufferTransfers >= 2)
+        for iovec in held { iovec.release() }
+        data.release()
+        device.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("evpl echo under a flood of non-reading clients stays bounded and gives the memory back after they leave",
           arguments: StreamCase.backends)
     func echoMemoryComesBack(_ backend: EvplProtocol.Backend) throws {

@@ -13,12 +13,18 @@ import Glibc
 /// throws `.resourceExhausted` (connections pause receiving instead).
 /// And memory comes back: ``trim()`` returns the pages of buffers that
 /// stayed free for a whole trim interval, beyond ``idleBuffersKept``, to
-/// the kernel (`MADV_DONTNEED`; the mapping stays, so nothing is
-/// registered again). Memory registered through a hook is never trimmed:
-/// the kernel keeps its own pin on those pages.
+/// the kernel (`MADV_DONTNEED`; the mapping stays). Memory registered
+/// through a hook is trimmed a whole slab at a time: once every buffer of
+/// a slab stayed free, the slab is unregistered (the kernel drops its pin),
+/// its pages go back, and it is registered again when one of its buffers
+/// is next taken. A hook without an unregister keeps its slabs resident.
 public final class BufferPool {
-    /// Called once for each slab, existing and future, with its whole memory.
+    /// Called once for each slab, existing and future, with its whole memory
+    /// (and again after a trim unregistered it).
     public typealias RegistrationHook = (_ slab: UnsafeMutableRawBufferPointer, _ slabIndex: Int) -> Void
+    /// Undoes a ``RegistrationHook`` for one slab, so its pages can go back
+    /// to the kernel.
+    public typealias UnregistrationHook = (_ slabIndex: Int) -> Void
 
     /// Bytes per buffer.
     public let bufferSize: Int
@@ -27,6 +33,13 @@ public final class BufferPool {
     private var slabs: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var free: [Buffer] = []
     private var hooks: [RegistrationHook] = []
+    private var unregistrationHooks: [UnregistrationHook] = []
+    /// A hook was added without a way to undo it: its slabs stay resident.
+    private var pinnedForGood = false
+    /// Per slab: registered through the hooks (false after a trim unregistered it).
+    private var slabRegistered: [Bool] = []
+    /// Slabs a trim unregistered, registered again when next used.
+    @exclusivity(unchecked) private var unregisteredSlabs = 0
     private var everCreated: [Buffer] = []
 
     /// Number of buffers currently referenced (handed out and not yet released).
@@ -77,9 +90,14 @@ public final class BufferPool {
 
     /// Adds a hook that registers slab memory with a backend. It runs at once
     /// for every slab already mapped, then for each new slab when it is mapped.
-    public func addRegistrationHook(_ hook: @escaping RegistrationHook) {
+    /// With `unregister`, a trim may undo the registration of a slab whose
+    /// buffers all stayed free and return its pages (the hook runs again
+    /// for the slab when it is used again); without it, registered slabs
+    /// are never trimmed.
+    public func addRegistrationHook(_ hook: @escaping RegistrationHook, unregister: UnregistrationHook? = nil) {
         hooks.append(hook)
-        for (index, slab) in slabs.enumerated() {
+        if let unregister { unregistrationHooks.append(unregister) } else { pinnedForGood = true }
+        for (index, slab) in slabs.enumerated() where slabRegistered[index] {
             hook(slab, index)
         }
     }
@@ -115,6 +133,7 @@ public final class BufferPool {
             try mapSlab()
         }
         let buffer = free.removeLast()
+        if unregisteredSlabs > 0 && !slabRegistered[buffer.slabIndex] { registerAgain(buffer.slabIndex) }
         let remaining = free.count
         if remaining < lowWater {
             lowWater = remaining
@@ -140,7 +159,10 @@ public final class BufferPool {
     /// that floor is resident (in use or free).
     public func trim() {
         trimScheduled = false
-        guard hooks.isEmpty else { return }
+        guard hooks.isEmpty else {
+            trimRegisteredSlabs()
+            return
+        }
         let target = max(0, min(lowWater, free.count - idleBuffersKept))
         if trimmedPrefix < target {
             for index in trimmedPrefix..<target {
@@ -156,7 +178,46 @@ public final class BufferPool {
     }
 
     /// Free buffers whose pages are resident (not trimmed).
-    public var residentFreeBuffers: Int { free.count - trimmedPrefix }
+    public var residentFreeBuffers: Int {
+        hooks.isEmpty ? free.count - trimmedPrefix : free.count - unregisteredSlabs * buffersPerSlab
+    }
+
+    /// Slabs whose memory a trim gave back (unregistered, pages returned).
+    public var trimmedSlabCount: Int { unregisteredSlabs }
+
+    /// The trim of a pool whose slabs are registered: a slab whose every
+    /// buffer stayed free since the last trim, beyond the resident floor,
+    /// is unregistered and its pages returned.
+    private func trimRegisteredSlabs() {
+        defer {
+            lowWater = free.count
+            if residentFreeBuffers + buffersInUse > idleBuffersKept { scheduleTrim() }
+        }
+        guard !pinnedForGood else { return }
+        var idleBuffers = Array(repeating: 0, count: slabs.count)
+        for index in 0..<min(lowWater, free.count) { idleBuffers[free[index].slabIndex] += 1 }
+        var keep = idleBuffersKept
+        for (index, slab) in slabs.enumerated() where slabRegistered[index] && idleBuffers[index] == buffersPerSlab {
+            if keep >= buffersPerSlab {
+                keep -= buffersPerSlab
+                continue
+            }
+            for unregister in unregistrationHooks { unregister(index) }
+            _ = madvise(slab.baseAddress, slab.count, MADV_DONTNEED)
+            slabRegistered[index] = false
+            unregisteredSlabs += 1
+            buffersTrimmed &+= UInt64(buffersPerSlab)
+        }
+    }
+
+    /// A buffer of a trimmed slab is in use again: the backends register
+    /// the slab again before any I/O can name it.
+    private func registerAgain(_ slabIndex: Int) {
+        slabRegistered[slabIndex] = true
+        unregisteredSlabs -= 1
+        for hook in hooks { hook(slabs[slabIndex], slabIndex) }
+        scheduleTrim()
+    }
 
     private func scheduleTrim() {
         guard !trimScheduled, let trimScheduler else { return }
@@ -179,6 +240,7 @@ public final class BufferPool {
         let slab = UnsafeMutableRawBufferPointer(start: memory, count: length)
         let slabIndex = slabs.count
         slabs.append(slab)
+        slabRegistered.append(true)
         free.reserveCapacity(free.count + buffersPerSlab)
         everCreated.reserveCapacity(everCreated.count + buffersPerSlab)
         for index in stride(from: buffersPerSlab - 1, through: 0, by: -1) {

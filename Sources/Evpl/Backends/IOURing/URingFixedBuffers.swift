@@ -5,7 +5,8 @@ import Glibc
 
 /// The loop's buffer-pool slabs registered with its ring as fixed buffers,
 /// one table slot per slab (slot = slab index), through the pool's
-/// registration hook: each slab is pinned once, when it is mapped, and block
+/// registration hook: each slab is pinned once, when it is mapped (and again
+/// if a trim unpinned it to return its pages), and block
 /// reads and writes into pool memory use `READ_FIXED`/`WRITE_FIXED`, which
 /// skip pinning the pages on every I/O.
 ///
@@ -25,9 +26,21 @@ final class URingFixedBuffers {
         registered = Array(repeating: false, count: Self.tableSize)
         isEnabled = io_uring_register_buffers_sparse(uring.ring, UInt32(Self.tableSize)) == 0
         guard isEnabled else { return }
-        pool.addRegistrationHook { [weak self] slab, index in
+        pool.addRegistrationHook({ [weak self] slab, index in
             self?.register(slab, at: index)
-        }
+        }, unregister: { [weak self] index in
+            self?.unregister(at: index)
+        })
+    }
+
+    /// Empties the slab's slot: the kernel drops its pin on the pages (I/O
+    /// in flight on them keeps it until it completes; a trimmed slab has none).
+    private func unregister(at index: Int) {
+        guard isEnabled, index < Self.tableSize, registered[index] else { return }
+        var vector = iovec(iov_base: nil, iov_len: 0)
+        var tag: UInt64 = 0
+        _ = io_uring_register_buffers_update_tag(uring.ring, UInt32(index), &vector, &tag, 1)
+        registered[index] = false
     }
 
     private func register(_ slab: UnsafeMutableRawBufferPointer, at index: Int) {
