@@ -113,6 +113,75 @@ struct PoolCeilingTests {
         }
     }
 
+    @Test("pools that share a process budget stay within it together, and memory one gives back is usable by the other")
+    func sharedBudget() throws {
+        let budget = MemoryBudget(limit: 40 * 4096)
+        let first = BufferPool(bufferSize: 4096, buffersPerSlab: 8, budget: budget)
+        let second = BufferPool(bufferSize: 4096, buffersPerSlab: 8, budget: budget)
+        var held: [IOVec] = []
+        while let iovec = try? first.allocate() { held.append(iovec) }
+        #expect(held.count == 40)
+        #expect(!second.hasRoom)
+        let error = #expect(throws: EvplError.self) { _ = try second.allocate() }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.context.contains("EVPL_PROCESS_POOL_MAX_BYTES") == true)
+        for iovec in held { iovec.release() }
+        held.removeAll()
+        // The first pool keeps two chunks at most; the rest went back.
+        #expect(budget.bytesReserved <= 2 * 16 * 4096, "\(budget)")
+        while held.count < 8, let iovec = try? second.allocate() { held.append(iovec) }
+        #expect(held.count == 8)
+        for iovec in held { iovec.release() }
+    }
+
+    @Test("a loop whose connections wait for memory at the budget refuses new ones at once, and serves again once memory is back",
+          arguments: StreamCase.backends)
+    func admissionAtTheBudget(_ backend: EvplProtocol.Backend) throws {
+        let budget = MemoryBudget(limit: 24 * 4096)
+        let loop = try makeLoop(bufferSize: 4096) {
+            $0.memoryBudget = budget
+            $0.buffersPerSlab = 8
+            $0.ioUringBufferRingEntries = 16
+        }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        var accepted = 0
+        loop.attach(to: listener) { connection in
+            accepted += 1
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            connection.handler = { connection, event in
+                if case .received(let message) = event { try? connection.send(taking: message.retainedIOVecs()) }
+            }
+        }
+        let partial = Array(HostilePeerTests.frame([UInt8](repeating: 7, count: 100)).prefix(5))
+        let flood = HostilePeerTests.flood(listener.address, count: 40, sending: partial)
+        try spin(loop, seconds: 10, "the flood to be taken in") { accepted == 40 }
+        try spin(loop, seconds: 10, "the budget to run out") { !loop.bufferPool.hasRoom }
+        try runLoop(loop, forMilliseconds: 100)
+        let late = HostilePeerTests.flood(listener.address, count: 3, sending: partial)
+        try spin(loop, seconds: 10, "the late clients to be refused") { loop.statistics.admissionRefusals >= 3 }
+        #expect(accepted == 40)
+        for fd in late {
+            var byte: UInt8 = 0
+            #expect(read(fd, &byte, 1) <= 0, "a refused client was not closed")
+            close(fd)
+        }
+        for fd in flood { close(fd) }
+        try spin(loop, seconds: 10, "memory to come back") { loop.bufferPool.hasRoom && loop.bufferPool.buffersInUse - loop.bufferPool.buffersLentToKernel == 0 }
+        let fd = rawConnect(to: listener.address)
+        defer { close(fd) }
+        let echoed = Locked<[UInt8]?>(nil)
+        let reader = TestThread {
+            let bytes = readExactly(fd, 14)
+            echoed.withLock { $0 = bytes }
+        }
+        #expect(rawWriteAll(fd, HostilePeerTests.frame(Array("0123456789".utf8))))
+        try spin(loop, seconds: 10, "the echo") { echoed.withLock { $0 } != nil }
+        reader.join()
+        #expect(echoed.withLock { $0 } == HostilePeerTests.frame(Array("0123456789".utf8)))
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("registered slabs whose buffers all stayed free are unregistered and trimmed, and registered again before their next use")
     func trimUnregistersIdleSlabs() throws {
         let pool = BufferPool(bufferSize: 64 * 1024, buffersPerSlab: 16, idleBytesKept: 16 * 64 * 1024)

@@ -53,6 +53,8 @@ public final class EventLoop {
     /// Connections paused because the pool reached its receive limit.
     @exclusivity(unchecked) var memoryWaiters: [Connection] = []
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
+    /// Wakes the loop to look at the shared budget while anything waits for memory.
+    private var memoryRetryTimer: EvplTimer?
     /// Datagram endpoints that could not take the buffers a receive needs.
     @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
     /// The io_uring side of every datagram endpoint bound here, weakly: an
@@ -115,6 +117,10 @@ public final class EventLoop {
         /// Block reads and writes started again after the kernel did part of
         /// them (a short count) or was interrupted (`EINTR`, `EAGAIN`).
         public var blockTransfersContinued: UInt64 = 0
+        /// Accepted connections closed at once because the pool or the
+        /// process budget was exhausted with connections already waiting
+        /// for memory (see ``MemoryBudget``).
+        public var admissionRefusals: UInt64 = 0
         /// Connections ended because their handshake took longer than
         /// ``ConnectionTimeouts/handshake``.
         public var handshakeTimeouts: UInt64 = 0
@@ -148,7 +154,7 @@ public final class EventLoop {
         logger[metadataKey: "evpl-loop"] = "\(loopConfig.name)"
         self.logger = logger
         self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
-                                     maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes)
+                                     maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes, budget: resolved.memoryBudget)
         self.remote = try EventLoopRemote()
         let fd = SystemCalls.epollCreate(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
@@ -243,6 +249,25 @@ public final class EventLoop {
         statistics.memoryPauses &+= 1
         connection.pauseReceiving(.memory)
         memoryWaiters.append(connection)
+        watchSharedBudget()
+    }
+
+    /// Memory another loop gives back to the shared budget wakes nobody
+    /// here: while connections wait, look again every few milliseconds.
+    private func watchSharedBudget() {
+        guard bufferPool.budget != nil, memoryRetryTimer == nil else { return }
+        memoryRetryTimer = try? addTimer(every: .milliseconds(10)) { [unowned self] _ in
+            guard memoryWaiters.isEmpty && datagramMemoryWaiters.isEmpty else { return }
+            memoryRetryTimer?.cancel()
+            memoryRetryTimer = nil
+        }
+    }
+
+    /// Whether a new connection should be turned away: the pool (or the
+    /// process budget) is exhausted and connections already wait for
+    /// memory, so it could only join the stall.
+    var refusesConnections: Bool {
+        !memoryWaiters.isEmpty && !bufferPool.hasRoom
     }
 
     /// Stops `endpoint` receiving until the pool has `buffers` free (a
@@ -252,6 +277,7 @@ public final class EventLoop {
         statistics.memoryPauses &+= 1
         endpoint.buffersAwaited = max(1, buffers)
         datagramMemoryWaiters.append(endpoint)
+        watchSharedBudget()
     }
 
     /// Resumes the waiters once a buffer is free: a socket read takes one

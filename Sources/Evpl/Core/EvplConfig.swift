@@ -36,6 +36,13 @@ public struct EvplConfig: Sendable, Hashable {
     /// too). The default is an eighth of the machine's physical memory (at
     /// least 64 MiB), per loop.
     public var poolMaxBytes: Int = EvplConfig.defaultPoolMaxBytes
+    /// The budget every loop's pool reserves from, shared across the
+    /// process: the sum of the loops' pools stays within it whatever each
+    /// loop's own ``poolMaxBytes`` allows. ``MemoryBudget/process`` (a
+    /// quarter of the memory the process may use) unless
+    /// `EVPL_PROCESS_POOL_MAX_BYTES` names another; `nil` bounds each
+    /// loop by its ceiling alone.
+    public var memoryBudget: MemoryBudget? = .process
     /// Free pool memory each loop keeps resident after a load; memory that
     /// stays free beyond it for a second goes back to the kernel.
     public var poolIdleBytes: Int = 8 << 20
@@ -99,6 +106,7 @@ public struct EvplConfig: Sendable, Hashable {
         ("EVPL_BUFFER_SIZE", "bytes per pooled buffer (4096...16777216)"),
         ("EVPL_BUFFERS_PER_SLAB", "buffers per mmap'ed slab (1...65536)"),
         ("EVPL_POOL_MAX_BYTES", "ceiling on each loop's buffer pool, in bytes (default: physical memory / 8)"),
+        ("EVPL_PROCESS_POOL_MAX_BYTES", "pool memory all loops of the process share, in bytes (default: a quarter of physical memory, the cgroup limit or ulimit -v, whichever is least)"),
         ("EVPL_POOL_IDLE_BYTES", "free pool memory kept resident after a load, in bytes"),
         ("EVPL_SPIN_NS", "hybrid-wait spin window in ns (0 = never spin)"),
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
@@ -127,6 +135,9 @@ public struct EvplConfig: Sendable, Hashable {
         }
         if let text = environment["EVPL_POOL_MAX_BYTES"] {
             config.poolMaxBytes = try parse(text, "EVPL_POOL_MAX_BYTES", 4096...Int.max)
+        }
+        if let text = environment["EVPL_PROCESS_POOL_MAX_BYTES"] {
+            config.memoryBudget = MemoryBudget.shared(limit: try parse(text, "EVPL_PROCESS_POOL_MAX_BYTES", 4096...Int.max))
         }
         if let text = environment["EVPL_POOL_IDLE_BYTES"] {
             config.poolIdleBytes = try parse(text, "EVPL_POOL_IDLE_BYTES", 0...Int.max)

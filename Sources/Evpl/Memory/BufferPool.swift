@@ -48,6 +48,16 @@ public final class BufferPool {
     public let maxBuffers: Int
     /// Free buffers whose memory stays resident however long they are idle.
     public let idleBuffersKept: Int
+    /// The process-wide budget the pool reserves from, if any.
+    public let budget: MemoryBudget?
+    /// Buffers' worth reserved from ``budget``: taking a buffer at this
+    /// many in use reserves more first (`Int.max` without a budget).
+    @exclusivity(unchecked) private var reservedBuffers = Int.max
+    /// Below this many in use, a chunk goes back to the budget (`Int.min`
+    /// without one).
+    @exclusivity(unchecked) private var releaseBelow = Int.min
+    /// Buffers reserved from the budget at a time.
+    static let budgetChunk = 16
     /// Buffers whose pages went back to the kernel, ever.
     public private(set) var buffersTrimmed: UInt64 = 0
     /// Called (on the pool's loop) when a later ``trim()`` has work to do.
@@ -71,15 +81,23 @@ public final class BufferPool {
     ///   - buffersPerSlab: buffers carved from each `mmap`ed slab.
     ///   - maxBytes: the ceiling on buffer memory in use (at least one buffer).
     ///   - idleBytesKept: free buffer memory that stays resident when idle.
-    public init(bufferSize: Int, buffersPerSlab: Int, maxBytes: Int = .max, idleBytesKept: Int = 8 << 20) {
+    ///   - budget: a process-wide budget the pool reserves from as it grows
+    ///     (see ``MemoryBudget``); `nil` bounds it by `maxBytes` alone.
+    public init(bufferSize: Int, buffersPerSlab: Int, maxBytes: Int = .max, idleBytesKept: Int = 8 << 20, budget: MemoryBudget? = nil) {
         precondition(bufferSize > 0 && buffersPerSlab > 0)
         self.bufferSize = bufferSize
         self.buffersPerSlab = buffersPerSlab
         self.maxBuffers = max(1, maxBytes / bufferSize)
         self.idleBuffersKept = max(0, idleBytesKept / bufferSize)
+        self.budget = budget
+        if budget != nil {
+            reservedBuffers = 0
+            releaseBelow = -Self.budgetChunk
+        }
     }
 
     deinit {
+        if let budget, reservedBuffers > 0 { budget.release(reservedBuffers * bufferSize) }
         for slab in slabs {
             munmap(slab.baseAddress, slab.count)
         }
@@ -111,8 +129,12 @@ public final class BufferPool {
         return IOVec(buffer: buffer, offset: 0, length: buffer.capacity)
     }
 
-    /// Whether a buffer can be taken below the ceiling.
-    public var hasRoom: Bool { buffersInUse < maxBuffers }
+    /// Whether a buffer can be taken below the ceiling (and within the budget).
+    public var hasRoom: Bool {
+        guard buffersInUse < maxBuffers else { return false }
+        guard buffersInUse >= reservedBuffers, let budget else { return true }
+        return budget.hasRoom(for: bufferSize)
+    }
 
     /// The most buffers in use at which a provided-buffer ring may still
     /// fill more than one slot: half the pool, so that buffers lent to the
@@ -129,6 +151,7 @@ public final class BufferPool {
     @usableFromInline
     func take() throws(EvplError) -> Buffer {
         guard buffersInUse < maxBuffers else { throw exhausted() }
+        if buffersInUse >= reservedBuffers { try reserveFromBudget() }
         if free.isEmpty {
             try mapSlab()
         }
@@ -146,6 +169,28 @@ public final class BufferPool {
         buffer.referenceCount = 1
         buffersInUse &+= 1
         return buffer
+    }
+
+    /// Reserves a chunk of buffers from the budget, or one when a chunk
+    /// does not fit.
+    private func reserveFromBudget() throws(EvplError) {
+        guard let budget else { return }
+        for count in [Self.budgetChunk, 1] where budget.reserve(count * bufferSize) {
+            reservedBuffers += count
+            releaseBelow = reservedBuffers - 2 * Self.budgetChunk
+            return
+        }
+        throw EvplError(.resourceExhausted, operation: "allocate buffer",
+                        context: "process pool budget of \(budget.limit) bytes reached (EVPL_PROCESS_POOL_MAX_BYTES)")
+    }
+
+    /// Gives a chunk back to the budget once the pool uses well below what
+    /// it reserved.
+    private func returnToBudget() {
+        guard let budget else { return }
+        budget.release(Self.budgetChunk * bufferSize)
+        reservedBuffers -= Self.budgetChunk
+        releaseBelow = reservedBuffers - 2 * Self.budgetChunk
     }
 
     private func exhausted() -> EvplError {
@@ -229,6 +274,7 @@ public final class BufferPool {
     func recycle(_ buffer: Buffer) {
         buffersInUse &-= 1
         free.append(buffer)
+        if buffersInUse < releaseBelow { returnToBudget() }
     }
 
     private func mapSlab() throws(EvplError) {

@@ -80,6 +80,12 @@ extension EventLoop {
             return
         }
         let listener = attachment.listener
+        if refusesConnections {
+            statistics.admissionRefusals &+= 1
+            SocketOps.setAbortiveClose(fd)
+            Glibc.close(fd)
+            return
+        }
         if listener.evplProtocol.transport == .tcp {
             SocketOps.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         }
@@ -99,6 +105,7 @@ extension EventLoop {
                 connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
             }
         } catch {
+            if error.code == .resourceExhausted { statistics.admissionRefusals &+= 1 }
             Glibc.close(fd)
             return
         }

@@ -33,6 +33,13 @@ final class TLSSession {
     var pendingPlaintextCount: Int { pendingPlaintext.count }
     /// Why the BIO could not take a record (the pool at its ceiling).
     fileprivate var writeFailure: EvplError?
+    /// The budget this session's OpenSSL state is charged to.
+    private let chargedBudget: MemoryBudget?
+    /// What a session is charged against the process's ``MemoryBudget``:
+    /// OpenSSL's own state for one connection, measured at about 11 KB
+    /// before the ClientHello and 45 KB during a handshake, with its read
+    /// and write buffers.
+    static let memoryCharge = 48 << 10
     /// KeyUpdate messages the peer sent since ``keyUpdateWindowStart``.
     private var keyUpdates = 0
     private var keyUpdateWindowStart: UInt64 = 0
@@ -49,9 +56,16 @@ final class TLSSession {
     static let keyUpdateWindow: UInt64 = 60_000_000_000
 
     init(connection: Connection, context: TLSContext) throws(EvplError) {
+        let budget = connection.loop.bufferPool.budget
+        if let budget, !budget.reserve(Self.memoryCharge) {
+            throw EvplError(.resourceExhausted, operation: "tls session",
+                            context: "\(connection.remoteAddress): process pool budget of \(budget.limit) bytes reached (a TLS session is charged \(Self.memoryCharge))")
+        }
         guard let ssl = SSL_new(context.context) else {
+            budget?.release(Self.memoryCharge)
             throw TLSErrors.openSSL(.tlsHandshake, "tls session", context: "\(connection.remoteAddress)")
         }
+        self.chargedBudget = budget
         self.ssl = ssl
         self.connection = connection
         self.context = context
@@ -95,6 +109,7 @@ final class TLSSession {
     deinit {
         SSL_free(ssl)
         ciphertext.releaseAll()
+        chargedBudget?.release(Self.memoryCharge)
     }
 
     /// The ALPN protocol both sides agreed on, once established.
