@@ -102,6 +102,14 @@ static inline void cevpl_ssl_ctx_cache_nothing(SSL_CTX *context) {
     SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
 }
 
+/// A server that resumes no TLS 1.2 session: it issues no session tickets
+/// and keeps no session cache. (TLS 1.3 tickets stop with
+/// SSL_CTX_set_num_tickets(context, 0).)
+static inline void cevpl_ssl_ctx_resume_nothing(SSL_CTX *context) {
+    SSL_CTX_set_options(context, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+}
+
 /// The SHA-256 of `certificate`'s SubjectPublicKeyInfo (DER) into `digest`
 /// (32 bytes): the public key pin. Returns 1, or 0 on failure.
 static inline int cevpl_public_key_sha256(X509 *certificate, unsigned char *digest) {

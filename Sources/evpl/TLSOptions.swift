@@ -21,7 +21,7 @@ struct TLSOptions: ParsableArguments {
     @Flag(name: .customLong("tls-resume"), help: "Client: resume sessions with the tickets the server sends (abbreviated handshakes). Off by default, so that each connection of perf --mode handshake runs a full handshake.")
     var resume = false
 
-    @Option(name: .customLong("tls-tickets"), help: "Server: TLS 1.3 session tickets sent after each full handshake (0: none, so clients cannot resume).")
+    @Option(name: .customLong("tls-tickets"), help: "Server: TLS 1.3 session tickets sent after each full handshake (0: none, and no TLS 1.2 resumption either, so clients cannot resume).")
     var tickets = 2
 
     func validate() throws {

@@ -204,6 +204,33 @@ struct TLSPeerTests {
         expectNoLeaks(loop)
     }
 
+    /// TLS 1.2 resumes through its own tickets and the server's session
+    /// cache, which the TLS 1.3 ticket count does not govern.
+    @Test("an evpl server that sends no tickets resumes no TLS 1.2 session of openssl s_client (-sess_out, then -sess_in); one that sends them does",
+          arguments: StreamCase.backends)
+    func opensslTLS12Resumption(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        for tickets in [2, 0] {
+            let session = "\(fixtures.directory)/session-\(getpid())-\(UniqueName.next()).pem"
+            defer { unlink(session) }
+            let (output, _) = try serve(fixtures.serverContext(ticketsPerHandshake: tickets), backend: backend, loop: loop, script: { port in
+                let client = "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate) -tls1_2"
+                // s_client saves no session that cannot be resumed.
+                return "\(client) -sess_out \(session) </dev/null 2>&1 | grep -E '^(New|Reused),'; " +
+                    "if [ -s \(session) ]; then \(client) -sess_in \(session) </dev/null 2>&1 | grep -E '^(New|Reused),'; else echo 'no session saved'; fi"
+            })
+            let lines = output.split(separator: "\n")
+            #expect(lines.count == 2 && lines.first?.hasPrefix("New, TLSv1.2,") == true, "\(tickets) tickets: \(output)")
+            if tickets == 0 {
+                #expect(lines.last?.hasPrefix("New, TLSv1.2,") == true || lines.last == "no session saved", "\(tickets) tickets: \(output)")
+            } else {
+                #expect(lines.last?.hasPrefix("Reused, TLSv1.2,") == true, "\(tickets) tickets: \(output)")
+            }
+        }
+        expectNoLeaks(loop)
+    }
+
     @Test("an evpl client talks to openssl s_server over TLS 1.3 and 1.2, verifying its certificate, and ends with close_notify",
           arguments: StreamCase.backends)
     func opensslServer(backend: EvplProtocol.Backend) throws {

@@ -65,8 +65,10 @@ public struct TLSConfiguration: Sendable {
     /// On a server, how many TLS 1.3 session tickets to send after each
     /// full handshake, each good for one resumption: OpenSSL's two by
     /// default, for clients that open connections in pairs. 0 sends none,
-    /// as NIO-SSL's server does: clients cannot resume, and each handshake
-    /// costs both ends less (see ``resumesSessions`` for the client side).
+    /// as NIO-SSL's server does, and also turns TLS 1.2 resumption off (no
+    /// session tickets, no session cache): no client can resume, over
+    /// either version, and each handshake costs both ends less (see
+    /// ``resumesSessions`` for the client side).
     public var ticketsPerHandshake = 2
     /// Public key pins: the SHA-256 digests of the SubjectPublicKeyInfo
     /// (see ``publicKeyPin(of:)``) of which the peer's leaf certificate

@@ -130,6 +130,9 @@ public final class TLSContext: @unchecked Sendable, Hashable {
             guard configuration.ticketsPerHandshake >= 0, SSL_CTX_set_num_tickets(context, configuration.ticketsPerHandshake) == 1 else {
                 throw EvplError(.invalidArgument, operation: "tls context", context: "\(configuration.ticketsPerHandshake) tickets per handshake")
             }
+            // TLS 1.2 resumes through its own tickets and the server's
+            // session cache, whatever the TLS 1.3 ticket count.
+            if configuration.ticketsPerHandshake == 0 { cevpl_ssl_ctx_resume_nothing(context) }
         }
         if role == .client && configuration.resumesSessions {
             cevpl_ssl_ctx_cache_client_sessions(context)
