@@ -123,6 +123,20 @@ struct CommandLineTests {
         #expect(plain.terminate() == 0 && tls.terminate() == 0)
     }
 
+    @Test("evpl echo --tls-profile modern refuses a TLS 1.2 client and serves a TLS 1.3 one; --tls-profile needs --tls")
+    func tlsProfile() throws {
+        let fixtures = try TLSFixtures.get()
+        let server = try EvplServer(["echo", "--port", "0", "--tls", "--tls-cert", fixtures.serverCertificate, "--tls-key", fixtures.serverKey, "--tls-profile", "modern"])
+        let port = String(server.address.description.split(separator: ":").last!)
+        let client = "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate)"
+        let (status, output) = try runShell("for version in -tls1_2 -tls1_3; do \(client) $version </dev/null 2>&1 | grep -E '^(New|Reused),'; done")
+        #expect(status == 0)
+        #expect(output == "New, (NONE), Cipher is (NONE)\nNew, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256\n", "\(output)")
+        #expect(server.terminate() == 0)
+        let withoutTLS = try runEvpl(["echo", "--port", "0", "--tls-profile", "modern"])
+        #expect(withoutTLS.status == 64, "a usage error: \(withoutTLS.output)")
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])

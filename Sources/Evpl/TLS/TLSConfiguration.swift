@@ -52,7 +52,11 @@ public struct TLSConfiguration: Sendable {
     /// empty offers or accepts none. A server that has some and shares
     /// none with its client fails the handshake.
     public var applicationProtocols: [String] = []
-    /// The oldest version accepted.
+    /// The versions, cipher suites and key exchange groups accepted:
+    /// Mozilla's "intermediate" by default (TLS 1.2 with ECDHE and AEAD
+    /// ciphers only, and TLS 1.3), or its "modern" (TLS 1.3 only).
+    public var profile: Profile = .intermediate
+    /// The oldest version accepted (the profile's oldest if that is newer).
     public var minimumVersion: Version = .tls12
     /// The newest version offered.
     public var maximumVersion: Version = .tls13
