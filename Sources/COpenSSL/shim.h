@@ -32,6 +32,19 @@ static inline void cevpl_ssl_ctx_set_partial_writes(SSL_CTX *context) {
     SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
+/// Key exchange over `groups` only ("X25519:P-256:P-384"). Returns 1, or
+/// 0 when OpenSSL knows none of them.
+static inline int cevpl_ssl_ctx_set_groups(SSL_CTX *context, const char *groups) {
+    return (int)SSL_CTX_set1_groups_list(context, groups);
+}
+
+/// A server that picks the cipher suite by its own order of preference,
+/// but ChaCha20-Poly1305 for a client that lists it first (one without AES
+/// instructions).
+static inline void cevpl_ssl_ctx_prefer_own_ciphers(SSL_CTX *context) {
+    SSL_CTX_set_options(context, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
+}
+
 static inline void cevpl_bio_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 static inline void cevpl_bio_clear_retry(BIO *bio) { BIO_clear_retry_flags(bio); }
 
@@ -99,6 +112,14 @@ static inline void cevpl_ssl_ctx_cache_client_sessions(SSL_CTX *context) {
 }
 
 static inline void cevpl_ssl_ctx_cache_nothing(SSL_CTX *context) {
+    SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+}
+
+/// A server that resumes no TLS 1.2 session: it issues no session tickets
+/// and keeps no session cache. (TLS 1.3 tickets stop with
+/// SSL_CTX_set_num_tickets(context, 0).)
+static inline void cevpl_ssl_ctx_resume_nothing(SSL_CTX *context) {
+    SSL_CTX_set_options(context, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
 }
 

@@ -80,11 +80,20 @@ final class BlockRangeLoop {
     }
 
     private func serve(_ connection: Connection, _ state: BlockRangeConnection, _ wanted: BlockRangeWire.Request) {
-        let length = Int(wanted.length)
+        if let rejection = wanted.rejection {
+            let request = BlockRangeRequest(length: 0)
+            state.queue.append(request)
+            request.status = UInt32(rejection)
+            answerReady(connection, state)
+            return
+        }
+        // The bytes up to the end of the file, none from at or past it.
+        let size = device.size
+        let length = wanted.offset >= size ? 0 : Int(min(UInt64(wanted.length), size - wanted.offset))
         let request = BlockRangeRequest(length: length)
         state.queue.append(request)
-        if let rejection = wanted.rejection {
-            request.status = UInt32(rejection)
+        guard length > 0 else {
+            request.status = 0
             answerReady(connection, state)
             return
         }
@@ -103,23 +112,36 @@ final class BlockRangeLoop {
         }
         state.bytesRequested += length
         if state.bytesRequested > Self.readAheadLimit { connection.pauseReceiving() }
-        nextTag &+= 1
         request.connection = connection
-        reading[nextTag] = request
-        device.read(into: request.iovecs, at: wanted.offset, tag: nextTag)
+        // A device request carries a bounded number of buffers: a longer
+        // range is read in pieces, answered together once all are in.
+        var first = 0
+        var offset = wanted.offset
+        while first < request.iovecs.count {
+            let piece = Array(request.iovecs[first..<min(first + BlockDevice.maxIOVecsPerRequest, request.iovecs.count)])
+            nextTag &+= 1
+            reading[nextTag] = request
+            request.readsPending += 1
+            device.read(into: piece, at: offset, tag: nextTag)
+            first += piece.count
+            offset += UInt64(piece.reduce(0) { $0 + $1.length })
+        }
     }
 
     private func completed(_ completion: BlockCompletion) {
-        guard let request = reading.removeValue(forKey: completion.tag), let connection = request.connection else { return }
+        guard let request = reading.removeValue(forKey: completion.tag) else { return }
+        request.readsPending -= 1
+        if let error = completion.error, request.failure == nil { request.failure = Self.status(of: error) }
+        guard request.readsPending == 0, let connection = request.connection else { return }
         request.connection = nil
         let state = unsafeDowncast(connection.context!, to: BlockRangeConnection.self)
         state.bytesRequested -= request.length
-        if let error = completion.error {
+        if let failure = request.failure {
             request.release()
-            request.status = UInt32(error.errno == 0 ? EIO : error.errno)
+            request.status = failure
         } else {
             request.status = 0
-            request.bytes = completion.bytes
+            request.bytes = request.length
         }
         guard !connection.isClosed else {
             request.release()
@@ -127,6 +149,13 @@ final class BlockRangeLoop {
         }
         answerReady(connection, state)
         if state.bytesRequested <= Self.readAheadLimit { connection.resumeReceiving() }
+    }
+
+    /// The status answering a failed read: the kernel's errno, `EINVAL`
+    /// for a read the device refused as invalid without one, `EIO` otherwise.
+    private static func status(of error: EvplError) -> UInt32 {
+        if error.errno != 0 { return UInt32(error.errno) }
+        return UInt32(error.code == .invalidArgument ? EINVAL : EIO)
     }
 
     /// Sends every answer at the head of the queue whose read has completed.
@@ -161,14 +190,19 @@ final class BlockRangeConnection {
     }
 }
 
-/// One requested range: its buffers while the read runs, then its answer.
+/// One requested range: its buffers while the reads run, then its answer.
 final class BlockRangeRequest {
+    /// The bytes to read: the range asked for, cut at the end of the file.
     let length: Int
     var iovecs: [IOVec] = []
-    /// 0 or an errno once the read completed; `nil` while it runs.
+    /// Device reads not yet complete (one per ``BlockDevice/maxIOVecsPerRequest`` buffers).
+    var readsPending = 0
+    /// The status of the first read that failed.
+    var failure: UInt32?
+    /// 0 or an errno once every read completed; `nil` while they run.
     var status: UInt32?
     var bytes = 0
-    /// The connection, while the read is in flight.
+    /// The connection, while reads are in flight.
     var connection: Connection?
 
     init(length: Int) { self.length = length }

@@ -8,6 +8,13 @@ import Glibc
 /// A request is 12 bytes: the offset (8 bytes) and the length (4 bytes). An
 /// answer is an 8-byte header, the status (0 or an errno, 4 bytes) and the
 /// count of bytes that follow it (4 bytes), then those bytes.
+///
+/// A range is answered with status 0 and its bytes; one that crosses the
+/// end of the file with the bytes up to the end, and one that starts at or
+/// past the end with none (the count says how many follow). A request that
+/// cannot be served (``Request/rejection``) is answered with `EINVAL` and
+/// no bytes, and a read that fails with its errno (`EIO` when it has none)
+/// and no bytes; either way the connection goes on.
 enum BlockRangeWire {
     static let requestSize = 12
     static let answerHeaderSize = 8

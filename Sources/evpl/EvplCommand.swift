@@ -8,6 +8,13 @@ struct EvplCommand: ParsableCommand {
         abstract: "Event-driven network and block I/O with swift-evpl: probe, echo, perf, blk, blk-serve and demo.",
         subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, BlkServeCommand.self, DemoCommand.self]
     )
+
+    /// Secures the standard streams (see ``StandardStreams/secure()``), then
+    /// parses the command line and runs the command it names.
+    static func main() {
+        StandardStreams.secure()
+        main(nil)
+    }
 }
 
 /// Endpoint options shared by servers and clients.

@@ -21,12 +21,15 @@ struct TLSOptions: ParsableArguments {
     @Flag(name: .customLong("tls-resume"), help: "Client: resume sessions with the tickets the server sends (abbreviated handshakes). Off by default, so that each connection of perf --mode handshake runs a full handshake.")
     var resume = false
 
-    @Option(name: .customLong("tls-tickets"), help: "Server: TLS 1.3 session tickets sent after each full handshake (0: none, so clients cannot resume).")
+    @Option(name: .customLong("tls-profile"), help: "intermediate (TLS 1.2 with ECDHE and AEAD ciphers, and TLS 1.3; the default) or modern (TLS 1.3 only), after Mozilla's recommendations.")
+    var profile: TLSConfiguration.Profile?
+
+    @Option(name: .customLong("tls-tickets"), help: "Server: TLS 1.3 session tickets sent after each full handshake (0: none, and no TLS 1.2 resumption either, so clients cannot resume).")
     var tickets = 2
 
     func validate() throws {
-        guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil && !resume) else {
-            throw ValidationError("--tls-cert, --tls-key, --tls-ca, --tls-verify-host and --tls-resume need --tls")
+        guard tls || (certificate == nil && key == nil && certificateAuthorities == nil && verifyHost == nil && !resume && profile == nil) else {
+            throw ValidationError("--tls-cert, --tls-key, --tls-ca, --tls-verify-host, --tls-resume and --tls-profile need --tls")
         }
         guard (certificate == nil) == (key == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
     }
@@ -50,7 +53,10 @@ struct TLSOptions: ParsableArguments {
             configuration.privateKey = key.map { .file($0) }
             configuration.resumesSessions = resume
         }
+        configuration.profile = profile ?? .intermediate
         let ready = configuration
         return try failing { try TLSContext(ready, role: role) }
     }
 }
+
+extension TLSConfiguration.Profile: ExpressibleByArgument {}

@@ -123,6 +123,20 @@ struct CommandLineTests {
         #expect(plain.terminate() == 0 && tls.terminate() == 0)
     }
 
+    @Test("evpl echo --tls-profile modern refuses a TLS 1.2 client and serves a TLS 1.3 one; --tls-profile needs --tls")
+    func tlsProfile() throws {
+        let fixtures = try TLSFixtures.get()
+        let server = try EvplServer(["echo", "--port", "0", "--tls", "--tls-cert", fixtures.serverCertificate, "--tls-key", fixtures.serverKey, "--tls-profile", "modern"])
+        let port = String(server.address.description.split(separator: ":").last!)
+        let client = "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate)"
+        let (status, output) = try runShell("for version in -tls1_2 -tls1_3; do \(client) $version </dev/null 2>&1 | grep -E '^(New|Reused),'; done")
+        #expect(status == 0)
+        #expect(output == "New, (NONE), Cipher is (NONE)\nNew, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256\n", "\(output)")
+        #expect(server.terminate() == 0)
+        let withoutTLS = try runEvpl(["echo", "--port", "0", "--tls-profile", "modern"])
+        #expect(withoutTLS.status == 64, "a usage error: \(withoutTLS.output)")
+    }
+
     @Test("evpl blk reports a missing directory as one error line and exit status 1")
     func blockMissingPath() throws {
         let (status, output) = try runEvpl(["blk", "--path", "/nonexistent-\(getpid())/disk", "--size", "4096", "--runtime", "0.1"])
@@ -139,7 +153,7 @@ struct CommandLineTests {
         #expect(output.contains("{\"name\":\"io_uring\",\"kind\":\"backend\""))
     }
 
-    @Test("evpl blk-serve answers a byte range with the file's bytes, a range past the end with EIO, an unservable one with EINVAL, and exits 0 on SIGTERM")
+    @Test("evpl blk-serve answers a byte range with the file's bytes, one crossing the end with the bytes up to it, one past the end with none, an unservable one with EINVAL, and exits 0 on SIGTERM")
     func blockRangeServer() throws {
         let path = "/var/tmp/evpl-serve-\(getpid())-\(UniqueName.next()).img"
         defer { unlink(path) }
@@ -156,17 +170,7 @@ struct CommandLineTests {
         try #require(fd >= 0)
         defer { close(fd) }
 
-        func request(_ offset: UInt64, _ length: UInt32) -> (status: UInt32, bytes: [UInt8]) {
-            var message: [UInt8] = []
-            for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: offset >> UInt64(shift))) }
-            for shift in stride(from: 24, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
-            _ = rawWriteAll(fd, message)
-            let header = readExactly(fd, 8)
-            guard header.count == 8 else { return (UInt32.max, []) }
-            let status = header[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            let count = header[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            return (status, readExactly(fd, Int(count)))
-        }
+        let request = { (offset: UInt64, length: UInt32) in Self.requestRange(on: fd, offset, length) }
 
         let answer = request(8192, 100_000)
         #expect(answer.status == 0)
@@ -175,7 +179,13 @@ struct CommandLineTests {
         let expectedFirstWord = (UInt64(8192) &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
         let firstWord = answer.bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
         #expect(firstWord == expectedFirstWord)
-        #expect(request((1 << 20) - 10, 100).status == UInt32(EIO))
+        let tail = request((1 << 20) - 16, 100)
+        #expect(tail.status == 0 && tail.bytes.count == 16, "\(tail.status), \(tail.bytes.count) bytes")
+        #expect(VerifyPattern.expected(tail.bytes, at: (1 << 20) - 16))
+        for offset in [UInt64(1 << 20), 1 << 30] {
+            let past = request(offset, 100)
+            #expect(past.status == 0 && past.bytes.isEmpty, "offset \(offset): \(past.status), \(past.bytes.count) bytes")
+        }
         // Ranges that cannot be served are EINVAL, and the connection goes on.
         for (offset, length) in [(UInt64(0), UInt32(0)), (0, (16 << 20) + 1), (UInt64(Int64.max), 1), (UInt64.max, 4096)] {
             let rejected = request(offset, length)
@@ -184,5 +194,69 @@ struct CommandLineTests {
         #expect(request(0, 16).bytes.count == 16)
         kill(pid, SIGTERM)
         #expect(exitStatus(of: pid) == 0)
+    }
+
+    @Test("evpl blk-serve answers ranges up to the documented 16 MiB whole and in order, one crossing the end with the bytes up to it, and a longer one with EINVAL",
+          arguments: [BlockEngine.ioUring, .libaio, .psync].filter { $0.unavailableReason == nil })
+    func blockRangeServerLongRanges(engine: BlockEngine) throws {
+        let path = "/var/tmp/evpl-serve-\(getpid())-\(UniqueName.next()).img"
+        defer { unlink(path) }
+        let size = 17 << 20
+        let prefill = try runEvpl(["blk", "--path", path, "--rw", "write", "--size", "\(size)", "--bs", "\(1 << 20)", "--runtime", "30", "--verify", "--engine", "psync"])
+        try #require(prefill.status == 0, "\(prefill.output)")
+        let server = try EvplServer(["blk-serve", "--file", path, "--port", "0", "--engine", engine.rawValue])
+        let fd = rawConnect(to: server.address)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // 4 MiB + 8 KiB is one buffer more than one block request carries; 16 MiB is the most a request may ask for.
+        for (offset, length, expected) in [(UInt64(8192), UInt32((4 << 20) + 8192), (4 << 20) + 8192), (4096, 16 << 20, 16 << 20),
+                                           (UInt64(size - (5 << 20) - 8), 16 << 20, (5 << 20) + 8), (UInt64(size - 8), 16 << 20, 8)] {
+            let answer = Self.requestRange(on: fd, offset, length)
+            #expect(answer.status == 0 && answer.bytes.count == expected, "offset \(offset), length \(length): \(answer.status), \(answer.bytes.count) bytes")
+            #expect(VerifyPattern.expected(answer.bytes, at: offset), "offset \(offset), length \(length): not the file's bytes")
+        }
+        let longer = Self.requestRange(on: fd, 0, (16 << 20) + 1)
+        #expect(longer.status == UInt32(EINVAL) && longer.bytes.isEmpty, "\(longer.status)")
+        #expect(Self.requestRange(on: fd, 0, 16).bytes.count == 16, "the connection goes on")
+        #expect(server.terminate() == 0)
+    }
+
+    /// Sends one `blk-serve` request on `fd` and reads its answer: the
+    /// status and the bytes that follow the header.
+    private static func requestRange(on fd: Int32, _ offset: UInt64, _ length: UInt32) -> (status: UInt32, bytes: [UInt8]) {
+        var message: [UInt8] = []
+        for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: offset >> UInt64(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
+        _ = rawWriteAll(fd, message)
+        let header = readExactly(fd, 8)
+        guard header.count == 8 else { return (UInt32.max, []) }
+        let status = header[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let count = header[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return (status, readExactly(fd, Int(count)))
+    }
+}
+
+/// The pattern `evpl blk --verify` writes: one little-endian word per 8
+/// bytes, keyed by its file offset.
+enum VerifyPattern {
+    static func word(at offset: UInt64) -> UInt64 {
+        (offset &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
+    }
+
+    /// Whether `bytes` (starting at a multiple of 8) are the pattern's bytes of the file from `offset`.
+    static func expected(_ bytes: [UInt8], at offset: UInt64) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var position = 0
+            while position < raw.count {
+                let word = word(at: offset + UInt64(position)).littleEndian
+                let piece = min(8, raw.count - position)
+                let matches = withUnsafeBytes(of: word) { memcmp($0.baseAddress!, raw.baseAddress! + position, piece) == 0 }
+                if !matches { return false }
+                position += 8
+            }
+            return true
+        }
     }
 }

@@ -4,32 +4,41 @@ import Testing
 import Glibc
 #endif
 
-/// Starts the `evpl` executable built next to the test bundle; returns its
-/// pid and the read end of its standard output. With `fileLimit`, it runs
-/// under `ulimit -n fileLimit`.
-func spawnEvpl(_ arguments: [String], fileLimit: Int? = nil) throws -> (pid: pid_t, output: Int32) {
+/// The path of the `evpl` executable built next to the test bundle.
+func evplExecutable() throws -> String {
     let bundle = CommandLine.arguments[0]
     let directory = bundle.hasSuffix(".xctest") ? String(bundle[..<(bundle.lastIndex(of: "/") ?? bundle.startIndex)]) : "."
     let evpl = directory + "/evpl"
     try #require(access(evpl, X_OK) == 0, "no evpl executable at \(evpl)")
+    return evpl
+}
+
+/// Starts the `evpl` executable built next to the test bundle; returns its
+/// pid and the read end of its standard output. With `fileLimit`, it runs
+/// under `ulimit -n fileLimit`; with `standardError`, that descriptor is
+/// its standard error.
+func spawnEvpl(_ arguments: [String], fileLimit: Int? = nil, standardError: Int32? = nil) throws -> (pid: pid_t, output: Int32) {
+    let evpl = try evplExecutable()
     var executable = evpl
     var arguments = arguments
     if let fileLimit {
         executable = "/bin/sh"
         arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", evpl] + arguments
     }
-    return try spawnProcess(executable, arguments)
+    return try spawnProcess(executable, arguments, standardError: standardError)
 }
 
 /// Starts `executable` with `arguments`; returns its pid and the read end
-/// of its standard output.
-func spawnProcess(_ executable: String, _ arguments: [String]) throws -> (pid: pid_t, output: Int32) {
+/// of its standard output. With `standardError`, that descriptor is its
+/// standard error (the test's otherwise).
+func spawnProcess(_ executable: String, _ arguments: [String], standardError: Int32? = nil) throws -> (pid: pid_t, output: Int32) {
     var pipeEnds: [Int32] = [-1, -1]
     try #require(pipe(&pipeEnds) == 0)
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+    if let standardError { posix_spawn_file_actions_adddup2(&actions, standardError, 2) }
     posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
     // Descriptors other tests have open stay here: a child under a low
     // `ulimit -n` must start with little more than its standard streams.
@@ -117,9 +126,10 @@ final class EvplServer {
     private let output: Int32
     private var exit: Int32?
 
-    /// Starts `evpl arguments` and waits for its `listening on <address>` line.
-    init(_ arguments: [String], fileLimit: Int? = nil) throws {
-        let (pid, output) = try spawnEvpl(arguments, fileLimit: fileLimit)
+    /// Starts `evpl arguments` and waits for its `listening on <address>`
+    /// line; `standardError` as in ``spawnEvpl(_:fileLimit:standardError:)``.
+    init(_ arguments: [String], fileLimit: Int? = nil, standardError: Int32? = nil) throws {
+        let (pid, output) = try spawnEvpl(arguments, fileLimit: fileLimit, standardError: standardError)
         self.pid = pid
         self.output = output
         var line: [UInt8] = []

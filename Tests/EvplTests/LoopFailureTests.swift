@@ -54,6 +54,17 @@ struct LoopFailureTests {
         let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(message.contains("EventLoop used off its own thread"), "stderr: \(message.suffix(400))")
     }
+
+    /// What the thread checks call: the message must reach standard error
+    /// whatever the optimization level, which a `precondition`'s does not.
+    @Test("a thread-confinement violation stops the process with its whole message on standard error")
+    func confinementViolationMessage() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            threadConfinementViolated("Widget used off its loop's thread: reach it with loop.remote.execute")
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("Fatal error: Widget used off its loop's thread: reach it with loop.remote.execute\n"), "stderr: \(message.suffix(400))")
+    }
 }
 
 /// Carries a non-Sendable value across threads, unchecked: only for tests

@@ -203,6 +203,36 @@ struct ServerHardeningTests {
         listener.close()
     }
 
+    /// A new instance of a server takes over the path of an old one still
+    /// running (the path removed, then bound again): the old one exiting
+    /// must leave the new one's socket where clients find it.
+    @Test("a listener closing leaves its Unix path alone once another listener's socket replaced its own there", arguments: StreamCase.backends)
+    func replacedSocketFileSurvives(_ backend: EvplProtocol.Backend) throws {
+        let path = "/tmp/evpl-replaced-\(getpid())-\(UniqueName.next()).sock"
+        let address = try SocketAddress(unixPath: path)
+        defer { unlink(path) }
+        let old = try Listener(address: address, protocol: EvplProtocol(.unix, backend: backend))
+        try #require(unlink(path) == 0)
+        let new = try Listener(address: address, protocol: EvplProtocol(.unix, backend: backend))
+        defer { new.close() }
+        old.close()
+        var status = stat()
+        #expect(lstat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFSOCK, "the new listener's socket file is gone")
+        let loop = try makeLoop()
+        var accepted = 0
+        loop.attach(to: new) { _ in accepted += 1 }
+        try spin(loop, "the new listener to attach") { new.attachedLoopCount == 1 }
+        let fd = rawConnect(to: address)
+        #expect(fd >= 0, "connecting to the new listener: errno \(errno)")
+        if fd >= 0 {
+            try spin(loop, "the new listener to accept") { accepted == 1 }
+            close(fd)
+        }
+        new.close()
+        #expect(lstat(path, &status) != 0, "the new listener left its own socket file behind")
+        expectNoLeaks(loop)
+    }
+
     @Test("every accepted TCP connection reports its peer's IP address, even when the peer reset at once",
           arguments: StreamCase.backends)
     func remoteAddressAfterReset(_ backend: EvplProtocol.Backend) throws {

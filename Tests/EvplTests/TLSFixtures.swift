@@ -6,7 +6,8 @@ import Glibc
 
 /// Certificates for the TLS tests, made once per test run with the
 /// `openssl` tool (ECDSA P-256): a CA, a server certificate it signed for
-/// `localhost` and `127.0.0.1`, a client certificate it signed, a server
+/// `localhost` and `127.0.0.1` (and one with an RSA 2048 key, for the
+/// cipher suites only RSA keys use), a client certificate it signed, a server
 /// certificate it signed that expired in 2020 (`openssl ca` sets the
 /// dates), and a self-signed "stranger" for the same names that nobody
 /// trusts.
@@ -16,6 +17,8 @@ struct TLSFixtures: Sendable {
     var caCertificate: String { directory + "/ca.pem" }
     var serverCertificate: String { directory + "/server.pem" }
     var serverKey: String { directory + "/server.key" }
+    var rsaServerCertificate: String { directory + "/rsa-server.pem" }
+    var rsaServerKey: String { directory + "/rsa-server.key" }
     var clientCertificate: String { directory + "/client.pem" }
     var clientKey: String { directory + "/client.key" }
     var strangerCertificate: String { directory + "/stranger.pem" }
@@ -34,6 +37,8 @@ struct TLSFixtures: Sendable {
             openssl req \(key) -keyout server.key -out server.csr -subj /CN=localhost
             printf '\(names)\\n' >server.ext
             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+            openssl req -newkey rsa:2048 -nodes -keyout rsa-server.key -out rsa-server.csr -subj /CN=localhost
+            openssl x509 -req -in rsa-server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out rsa-server.pem -days 2 -extfile server.ext
             openssl req \(key) -keyout client.key -out client.csr -subj /CN=evpl-test-client
             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
             openssl req -x509 \(key) -keyout stranger.key -out stranger.pem -days 2 -subj /CN=localhost -addext \(names)
@@ -70,10 +75,14 @@ struct TLSFixtures: Sendable {
     /// The fixtures, made on first use.
     static func get() throws -> TLSFixtures { try made.get() }
 
-    /// A server context presenting the CA-signed certificate.
+    /// A server context presenting the CA-signed certificate (the one
+    /// with an RSA key with `rsa`).
     func serverContext(alpn: [String] = [], requireClientCertificate: Bool = false,
-                       maximumVersion: TLSConfiguration.Version = .tls13, ticketsPerHandshake: Int = 2) throws -> TLSContext {
-        var configuration = TLSConfiguration.server(certificateChain: .file(serverCertificate), privateKey: .file(serverKey))
+                       maximumVersion: TLSConfiguration.Version = .tls13, ticketsPerHandshake: Int = 2,
+                       profile: TLSConfiguration.Profile = .intermediate, rsa: Bool = false) throws -> TLSContext {
+        var configuration = rsa ? TLSConfiguration.server(certificateChain: .file(rsaServerCertificate), privateKey: .file(rsaServerKey))
+            : TLSConfiguration.server(certificateChain: .file(serverCertificate), privateKey: .file(serverKey))
+        configuration.profile = profile
         configuration.applicationProtocols = alpn
         configuration.maximumVersion = maximumVersion
         configuration.ticketsPerHandshake = ticketsPerHandshake

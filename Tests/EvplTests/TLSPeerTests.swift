@@ -233,6 +233,95 @@ struct TLSPeerTests {
         expectNoLeaks(loop)
     }
 
+    /// TLS 1.2 resumes through its own tickets and the server's session
+    /// cache, which the TLS 1.3 ticket count does not govern.
+    @Test("an evpl server that sends no tickets resumes no TLS 1.2 session of openssl s_client (-sess_out, then -sess_in); one that sends them does",
+          arguments: StreamCase.backends)
+    func opensslTLS12Resumption(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        for tickets in [2, 0] {
+            let session = "\(fixtures.directory)/session-\(getpid())-\(UniqueName.next()).pem"
+            defer { unlink(session) }
+            let (output, _) = try serve(fixtures.serverContext(ticketsPerHandshake: tickets), backend: backend, loop: loop, script: { port in
+                let client = "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate) -tls1_2"
+                // s_client saves no session that cannot be resumed.
+                return "\(client) -sess_out \(session) </dev/null 2>&1 | grep -E '^(New|Reused),'; " +
+                    "if [ -s \(session) ]; then \(client) -sess_in \(session) </dev/null 2>&1 | grep -E '^(New|Reused),'; else echo 'no session saved'; fi"
+            })
+            let lines = output.split(separator: "\n")
+            #expect(lines.count == 2 && lines.first?.hasPrefix("New, TLSv1.2,") == true, "\(tickets) tickets: \(output)")
+            if tickets == 0 {
+                #expect(lines.last?.hasPrefix("New, TLSv1.2,") == true || lines.last == "no session saved", "\(tickets) tickets: \(output)")
+            } else {
+                #expect(lines.last?.hasPrefix("Reused, TLSv1.2,") == true, "\(tickets) tickets: \(output)")
+            }
+        }
+        expectNoLeaks(loop)
+    }
+
+    /// A script running `openssl s_client` against the port once per entry
+    /// of `runs` (its arguments), printing per run the line naming the
+    /// version and cipher suite negotiated, or `refused`.
+    private func opensslProbes(_ fixtures: TLSFixtures, _ runs: [String]) -> (UInt16) -> String {
+        { port in
+            let client = "openssl s_client -connect 127.0.0.1:\(port) -servername localhost -CAfile \(fixtures.caCertificate)"
+            return runs.map { "\(client) \($0) </dev/null 2>&1 | grep -E '^(New|Reused),' | sed 's/.*Cipher is (NONE).*/refused/'" }.joined(separator: "; ")
+        }
+    }
+
+    /// Runs each probe against a server with `context`; expects its line.
+    private func expectProbes(_ probes: [(arguments: String, expected: String)], _ context: TLSContext, backend: EvplProtocol.Backend, loop: EventLoop) throws {
+        let (output, _) = try serve(context, backend: backend, loop: loop, script: opensslProbes(try TLSFixtures.get(), probes.map(\.arguments)))
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.count == probes.count, "\(output)")
+        for (probe, line) in zip(probes, lines) {
+            #expect(line == probe.expected, "openssl s_client \(probe.arguments)")
+        }
+    }
+
+    @Test("the default profile (Mozilla's intermediate) refuses openssl s_client asking for TLS 1.2 CBC or RSA key exchange suites, or for X448, P-521 or ffdhe8192 key exchange, and picks AES-128-GCM itself over TLS 1.2 and 1.3",
+          arguments: StreamCase.backends)
+    func intermediateProfile(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        // openssl s_client lists AES-256-GCM first: the server's preference decides.
+        try expectProbes([
+            ("-tls1_3", "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+            ("-tls1_2", "New, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
+            ("-tls1_2 -cipher ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305", "New, TLSv1.2, Cipher is ECDHE-ECDSA-AES256-GCM-SHA384"),
+            ("-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA", "refused"),
+            ("-tls1_2 -cipher ECDHE-ECDSA-AES256-SHA384", "refused"),
+            ("-groups ffdhe8192", "refused"),
+            ("-groups X448", "refused"),
+            ("-groups P-521", "refused"),
+            ("-tls1_2 -groups P-521", "refused"),
+            ("-groups P-384", "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+        ], fixtures.serverContext(), backend: backend, loop: loop)
+        try expectProbes([
+            ("-tls1_2", "New, TLSv1.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256"),
+            ("-tls1_2 -cipher AES128-SHA", "refused"),
+            ("-tls1_2 -cipher AES128-GCM-SHA256", "refused"),
+            ("-tls1_2 -cipher ECDHE-RSA-AES128-SHA", "refused"),
+        ], fixtures.serverContext(rsa: true), backend: backend, loop: loop)
+        expectNoLeaks(loop)
+    }
+
+    @Test("the modern profile refuses openssl s_client over TLS 1.2 and serves it over TLS 1.3; asked to stop at TLS 1.2 it is refused",
+          arguments: StreamCase.backends)
+    func modernProfile(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        try expectProbes([
+            ("-tls1_2", "refused"),
+            ("-tls1_3", "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+            ("", "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+        ], fixtures.serverContext(profile: .modern), backend: backend, loop: loop)
+        let error = #expect(throws: EvplError.self) { _ = try fixtures.serverContext(maximumVersion: .tls12, profile: .modern) }
+        #expect(error?.code == .invalidArgument && error?.context.contains("modern profile") == true, "\(String(describing: error))")
+        expectNoLeaks(loop)
+    }
+
     @Test("an evpl client talks to openssl s_server over TLS 1.3 and 1.2, verifying its certificate, and ends with close_notify",
           arguments: StreamCase.backends)
     func opensslServer(backend: EvplProtocol.Backend) throws {

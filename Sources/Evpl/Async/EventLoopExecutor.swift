@@ -174,7 +174,7 @@ final class LoopSerialExecutor: SerialExecutor, Sendable {
     }
 
     func checkIsolated() {
-        precondition(pthread_equal(pthread_self(), ownerThread) != 0, "not on the event loop's thread")
+        if _slowPath(pthread_equal(pthread_self(), ownerThread) == 0) { threadConfinementViolated("not on the event loop's thread") }
     }
 
     func isIsolatingCurrentContext() -> Bool? {

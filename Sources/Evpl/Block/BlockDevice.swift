@@ -24,6 +24,10 @@ public final class BlockDevice {
     public let isDirect: Bool
     /// Requests in flight at most; more wait in the device.
     public let queueDepth: Int
+    /// The most IOVecs one read or write may carry (64); a request with
+    /// more completes with `.invalidArgument`. A longer range takes several
+    /// requests.
+    public static let maxIOVecsPerRequest = BlockRequest.maxVectors
     /// Receives every completion; set it before submitting.
     @exclusivity(unchecked) public var handler: Handler = { _, _ in }
 

@@ -56,13 +56,16 @@ public final class Listener: Sendable {
         if !address.isUnix {
             SocketOps.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
         }
+        var socketFile: UnixSocketFile?
         do throws(EvplError) {
             try Self.bind(fd, to: address)
+            if case .unixPath(let path) = address.storage { socketFile = UnixSocketFile(at: path) }
             if SystemCalls.listen(fd, backlog) != 0 {
                 throw EvplError.lastErrno("listen", context: "\(address)")
             }
         } catch {
             Glibc.close(fd)
+            socketFile?.remove()
             throw error
         }
         self.address = SocketOps.localAddress(of: fd) ?? address
@@ -71,7 +74,7 @@ public final class Listener: Sendable {
         self.backend = backend
         self.timeouts = timeouts
         if backend == .ioUring { SocketOps.setBlocking(fd) }
-        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, unlinkPath: { if case .unixPath(let path) = address.storage { return path } else { return nil } }())
+        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, socketFile: socketFile)
         try core.start()
     }
 
@@ -80,7 +83,10 @@ public final class Listener: Sendable {
     }
 
     /// Stops accepting and closes the socket. Connections already handed to
-    /// loops are unaffected. Closing twice is harmless.
+    /// loops are unaffected. Closing twice is harmless. A listener on a Unix
+    /// path removes the socket file its bind made, unless the path names
+    /// another file by then (another listener's, bound after this one's
+    /// file was removed).
     public func close() {
         core.shutdown()
     }
@@ -146,17 +152,18 @@ final class ListenerCore: Sendable {
 
     let fd: Int32
     let stopFD: Int32
-    let unlinkPath: String?
+    /// The Unix socket file to remove on shutdown, if it is still there.
+    let socketFile: UnixSocketFile?
     /// Accept with io_uring multishot accept instead of poll + accept4.
     let multishot: Bool
     private let logger: Logger
     private let state = Locked(State())
 
-    init(fd: Int32, multishot: Bool, logger: Logger, unlinkPath: String?) throws(EvplError) {
+    init(fd: Int32, multishot: Bool, logger: Logger, socketFile: UnixSocketFile?) throws(EvplError) {
         self.fd = fd
         self.multishot = multishot
         self.logger = logger
-        self.unlinkPath = unlinkPath
+        self.socketFile = socketFile
         let stop = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard stop >= 0 else {
             Glibc.close(fd)
@@ -199,7 +206,7 @@ final class ListenerCore: Sendable {
         }
         Glibc.close(fd)
         Glibc.close(stopFD)
-        if let unlinkPath { unlink(unlinkPath) }
+        socketFile?.remove()
     }
 
     private func acceptLoop() {

@@ -52,7 +52,11 @@ public struct TLSConfiguration: Sendable {
     /// empty offers or accepts none. A server that has some and shares
     /// none with its client fails the handshake.
     public var applicationProtocols: [String] = []
-    /// The oldest version accepted.
+    /// The versions, cipher suites and key exchange groups accepted:
+    /// Mozilla's "intermediate" by default (TLS 1.2 with ECDHE and AEAD
+    /// ciphers only, and TLS 1.3), or its "modern" (TLS 1.3 only).
+    public var profile: Profile = .intermediate
+    /// The oldest version accepted (the profile's oldest if that is newer).
     public var minimumVersion: Version = .tls12
     /// The newest version offered.
     public var maximumVersion: Version = .tls13
@@ -65,8 +69,10 @@ public struct TLSConfiguration: Sendable {
     /// On a server, how many TLS 1.3 session tickets to send after each
     /// full handshake, each good for one resumption: OpenSSL's two by
     /// default, for clients that open connections in pairs. 0 sends none,
-    /// as NIO-SSL's server does: clients cannot resume, and each handshake
-    /// costs both ends less (see ``resumesSessions`` for the client side).
+    /// as NIO-SSL's server does, and also turns TLS 1.2 resumption off (no
+    /// session tickets, no session cache): no client can resume, over
+    /// either version, and each handshake costs both ends less (see
+    /// ``resumesSessions`` for the client side).
     public var ticketsPerHandshake = 2
     /// Public key pins: the SHA-256 digests of the SubjectPublicKeyInfo
     /// (see ``publicKeyPin(of:)``) of which the peer's leaf certificate

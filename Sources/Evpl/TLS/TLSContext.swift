@@ -101,16 +101,26 @@ public final class TLSContext: @unchecked Sendable, Hashable {
 
     private func configure(_ role: Role) throws(EvplError) {
         cevpl_ssl_ctx_set_partial_writes(context)
-        guard cevpl_ssl_ctx_set_min_version(context, Int32(configuration.minimumVersion.rawValue)) == 1,
+        let profile = configuration.profile
+        let minimumVersion = max(configuration.minimumVersion, profile.minimumVersion)
+        guard cevpl_ssl_ctx_set_min_version(context, Int32(minimumVersion.rawValue)) == 1,
               cevpl_ssl_ctx_set_max_version(context, Int32(configuration.maximumVersion.rawValue)) == 1,
-              configuration.minimumVersion <= configuration.maximumVersion else {
-            throw EvplError(.invalidArgument, operation: "tls context", context: "versions \(configuration.minimumVersion) to \(configuration.maximumVersion)")
+              minimumVersion <= configuration.maximumVersion else {
+            throw EvplError(.invalidArgument, operation: "tls context",
+                            context: "versions \(configuration.minimumVersion) to \(configuration.maximumVersion) in the \(profile.rawValue) profile")
         }
         // OpenSSL puts AES-256-GCM first; AES-128-GCM is as safe, faster
         // (14% on the test machine), and BoringSSL, Go and rustls prefer it.
         guard SSL_CTX_set_ciphersuites(context, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") == 1 else {
             throw TLSErrors.openSSL(.invalidArgument, "tls context", context: "TLS 1.3 cipher suites")
         }
+        guard SSL_CTX_set_cipher_list(context, TLSConfiguration.Profile.tls12CipherSuites) == 1 else {
+            throw TLSErrors.openSSL(.invalidArgument, "tls context", context: "TLS 1.2 cipher suites")
+        }
+        guard cevpl_ssl_ctx_set_groups(context, TLSConfiguration.Profile.groups) == 1 else {
+            throw TLSErrors.openSSL(.invalidArgument, "tls context", context: "key exchange groups \(TLSConfiguration.Profile.groups)")
+        }
+        if role == .server { cevpl_ssl_ctx_prefer_own_ciphers(context) }
         if let chain = configuration.certificateChain {
             try useCertificateChain(chain)
             guard let key = configuration.privateKey else {
@@ -130,6 +140,9 @@ public final class TLSContext: @unchecked Sendable, Hashable {
             guard configuration.ticketsPerHandshake >= 0, SSL_CTX_set_num_tickets(context, configuration.ticketsPerHandshake) == 1 else {
                 throw EvplError(.invalidArgument, operation: "tls context", context: "\(configuration.ticketsPerHandshake) tickets per handshake")
             }
+            // TLS 1.2 resumes through its own tickets and the server's
+            // session cache, whatever the TLS 1.3 ticket count.
+            if configuration.ticketsPerHandshake == 0 { cevpl_ssl_ctx_resume_nothing(context) }
         }
         if role == .client && configuration.resumesSessions {
             cevpl_ssl_ctx_cache_client_sessions(context)
