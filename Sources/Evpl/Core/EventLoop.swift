@@ -390,7 +390,9 @@ public final class EventLoop {
     /// with an error on every pass). The check is one thread-pointer read.
     @inline(__always)
     func checkLoopThread() {
-        precondition(pthread_self() == ownerThread, "EventLoop used off its own thread: run async code on it with Task(executorPreference: loop.executor), and reach it from other threads with loop.remote.execute")
+        if _slowPath(pthread_self() != ownerThread) {
+            threadConfinementViolated("EventLoop used off its own thread: run async code on it with Task(executorPreference: loop.executor), and reach it from other threads with loop.remote.execute")
+        }
     }
 
     // MARK: epoll

@@ -281,7 +281,9 @@ public final class Connection: PollSource {
     /// Traps off the loop's thread, in release builds too (see ``EventLoop``).
     @inline(__always)
     func checkThread() {
-        precondition(pthread_self() == ownerThread, "Connection used off its loop's thread: run async code on it with Task(executorPreference: loop.executor), and reach it from other threads with loop.remote.execute")
+        if _slowPath(pthread_self() != ownerThread) {
+            threadConfinementViolated("Connection used off its loop's thread: run async code on it with Task(executorPreference: loop.executor), and reach it from other threads with loop.remote.execute")
+        }
     }
 
     private func checkSendable() throws(EvplError) {
