@@ -113,6 +113,25 @@ except (ssl.SSLError, OSError) as error:
     print('failed', type(error).__name__, error, flush=True)
 """#
 
+/// Sends one hand-made record to a TLS server before any handshake and
+/// prints, in hex, what the server answered before it closed: `PORT HEX`.
+private let rawRecordClient = #"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(bytes.fromhex(sys.argv[2]))
+data = b""
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except OSError as error:
+    data += b"|" + type(error).__name__.encode()
+print(data.hex() if data else "nothing", flush=True)
+"""#
+
 @Suite("TLS against OpenSSL and Python")
 struct TLSPeerTests {
     /// Runs an evpl TLS echo server on `loop` while `script` runs; returns
@@ -215,6 +234,39 @@ struct TLSPeerTests {
         _ = output
         #expect(ends.count == 1 && ends[0]?.code == .tls, "\(ends)")
         #expect(ends.first??.context.contains("KeyUpdate") == true, "\(ends)")
+        expectNoLeaks(loop)
+    }
+
+    /// Records RFC 8446 says a server must refuse with a named alert
+    /// (section 5 and 5.1), and what it must answer: the same answers
+    /// `openssl s_server` gives, from the same libssl.
+    static let malformedRecords: [(name: String, record: String, alert: UInt8)] = [
+        // 5: an unexpected record type: unexpected_message (10).
+        ("application data before the handshake", "1703030000", 10),
+        ("an unknown content type", "180303000100", 10),
+        // 5.1: an alert record holds exactly one alert; an empty one is unexpected (OpenSSL: 10).
+        ("an empty alert record", "1503010000", 10),
+        // 5.1: longer than 2^14 bytes: record_overflow (22).
+        ("a record of 2^14 + 257 bytes", "1603014101" + String(repeating: "00", count: 0x4101), 22),
+    ]
+
+    @Test("malformed records before the handshake are answered with the fatal alert RFC 8446 names, then the close",
+          arguments: StreamCase.backends)
+    func malformedRecordAlerts(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let script = try fixtures.write(rawRecordClient, to: "raw-record.py")
+        for (name, record, alert) in Self.malformedRecords {
+            let (output, ends) = try serve(fixtures.serverContext(), backend: backend, loop: loop, script: { port in
+                "python3 \(script) \(port) \(record)"
+            })
+            // A plaintext fatal alert: type 21, any version, length 2, level 2, the description.
+            let answer = String(output.filter { !$0.isNewline })
+            let description = (alert < 16 ? "0" : "") + String(alert, radix: 16)
+            #expect(answer.count == 14 && answer.hasPrefix("1503") && answer.hasSuffix("000202" + description),
+                    "\(name): the server answered \(answer), not fatal alert \(alert)")
+            #expect(ends.count == 1 && ends[0]?.code == .tlsHandshake, "\(name): \(ends)")
+        }
         expectNoLeaks(loop)
     }
 
