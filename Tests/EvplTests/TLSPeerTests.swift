@@ -132,6 +132,42 @@ except OSError as error:
 print(data.hex() if data else "nothing", flush=True)
 """#
 
+/// Completes a handshake with Python's `ssl` over memory BIOs, then sends
+/// one application-data record with the last byte of its tag flipped and
+/// prints, in hex, every byte the server sent after it: `PORT CA VERSION`.
+private let fuzzedCiphertextClient = #"""
+import socket, ssl, sys
+port, ca, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(5)
+while True:
+    try:
+        tls.do_handshake()
+        s.sendall(outgoing.read())
+        break
+    except ssl.SSLWantReadError:
+        s.sendall(outgoing.read())
+        incoming.write(s.recv(65536))
+tls.write(b"x" * 64)
+record = bytearray(outgoing.read())
+record[-1] ^= 0x01
+s.sendall(bytes(record))
+data = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except OSError as error:
+    data += b"|" + type(error).__name__.encode()
+print(data.hex() if data else "nothing", flush=True)
+"""#
+
 @Suite("TLS against OpenSSL and Python")
 struct TLSPeerTests {
     /// Runs an evpl TLS echo server on `loop` while `script` runs; returns
@@ -266,6 +302,26 @@ struct TLSPeerTests {
             #expect(answer.count == 14 && answer.hasPrefix("1503") && answer.hasSuffix("000202" + description),
                     "\(name): the server answered \(answer), not fatal alert \(alert)")
             #expect(ends.count == 1 && ends[0]?.code == .tlsHandshake, "\(name): \(ends)")
+        }
+        expectNoLeaks(loop)
+    }
+
+    @Test("a record whose ciphertext was tampered with ends the connection with .tls after one encrypted alert record (bad_record_mac), over TLS 1.3 and 1.2",
+          arguments: StreamCase.backends)
+    func fuzzedCiphertextAlert(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let script = try fixtures.write(fuzzedCiphertextClient, to: "fuzzed-ciphertext.py")
+        // An encrypted alert under AES-128-GCM: TLS 1.3 wraps it as application data (2 bytes, the
+        // inner type, a 16-byte tag); TLS 1.2 sends it as an alert record (an 8-byte nonce, 2 bytes, the tag).
+        for (version, expected) in [("1.3", "1703030013"), ("1.2", "150303001a")] {
+            let (output, ends) = try serve(fixtures.serverContext(ticketsPerHandshake: 0), backend: backend, loop: loop, script: { port in
+                "python3 \(script) \(port) \(fixtures.caCertificate) \(version)"
+            })
+            let answer = String(output.filter { !$0.isNewline })
+            #expect(answer.hasPrefix(expected) && answer.count == expected.count + 2 * (version == "1.3" ? 19 : 26),
+                    "TLS \(version): the server answered \(answer)")
+            #expect(ends.count == 1 && ends[0]?.code == .tls, "TLS \(version): \(ends)")
         }
         expectNoLeaks(loop)
     }
