@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CEvplLinux.h"
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -177,3 +178,7 @@ static __thread void *thread_fault_plan;
 void *cevpl_thread_fault_plan(void) { return thread_fault_plan; }
 
 void cevpl_set_thread_fault_plan(void *plan) { thread_fault_plan = plan; }
+
+int cevpl_malloc_trim(void) {
+    return malloc_trim(0);
+}

@@ -88,6 +88,49 @@ struct HostilePeerTests {
         expectNoLeaks(loop)
     }
 
+    @Test("TLS clients that send half a ClientHello until every pool buffer is taken, then leave, do not stall the loop: the next TLS client is served at once",
+          arguments: StreamCase.backends)
+    func halfHelloFloodAtTheCeiling(_ backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let ceiling = 24
+        let loop = try makeLoop(bufferSize: 4096) {
+            $0.poolMaxBytes = ceiling * 4096
+            $0.buffersPerSlab = 8
+            $0.ioUringBufferRingEntries = 16
+        }
+        var ended = 0
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0),
+                                    protocol: EvplProtocol(.tcp, backend: backend, tls: try fixtures.serverContext()))
+        loop.attach(to: listener) { connection in
+            let log = TLSEndpointLog()
+            connection.handler = { connection, event in
+                log.record(connection, event, echo: true)
+                if case .disconnected = event { ended += 1 }
+            }
+        }
+        // A handshake record header that promises 512 bytes, and the first 30 of them.
+        let halfHello: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03] + [UInt8](repeating: 0x42, count: 19)
+        let clients = Self.flood(listener.address, count: ceiling + 16, sending: halfHello)
+        #expect(clients.count == ceiling + 16)
+        try runLoop(loop, forMilliseconds: 300)
+        for fd in clients { close(fd) }
+        try spin(loop, seconds: 10, "every flooding connection to end (\(ended) of \(clients.count))") { ended == clients.count }
+
+        let start = MonotonicClock.nanoseconds()
+        let client = TLSEndpointLog()
+        let connection = try loop.connect(to: listener.address, protocol: EvplProtocol(.tcp, backend: backend, tls: try fixtures.clientContext())) { connection, event in
+            client.record(connection, event, echo: false)
+            if case .connected = event { try? connection.send(Array("served".utf8)) }
+        }
+        try spin(loop, seconds: 10, "the next TLS client") { client.received.count == 6 || client.ended != nil }
+        let servedAfter = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        #expect(client.received == Array("served".utf8), "\(String(describing: client.ended))")
+        #expect(servedAfter < 1, "the next TLS client was served after \(servedAfter) s")
+        connection.close()
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("the CLI servers close a client that never finishes its first request at --handshake-timeout, and keep serving",
           arguments: ServerCase.all.filter { $0.transport == "tcp" })
     func commandLineHandshakeTimeout(_ serverCase: ServerCase) throws {

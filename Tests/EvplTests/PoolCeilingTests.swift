@@ -182,6 +182,46 @@ struct PoolCeilingTests {
         expectNoLeaks(loop)
     }
 
+    @Test("at the ceiling, idle connections give back the fill buffers they keep: 100 clients that each echo 7 bytes and stay are all served by 48 buffers",
+          arguments: StreamCase.backends)
+    func idleConnectionsHoldNothing(_ backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop(bufferSize: 4096) {
+            $0.poolMaxBytes = 48 * 4096
+            $0.buffersPerSlab = 8
+            $0.ioUringBufferRingEntries = 16
+        }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                if case .received(let bytes) = event { bytes.forEachSegment { try? connection.send(copying: $0) } }
+            }
+        }
+        let address = listener.address
+        let served = AtomicCounter()
+        let clients = Locked<[Int32]>([])
+        let finished = AtomicCounter()
+        let client = TestThread {
+            defer { finished.increment() }
+            for index in 0..<100 {
+                let fd = rawConnect(to: address)
+                guard fd >= 0 else { return }
+                clients.withLock { $0.append(fd) }
+                var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let payload = patternBytes(from: index, count: 7)
+                guard rawWriteAll(fd, payload), readExactly(fd, 7) == payload else { return }
+                served.increment()
+            }
+        }
+        try spin(loop, seconds: 60, "the clients (\(served.value) served)") { finished.value == 1 }
+        client.join()
+        #expect(served.value == 100, "only \(served.value) of 100 clients were served")
+        #expect(loop.bufferPool.buffersInUse - loop.bufferPool.buffersLentToKernel <= 48)
+        clients.withLock { $0.forEach { close($0) } }
+        listener.close()
+        expectNoLeaks(loop)
+    }
+
     @Test("registered slabs whose buffers all stayed free are unregistered and trimmed, and registered again before their next use")
     func trimUnregistersIdleSlabs() throws {
         let pool = BufferPool(bufferSize: 64 * 1024, buffersPerSlab: 16, idleBytesKept: 16 * 64 * 1024)

@@ -37,6 +37,10 @@ long cevpl_preadv_nowait(int fd, const struct iovec *vectors, int count, int64_t
 /// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
 static inline int cevpl_iov_max(void) { return 1024; }
 
+/// Returns free heap memory to the kernel (glibc's `malloc_trim(0)`);
+/// 1 when some was released.
+int cevpl_malloc_trim(void);
+
 /// Registers `fd` with epoll for `events`, carrying `token` back in each event.
 int cevpl_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
 

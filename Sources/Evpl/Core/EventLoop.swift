@@ -55,6 +55,10 @@ public final class EventLoop {
     @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
     /// Wakes the loop to look at the shared budget while anything waits for memory.
     private var memoryRetryTimer: EvplTimer?
+    /// When idle connections last gave their fill buffers back.
+    private var lastReclaim: UInt64 = 0
+    /// The most connections open since the heap was last trimmed.
+    private var connectionsPeak = 0
     /// Datagram endpoints that could not take the buffers a receive needs.
     @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
     /// The io_uring side of every datagram endpoint bound here, weakly: an
@@ -121,6 +125,9 @@ public final class EventLoop {
         /// process budget was exhausted with connections already waiting
         /// for memory (see ``MemoryBudget``).
         public var admissionRefusals: UInt64 = 0
+        /// Empty fill buffers taken back from idle connections at the pool's
+        /// ceiling, so that memory goes to connections with bytes to hold.
+        public var buffersReclaimed: UInt64 = 0
         /// Connections ended because their handshake took longer than
         /// ``ConnectionTimeouts/handshake``.
         public var handshakeTimeouts: UInt64 = 0
@@ -249,15 +256,41 @@ public final class EventLoop {
         statistics.memoryPauses &+= 1
         connection.pauseReceiving(.memory)
         memoryWaiters.append(connection)
-        watchSharedBudget()
+        watchForMemory()
+        reclaimIdleBuffers()
     }
 
-    /// Memory another loop gives back to the shared budget wakes nobody
-    /// here: while connections wait, look again every few milliseconds.
-    private func watchSharedBudget() {
-        guard bufferPool.budget != nil, memoryRetryTimer == nil else { return }
+    /// At the ceiling, takes back the empty fill buffers idle connections
+    /// keep for their next read or send: a connection is charged for what
+    /// it holds, not for a whole buffer it might use. At most once per
+    /// ``reclaimInterval``: it visits every connection. True when it freed
+    /// a buffer.
+    @discardableResult
+    func reclaimIdleBuffers() -> Bool {
+        let now = MonotonicClock.nanoseconds()
+        guard now &- lastReclaim >= Self.reclaimInterval else { return false }
+        lastReclaim = now
+        let before = bufferPool.buffersInUse
+        for connection in connections.all() { connection.releaseIdleBuffers() }
+        let reclaimed = max(0, before - bufferPool.buffersInUse)
+        statistics.buffersReclaimed &+= UInt64(reclaimed)
+        return reclaimed > 0
+    }
+
+    /// The shortest time between two ``reclaimIdleBuffers()`` passes.
+    static let reclaimInterval: UInt64 = 50_000_000
+
+    /// While anything waits for memory, looks again every few
+    /// milliseconds: memory another loop gives back to the shared budget
+    /// wakes nobody here, and idle connections may have fill buffers to
+    /// give back since the last reclaim.
+    private func watchForMemory() {
+        guard memoryRetryTimer == nil else { return }
         memoryRetryTimer = try? addTimer(every: .milliseconds(10)) { [unowned self] _ in
-            guard memoryWaiters.isEmpty && datagramMemoryWaiters.isEmpty else { return }
+            guard memoryWaiters.isEmpty && datagramMemoryWaiters.isEmpty else {
+                if !bufferPool.hasRoom { reclaimIdleBuffers() }
+                return
+            }
             memoryRetryTimer?.cancel()
             memoryRetryTimer = nil
         }
@@ -277,7 +310,7 @@ public final class EventLoop {
         statistics.memoryPauses &+= 1
         endpoint.buffersAwaited = max(1, buffers)
         datagramMemoryWaiters.append(endpoint)
-        watchSharedBudget()
+        watchForMemory()
     }
 
     /// Resumes the waiters once a buffer is free: a socket read takes one
@@ -292,7 +325,7 @@ public final class EventLoop {
         let waiting = datagramMemoryWaiters
         datagramMemoryWaiters.removeAll(keepingCapacity: true)
         for endpoint in waiting where !endpoint.isClosed {
-            if bufferPool.maxBuffers - bufferPool.buffersInUse >= endpoint.buffersAwaited {
+            if bufferPool.availableBuffers >= endpoint.buffersAwaited {
                 endpoint.buffersAwaited = 0
                 endpoint.receiveAgain()
             } else {
@@ -476,8 +509,26 @@ public final class EventLoop {
         while let connection = pendingDisconnects.popLast() {
             connection.completeDisconnect()
         }
+        returnHeapAfterWave()
         return true
     }
+
+    /// After a wave of connections has gone (thousands, and half of the
+    /// peak), gives the heap memory they held back to the kernel: glibc
+    /// keeps freed memory below the top of the heap otherwise, and a
+    /// server would stay at its peak after a flood.
+    private func returnHeapAfterWave() {
+        let open = connections.count
+        if open > connectionsPeak {
+            connectionsPeak = open
+        } else if connectionsPeak - open >= Self.heapWave && open < connectionsPeak / 2 {
+            connectionsPeak = open
+            _ = cevpl_malloc_trim()
+        }
+    }
+
+    /// Connections gone since the peak before the heap is trimmed.
+    private static let heapWave = 1024
 
     func handleRemoteWake() {
         remote.drain(into: &remoteTasks)

@@ -89,6 +89,7 @@ public final class BufferPool {
         self.buffersPerSlab = buffersPerSlab
         self.maxBuffers = max(1, maxBytes / bufferSize)
         self.idleBuffersKept = max(0, idleBytesKept / bufferSize)
+        self.pressureMark = max(1, maxBuffers - maxBuffers / 4)
         self.budget = budget
         if budget != nil {
             reservedBuffers = 0
@@ -127,6 +128,21 @@ public final class BufferPool {
     public func allocate() throws(EvplError) -> IOVec {
         let buffer = try take()
         return IOVec(buffer: buffer, offset: 0, length: buffer.capacity)
+    }
+
+    /// Whether three quarters of the ceiling are in use: connections then
+    /// give back the fill buffers they keep for their next read or send as
+    /// soon as their queues empty, so that memory goes to bytes held.
+    public var isUnderPressure: Bool { buffersInUse >= pressureMark }
+    private let pressureMark: Int
+
+    /// How many more buffers can be taken now: below the ceiling, and
+    /// within what is reserved plus what the budget still has.
+    public var availableBuffers: Int {
+        let belowCeiling = maxBuffers - buffersInUse
+        guard let budget else { return belowCeiling }
+        let inBudget = max(0, reservedBuffers - buffersInUse) + max(0, budget.limit - budget.bytesReserved) / bufferSize
+        return min(belowCeiling, inBudget)
     }
 
     /// Whether a buffer can be taken below the ceiling (and within the budget).
@@ -191,6 +207,17 @@ public final class BufferPool {
         budget.release(Self.budgetChunk * bufferSize)
         reservedBuffers -= Self.budgetChunk
         releaseBelow = reservedBuffers - 2 * Self.budgetChunk
+        // Near the budget, what went back stops being resident here too (the
+        // longest-free buffers), so that another loop taking it does not
+        // add to the process's memory; registered slabs trim whole, later.
+        guard hooks.isEmpty, budget.bytesReserved > budget.limit - budget.limit / 4 else { return }
+        let end = min(free.count, trimmedPrefix + Self.budgetChunk)
+        guard trimmedPrefix < end else { return }
+        for index in trimmedPrefix..<end {
+            _ = madvise(free[index].baseAddress, free[index].capacity, MADV_DONTNEED)
+        }
+        buffersTrimmed &+= UInt64(end - trimmedPrefix)
+        trimmedPrefix = end
     }
 
     private func exhausted() -> EvplError {

@@ -113,6 +113,15 @@ final class ReceiveQueue {
         }
     }
 
+    /// Gives back the fill buffer of an empty queue, so that a connection
+    /// with nothing to deliver holds no pool memory (the next read takes a
+    /// buffer again).
+    func releaseIdleFill() {
+        guard count == 0, let buffer = fill else { return }
+        buffer.release()
+        fill = nil
+    }
+
     /// Releases every reference the queue holds.
     func releaseAll() {
         consume(count)

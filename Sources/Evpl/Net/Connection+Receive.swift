@@ -264,6 +264,8 @@ extension Connection {
             receiveQueue.releaseAll()
         } else {
             receiveQueue.consume(length)
+            // Near the ceiling, a connection with nothing left to deliver keeps no buffer.
+            if receiveQueue.count == 0 && loop.bufferPool.isUnderPressure { receiveQueue.releaseIdleFill() }
         }
     }
 

@@ -164,12 +164,26 @@ public final class Connection: PollSource {
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
         if let tls {
-            try tls.checkRoom(for: bytes.count)
+            try reclaimingIdleBuffers { () throws(EvplError) in try tls.checkRoom(for: bytes.count) }
             try encrypt(bytes, with: tls)
             return
         }
-        try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: notifiesSent)
+        try reclaimingIdleBuffers { () throws(EvplError) in
+            try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: notifiesSent)
+        }
         queued()
+    }
+
+    /// Runs `attempt`; when the pool is out of room, takes back the fill
+    /// buffers idle connections keep (see ``EventLoop/reclaimIdleBuffers()``)
+    /// and tries once more.
+    private func reclaimingIdleBuffers(_ attempt: () throws(EvplError) -> Void) throws(EvplError) {
+        do throws(EvplError) {
+            try attempt()
+        } catch {
+            guard error.code == .resourceExhausted, loop.reclaimIdleBuffers() else { throw error }
+            try attempt()
+        }
     }
 
     /// Queues a copy of `bytes` as one message.
@@ -356,6 +370,8 @@ public final class Connection: PollSource {
     }
 
     private func reportProgress(queuedBefore: Int) {
+        // Near the ceiling, a connection with nothing left to send keeps no buffer.
+        if sendQueue.isEmpty && loop.bufferPool.isUnderPressure { sendQueue.releaseIdleFill() }
         if notifiesSent {
             let bytes = Int(sendQueue.totalSent &- reportedSentBytes)
             reportedSentBytes = sendQueue.totalSent
@@ -387,6 +403,16 @@ public final class Connection: PollSource {
         uring?.stopReceiving()
         scheduleFlush()
         _ = try? loop.addOneShotTimer(after: Self.alertFlushLimit) { [weak self] _ in self?.tearDown(error: error) }
+    }
+
+    /// Gives back the buffers the connection keeps only for its next read
+    /// or send (its queues are empty): at the pool's ceiling, an idle
+    /// connection should hold nothing.
+    func releaseIdleBuffers() {
+        guard !delivering, pullConsumer == nil || receiveQueue.count == 0 else { return }
+        receiveQueue.releaseIdleFill()
+        tls?.ciphertext.releaseIdleFill()
+        sendQueue.releaseIdleFill()
     }
 
     /// How long a failing connection may take to send its last alert.

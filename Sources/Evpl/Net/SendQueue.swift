@@ -38,7 +38,7 @@ struct SendQueue {
         // Whatever fills the current buffer, the copy needs at most
         // ceil(count / bufferSize) new ones: count the exact need only when
         // that many might not be free.
-        if bytes.count > (pool.maxBuffers - pool.buffersInUse) &* pool.bufferSize {
+        if bytes.count > pool.availableBuffers &* pool.bufferSize {
             try checkRoom(for: bytes.count, in: pool)
         }
         var source = bytes.baseAddress
@@ -73,14 +73,22 @@ struct SendQueue {
     func checkRoom(for count: Int, in pool: BufferPool) throws(EvplError) {
         guard count > fillSpace else { return }
         let needed = (count - fillSpace + pool.bufferSize - 1) / pool.bufferSize
-        guard needed > pool.maxBuffers - pool.buffersInUse else { return }
-        throw EvplError(.resourceExhausted, operation: "send", context: "\(count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) allows (EVPL_POOL_MAX_BYTES)")
+        guard needed > pool.availableBuffers else { return }
+        throw EvplError(.resourceExhausted, operation: "send", context: "\(count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) (EVPL_POOL_MAX_BYTES) or the process budget allows")
     }
 
     /// Bytes the current fill buffer can still take without a new buffer.
     private var fillSpace: Int {
         guard let fill else { return 0 }
         return fill.referenceCount == 1 ? fill.capacity : fill.capacity - fillOffset
+    }
+
+    /// Gives back the fill buffer once everything was written, so that a
+    /// connection with nothing to send holds no pool memory.
+    mutating func releaseIdleFill() {
+        guard count == 0, let buffer = fill else { return }
+        buffer.release()
+        fill = nil
     }
 
     /// Queues `iovec`, taking over the reference its caller holds.

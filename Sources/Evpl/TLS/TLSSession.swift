@@ -149,8 +149,9 @@ final class TLSSession {
     /// handshake, decrypts into the receive queue and delivers, and turns
     /// a close_notify into the peer's end of stream.
     func received() {
+        if !isEstablished && !advanceHandshake() { return }
         var decrypted = false
-        while connection.isOpen && !closeNotifyReceived && !connection.failing {
+        while connection.isOpen && !closeNotifyReceived && !connection.failing && (ciphertext.count > 0 || SSL_has_pending(ssl) != 0) {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try connection.receiveQueue.writableSpace()
@@ -185,16 +186,8 @@ final class TLSSession {
             }
             break
         }
-        // Handshake messages, alerts and tickets OpenSSL wrote meanwhile.
+        // Alerts, KeyUpdates and tickets OpenSSL wrote meanwhile.
         if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
-        if !isEstablished && SSL_is_init_finished(ssl) == 1 {
-            if let refusal = pinRefusal() {
-                connection.failAfterFlushing(refusal)
-                return
-            }
-            isEstablished = true
-            connection.tlsEstablished()
-        }
         guard connection.isOpen else { return }
         if decrypted { connection.deliverReceived() }
         if closeNotifyReceived { connection.peerFinished() }
@@ -219,6 +212,27 @@ final class TLSSession {
         sendCloseNotify()
         connection.failAfterFlushing(EvplError(.tls, operation: "tls receive",
                                                context: "\(connection.remoteAddress): more than \(Self.keyUpdateLimit) KeyUpdate messages in \(Self.keyUpdateWindow / 1_000_000_000) s"))
+    }
+
+    /// Drives the handshake with the ciphertext that arrived, holding no
+    /// plaintext buffer while it runs (a connection in its handshake
+    /// costs the pool nothing). True once it has completed and `connected`
+    /// was reported; false while it waits for more, or after it failed.
+    private func advanceHandshake() -> Bool {
+        let result = SSL_do_handshake(ssl)
+        // Handshake messages (and a fatal alert) OpenSSL wrote meanwhile.
+        if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
+        guard result == 1 else {
+            if !isRetry(SSL_get_error(ssl, result)) { connection.failAfterFlushing(failure(operation: "tls handshake")) }
+            return false
+        }
+        if let refusal = pinRefusal() {
+            connection.failAfterFlushing(refusal)
+            return false
+        }
+        isEstablished = true
+        connection.tlsEstablished()
+        return connection.isOpen
     }
 
     // MARK: Sending

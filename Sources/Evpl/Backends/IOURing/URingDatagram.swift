@@ -80,7 +80,7 @@ final class URingDatagram: URingOperationTarget {
         guard !receiveArmed, !endpoint.isClosed else { return }
         let pool = endpoint.loop.bufferPool
         let needed = vectorCount - receiveBuffers.count
-        guard pool.maxBuffers - pool.buffersInUse >= needed else {
+        guard pool.availableBuffers >= needed else {
             // At the pool ceiling nothing would re-arm this receive: the
             // loop does once a whole receive's worth is free (taking part
             // of it now could starve the holders of the rest).
