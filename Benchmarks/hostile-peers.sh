@@ -96,16 +96,14 @@ for group in "${GROUPS_CHOSEN[@]}"; do
         start_server -- perf server "${TLS[@]}"
         rate() { "$EVPL" perf client --mode handshake --tls --tls-ca "$WORK/cert.pem" --host 127.0.0.1 --port "$PORT" \
                      --connections 4 --duration 3 --json | python3 -c "import json,sys; print(round(json.load(sys.stdin)['ops_per_sec']))"; }
-        keyupdates() { while :; do for _ in $(seq 200); do echo K; sleep 0.002; done | openssl s_client -connect "127.0.0.1:$PORT" -tls1_3 >/dev/null 2>&1; done; }
-        ffdhe() { while :; do openssl s_client -connect "127.0.0.1:$PORT" -groups ffdhe8192 </dev/null >/dev/null 2>&1; done; }
+        # Each attacker runs in a process group of its own, so that stopping it stops its openssl too.
+        keyupdates="while :; do for _ in \$(seq 200); do echo K; sleep 0.002; done | openssl s_client -connect 127.0.0.1:$PORT -tls1_3 >/dev/null 2>&1; done"
+        ffdhe="while :; do openssl s_client -connect 127.0.0.1:$PORT -groups ffdhe8192 </dev/null >/dev/null 2>&1; done"
+        beside() { setsid bash -c "$1" & local attacker=$!; sleep 0.5; rate; kill -- "-$attacker" 2>/dev/null || true; wait "$attacker" 2>/dev/null || true; }
         for trial in $(seq "$TRIALS"); do
             alone=$(rate)
-            keyupdates & attacker=$!
-            flooded=$(rate)
-            kill $attacker 2>/dev/null; wait $attacker 2>/dev/null || true
-            ffdhe & attacker=$!
-            dhe=$(rate)
-            kill $attacker 2>/dev/null; wait $attacker 2>/dev/null || true
+            flooded=$(beside "$keyupdates")
+            dhe=$(beside "$ffdhe")
             echo "trial $trial: alone $alone/s, KeyUpdate flood $flooded/s, ffdhe8192 attempts $dhe/s"
             echo "$flooded $alone" | awk '{ print $1 / $2 }' >>"$WORK/keyupdate"
             echo "$dhe $alone" | awk '{ print $1 / $2 }' >>"$WORK/ffdhe"

@@ -116,8 +116,8 @@ struct PoolCeilingTests {
     @Test("pools that share a process budget stay within it together, and memory one gives back is usable by the other")
     func sharedBudget() throws {
         let budget = MemoryBudget(limit: 40 * 4096)
-        let first = BufferPool(bufferSize: 4096, buffersPerSlab: 8, budget: budget)
-        let second = BufferPool(bufferSize: 4096, buffersPerSlab: 8, budget: budget)
+        let first = BufferPool(bufferSize: 4096, buffersPerSlab: 8, idleBytesKept: 0, budget: budget)
+        let second = BufferPool(bufferSize: 4096, buffersPerSlab: 8, idleBytesKept: 0, budget: budget)
         var held: [IOVec] = []
         while let iovec = try? first.allocate() { held.append(iovec) }
         #expect(held.count == 40)
@@ -132,6 +132,11 @@ struct PoolCeilingTests {
         while held.count < 8, let iovec = try? second.allocate() { held.append(iovec) }
         #expect(held.count == 8)
         for iovec in held { iovec.release() }
+        // A pool keeps reserved the free buffers it keeps resident.
+        let keeper = BufferPool(bufferSize: 4096, buffersPerSlab: 8, idleBytesKept: 8 * 4096, budget: MemoryBudget(limit: 64 * 4096))
+        let taken = try (0..<64).map { _ in try keeper.allocate() }
+        for iovec in taken { iovec.release() }
+        #expect(keeper.budget!.bytesReserved >= 8 * 4096 && keeper.budget!.bytesReserved <= 8 * 4096 + 2 * 16 * 4096, "\(keeper.budget!)")
     }
 
     @Test("a loop whose connections wait for memory at the budget refuses new ones at once, and serves again once memory is back",

@@ -272,6 +272,9 @@ public final class EventLoop {
         lastReclaim = now
         let before = bufferPool.buffersInUse
         for connection in connections.all() { connection.releaseIdleBuffers() }
+        // Heap memory freed under the same pressure (the arena of this
+        // loop's thread included) goes back too.
+        _ = cevpl_malloc_trim()
         let reclaimed = max(0, before - bufferPool.buffersInUse)
         statistics.buffersReclaimed &+= UInt64(reclaimed)
         return reclaimed > 0

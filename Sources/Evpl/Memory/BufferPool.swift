@@ -193,7 +193,8 @@ public final class BufferPool {
         guard let budget else { return }
         for count in [Self.budgetChunk, 1] where budget.reserve(count * bufferSize) {
             reservedBuffers += count
-            releaseBelow = reservedBuffers - 2 * Self.budgetChunk
+            updateReleaseMark()
+            trimUnreserved()
             return
         }
         throw EvplError(.resourceExhausted, operation: "allocate buffer",
@@ -206,18 +207,31 @@ public final class BufferPool {
         guard let budget else { return }
         budget.release(Self.budgetChunk * bufferSize)
         reservedBuffers -= Self.budgetChunk
-        releaseBelow = reservedBuffers - 2 * Self.budgetChunk
-        // Near the budget, what went back stops being resident here too (the
-        // longest-free buffers), so that another loop taking it does not
-        // add to the process's memory; registered slabs trim whole, later.
-        guard hooks.isEmpty, budget.bytesReserved > budget.limit - budget.limit / 4 else { return }
-        let end = min(free.count, trimmedPrefix + Self.budgetChunk)
+        updateReleaseMark()
+        trimUnreserved()
+    }
+
+    /// Near the budget (three quarters reserved), returns the pages of the
+    /// free buffers that are not paid for (beyond what is reserved and not
+    /// in use), longest-free first: what other loops reserve must not add
+    /// to memory this pool still holds. Registered slabs trim whole, later.
+    private func trimUnreserved() {
+        guard let budget, hooks.isEmpty, budget.bytesReserved > budget.limit - budget.limit / 4 else { return }
+        let end = free.count - max(0, reservedBuffers - buffersInUse)
         guard trimmedPrefix < end else { return }
         for index in trimmedPrefix..<end {
             _ = madvise(free[index].baseAddress, free[index].capacity, MADV_DONTNEED)
         }
         buffersTrimmed &+= UInt64(end - trimmedPrefix)
         trimmedPrefix = end
+    }
+
+    /// Below how many buffers in use a chunk goes back: two chunks under
+    /// what is reserved, never taking the reservation below the free
+    /// buffers the pool keeps resident (``idleBuffersKept``), so that what
+    /// stays resident is always paid for.
+    private func updateReleaseMark() {
+        releaseBelow = reservedBuffers - Self.budgetChunk >= idleBuffersKept ? reservedBuffers - 2 * Self.budgetChunk : Int.min
     }
 
     private func exhausted() -> EvplError {
