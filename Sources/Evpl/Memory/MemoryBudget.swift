@@ -6,9 +6,9 @@ import Glibc
 /// Pool memory shared by every loop of a process: each loop's
 /// ``BufferPool`` reserves from it (a megabyte at a time) before it takes
 /// buffers beyond what it holds, so a process with many loops stays within
-/// one bound however its peers spread over them. TLS sessions are charged
-/// an estimate of what OpenSSL holds for them (``TLSSession`` state lives
-/// outside the pool).
+/// one bound however its peers spread over them. Each TLS connection is
+/// charged 48 KiB, an estimate of what OpenSSL holds for it outside the
+/// pool.
 ///
 /// At the budget, a pool behaves as at its own ceiling (receives pause,
 /// copying sends throw `.resourceExhausted`), and a loop whose connections

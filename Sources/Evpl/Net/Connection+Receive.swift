@@ -212,7 +212,7 @@ extension Connection {
     func resumeDelivery() {
         guard isOpen && receivePauses.isEmpty else { return }
         // Ciphertext left when the pool ran out of room for its plaintext.
-        if let tls, tls.ciphertext.count > 0 { tls.received() }
+        if let tls, tls.hasBufferedInput { tls.received() }
         if receiveQueue.count > 0 { deliverReceived() }
         if inputClosePending && receivePauses.isEmpty && isOpen {
             inputClosePending = false

@@ -135,6 +135,10 @@ final class TLSSession {
 
     // MARK: Receiving
 
+    /// Whether there is input to decrypt: ciphertext not yet given to
+    /// OpenSSL, or a record OpenSSL holds (read, not yet decrypted out).
+    var hasBufferedInput: Bool { ciphertext.count > 0 || SSL_has_pending(ssl) != 0 }
+
     /// Starts a client's handshake: its ClientHello goes into the send queue.
     func start() {
         let result = SSL_do_handshake(ssl)
@@ -151,7 +155,7 @@ final class TLSSession {
     func received() {
         if !isEstablished && !advanceHandshake() { return }
         var decrypted = false
-        while connection.isOpen && !closeNotifyReceived && !connection.failing && (ciphertext.count > 0 || SSL_has_pending(ssl) != 0) {
+        while connection.isOpen && !closeNotifyReceived && !connection.failing && hasBufferedInput {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try connection.receiveQueue.writableSpace()
