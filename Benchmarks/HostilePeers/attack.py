@@ -76,7 +76,6 @@ def idle(port, count, pid, timeout):
     before = rss(pid)
     poller = select.epoll()
     clients, started, lives = [], {}, []
-    loaded = 0
 
     def reap(wait):
         for fd, _ in poller.poll(wait):

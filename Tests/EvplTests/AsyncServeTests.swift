@@ -33,8 +33,7 @@ struct AsyncServeTests {
                 let fd = rawConnect(to: listener.address)
                 guard fd >= 0 else { return failures.increment() }
                 defer { close(fd) }
-                var timeout = timeval(tv_sec: 10, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                setReceiveTimeout(fd, seconds: 10)
                 for round in 0..<50 {
                     let payload = patternBytes(from: client * 1000 + round, count: 1 + (client * 37 + round * 101) % 3000)
                     let length = UInt32(payload.count)
@@ -168,8 +167,7 @@ struct AsyncMessageBoundsTests {
         let client = TestThread {
             let fd = rawConnect(to: address)
             defer { close(fd) }
-            var timeout = timeval(tv_sec: 20, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setReceiveTimeout(fd, seconds: 20)
             // Just over the window, several windows, then a small one after them.
             for (index, size) in [AsyncConnection.defaultWindow + 4, 300_000, 3 << 20, 100].enumerated() {
                 let message = HostilePeerTests.frame(patternBytes(from: index, count: size))

@@ -9,6 +9,15 @@ import Glibc
 final class ScratchFile {
     let path = "/var/tmp/evpl-block-\(getpid())-\(UniqueName.next()).img"
     deinit { unlink(path) }
+
+    /// A scratch file already `bytes` long (sparse).
+    static func sized(_ bytes: Int) throws -> ScratchFile {
+        let file = ScratchFile()
+        let fd = open(file.path, O_CREAT | O_RDWR, 0o644)
+        defer { if fd >= 0 { close(fd) } }
+        try #require(fd >= 0 && ftruncate(fd, off_t(bytes)) == 0)
+        return file
+    }
 }
 
 /// Collects a device's completions by tag.

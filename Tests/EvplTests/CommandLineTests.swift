@@ -208,8 +208,7 @@ struct CommandLineTests {
         let fd = rawConnect(to: server.address)
         try #require(fd >= 0)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setReceiveTimeout(fd, seconds: 30)
         // 4 MiB + 8 KiB is one buffer more than one block request carries; 16 MiB is the most a request may ask for.
         for (offset, length, expected) in [(UInt64(8192), UInt32((4 << 20) + 8192), (4 << 20) + 8192), (4096, 16 << 20, 16 << 20),
                                            (UInt64(size - (5 << 20) - 8), 16 << 20, (5 << 20) + 8), (UInt64(size - 8), 16 << 20, 8)] {

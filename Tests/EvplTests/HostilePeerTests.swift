@@ -74,8 +74,7 @@ struct HostilePeerTests {
         let client = TestThread {
             let fd = rawConnect(to: address)
             defer { close(fd) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setReceiveTimeout(fd, seconds: 5)
             guard fd >= 0, rawWriteAll(fd, Self.frame(payload)) else { return }
             let echoed = readExactly(fd, 104)
             result.withLock { $0 = echoed }
@@ -138,19 +137,14 @@ struct HostilePeerTests {
     @Test("the CLI servers close a client that never finishes its first request at --handshake-timeout, and keep serving",
           arguments: ServerCase.all.filter { $0.transport == "tcp" })
     func commandLineHandshakeTimeout(_ serverCase: ServerCase) throws {
-        let file = "/var/tmp/evpl-timeout-\(getpid())-\(UniqueName.next()).img"
-        let fd = open(file, O_CREAT | O_RDWR, 0o644)
-        try #require(fd >= 0 && ftruncate(fd, 1 << 20) == 0)
-        close(fd)
-        defer { unlink(file) }
-        let server = try serverCase.start(file: file, extra: ["--handshake-timeout", "0.5"])
+        let scratch = try ScratchFile.sized(1 << 20)
+        let server = try serverCase.start(file: scratch.path, extra: ["--handshake-timeout", "0.5"])
         let start = MonotonicClock.nanoseconds()
         let clients = Self.flood(server.address, count: 4, sending: serverCase.partialFirstRequest)
         defer { clients.forEach { close($0) } }
         #expect(clients.count == 4)
         for client in clients {
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setReceiveTimeout(client, seconds: 5)
             var byte: UInt8 = 0
             let result = read(client, &byte, 1)
             #expect(result == 0 || (result < 0 && errno == ECONNRESET), "the server did not close the client (read \(result), errno \(errno))")

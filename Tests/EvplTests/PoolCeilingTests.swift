@@ -214,8 +214,7 @@ struct PoolCeilingTests {
                 let fd = rawConnect(to: address)
                 guard fd >= 0 else { return }
                 clients.withLock { $0.append(fd) }
-                var timeout = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                setReceiveTimeout(fd, seconds: 5)
                 let payload = patternBytes(from: index, count: 7)
                 guard rawWriteAll(fd, payload), readExactly(fd, 7) == payload else { return }
                 served.increment()

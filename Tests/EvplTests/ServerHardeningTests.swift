@@ -55,8 +55,7 @@ struct ServerCase: CustomTestStringConvertible, Sendable {
         let fd = rawConnect(to: address)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setReceiveTimeout(fd, seconds: 5)
         let payload = patternBytes(from: 0, count: 64)
         switch kind {
         case .echo:
@@ -128,12 +127,8 @@ private func sprayRandomDatagrams(_ address: SocketAddress, count: Int, seed: UI
 struct ServerHardeningTests {
     @Test("hundreds of connections and datagrams of random bytes leave every CLI server running and serving", arguments: ServerCase.all)
     func randomBytes(_ serverCase: ServerCase) throws {
-        let file = "/var/tmp/evpl-harden-\(getpid())-\(UniqueName.next()).img"
-        let fd = open(file, O_CREAT | O_RDWR, 0o644)
-        try #require(fd >= 0 && ftruncate(fd, 1 << 20) == 0)
-        close(fd)
-        defer { unlink(file) }
-        let server = try serverCase.start(file: file)
+        let scratch = try ScratchFile.sized(1 << 20)
+        let server = try serverCase.start(file: scratch.path)
         let seed = UInt64(MonotonicClock.nanoseconds())
         if serverCase.transport == "udp" {
             sprayRandomDatagrams(server.address, count: 500, seed: seed)

@@ -39,8 +39,7 @@ struct StandardStreamTests {
             let name = length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "closed"
             #expect(name == "/dev/null", "descriptor \(standard) is \(name)")
         }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setReceiveTimeout(fd, seconds: 5)
         let payload = patternBytes(from: 0, count: 1000)
         #expect(rawWriteAll(fd, payload) && readExactly(fd, payload.count) == payload)
         close(fd)

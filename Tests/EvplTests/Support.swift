@@ -374,6 +374,12 @@ func rawConnect(to address: SocketAddress) -> Int32 {
     return fd
 }
 
+/// Makes blocking reads of `fd` give up after `seconds`.
+func setReceiveTimeout(_ fd: Int32, seconds: Int) {
+    var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+}
+
 /// Writes all of `bytes` to a blocking socket; false on failure.
 func rawWriteAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     bytes.withUnsafeBytes { raw in

@@ -58,8 +58,7 @@ struct TimeoutTests {
         #expect(server.loop.statistics.handshakeTimeouts == 6)
         // The clients see the end of the stream.
         for fd in silent + partial {
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setReceiveTimeout(fd, seconds: 2)
             var byte: UInt8 = 0
             #expect(read(fd, &byte, 1) <= 0)
         }

@@ -36,9 +36,9 @@ final class TLSSession {
     /// The budget this session's OpenSSL state is charged to.
     private let chargedBudget: MemoryBudget?
     /// What a session is charged against the process's ``MemoryBudget``:
-    /// OpenSSL's own state for one connection, measured at about 11 KB
-    /// before the ClientHello and 45 KB during a handshake, with its read
-    /// and write buffers.
+    /// OpenSSL's own state for one connection, which the hostile-client
+    /// audit put at about 11 KB before the ClientHello and 45 KB during a
+    /// handshake, with its read and write buffers.
     static let memoryCharge = 48 << 10
     /// KeyUpdate messages the peer sent since ``keyUpdateWindowStart``.
     private var keyUpdates = 0
