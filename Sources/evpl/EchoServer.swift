@@ -45,13 +45,6 @@ final class EchoServer: Sendable {
                 serving = Task(executorPreference: executors[0]) {
                     await listener.serve(on: executors) { connection in try await Self.serve(connection, mode: mode) }
                 }
-                // `serve` attaches the loops from their own threads: until
-                // then, a connection the listener accepts has no loop to go
-                // to and is closed. Ready means attached.
-                let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-                while listener.attachedLoopCount < threads && MonotonicClock.nanoseconds() < deadline {
-                    usleep(1000)
-                }
             } else {
                 serving = nil
             }

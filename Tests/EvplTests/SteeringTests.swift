@@ -141,4 +141,63 @@ struct SteeringTests {
         listener.close()
         expectNoLeaks(loop)
     }
+
+    /// A server attaches its loops after it listens, and may detach them
+    /// all for a while; a client arriving then must wait for a loop, not be
+    /// accepted and closed.
+    @Test("a client that connects while no loop is attached waits in the backlog and is served once one attaches; closing the listener ends the wait",
+          arguments: StreamCase.backends)
+    func clientsWaitForALoop(_ backend: EvplProtocol.Backend) throws {
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        let loop = try makeLoop()
+        let echo: (Connection) -> Void = { connection in
+            connection.handler = { connection, event in
+                guard case .received(let bytes) = event else { return }
+                try? connection.send(bytes.array)
+            }
+        }
+        // Returns the echo of `bytes` once the loop has run long enough.
+        func echoed(_ fd: Int32, _ bytes: [UInt8]) throws -> Bool {
+            var reply: [UInt8] = []
+            try spin(loop, seconds: 10, "the echo of \(bytes)") {
+                var chunk = [UInt8](repeating: 0, count: 64)
+                let count = recv(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+                if count > 0 { reply += chunk[0..<count] }
+                return reply.count >= bytes.count || count == 0
+            }
+            return reply == bytes
+        }
+
+        let early = rawConnect(to: listener.address)
+        try #require(early >= 0)
+        defer { close(early) }
+        #expect(rawWriteAll(early, [1, 2, 3]))
+        usleep(100_000)  // the accept thread has taken it by now
+        loop.attach(to: listener, echo)
+        #expect(try echoed(early, [1, 2, 3]), "the client that came before any loop")
+
+        loop.detach(from: listener)
+        let between = rawConnect(to: listener.address)
+        try #require(between >= 0)
+        defer { close(between) }
+        #expect(rawWriteAll(between, [4, 5]))
+        try runLoop(loop, forMilliseconds: 200)
+        var peek: UInt8 = 0
+        #expect(recv(between, &peek, 1, Int32(MSG_DONTWAIT | MSG_PEEK)) < 0 && errno == EAGAIN, "nothing answers while no loop is attached")
+        loop.attach(to: listener, echo)
+        #expect(try echoed(between, [4, 5]), "the client that came while every loop was detached")
+        #expect(rawWriteAll(early, [6]))
+        #expect(try echoed(early, [6]), "the first client, still on its loop")
+
+        loop.detach(from: listener)
+        let unserved = rawConnect(to: listener.address)
+        try #require(unserved >= 0)
+        defer { close(unserved) }
+        usleep(100_000)
+        listener.close()
+        setReceiveTimeout(unserved, seconds: 5)
+        var byte: UInt8 = 0
+        #expect(read(unserved, &byte, 1) <= 0, "the listener closed: its waiting client is closed, not left hanging")
+        expectNoLeaks(loop)
+    }
 }

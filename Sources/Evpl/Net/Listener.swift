@@ -18,6 +18,8 @@ public enum SteeringPolicy: Sendable, Hashable {
 /// through the loop's remote queue, and the loop's attach callback installs
 /// its handlers before `connected` is delivered. Loops attach with
 /// ``EventLoop/attach(to:_:)`` and detach with ``EventLoop/detach(from:)``.
+/// While no loop is attached, clients wait in the kernel's backlog: none is
+/// accepted and dropped.
 public final class Listener: Sendable {
     /// The bound address (with the real port when port 0 was asked for).
     public let address: SocketAddress
@@ -152,6 +154,9 @@ final class ListenerCore: Sendable {
 
     let fd: Int32
     let stopFD: Int32
+    /// Readable once a loop attaches to a listener that had none: wakes an
+    /// accepted connection waiting for a loop to go to.
+    let attachedFD: Int32
     /// The Unix socket file to remove on shutdown, if it is still there.
     let socketFile: UnixSocketFile?
     /// Accept with io_uring multishot accept instead of poll + accept4.
@@ -165,16 +170,28 @@ final class ListenerCore: Sendable {
         self.logger = logger
         self.socketFile = socketFile
         let stop = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard stop >= 0 else {
+        let attached = stop >= 0 ? SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) : -1
+        guard attached >= 0 else {
+            let error = EvplError.lastErrno("eventfd", context: "listener")
+            if stop >= 0 { Glibc.close(stop) }
             Glibc.close(fd)
-            throw EvplError.lastErrno("eventfd", context: "listener")
+            socketFile?.remove()
+            throw error
         }
         self.stopFD = stop
+        self.attachedFD = attached
     }
 
     func start() throws(EvplError) {
-        let thread = try LoopThread.spawn(name: "evpl-accept") { [self] in
-            acceptLoop()
+        let thread: pthread_t
+        do throws(EvplError) {
+            thread = try LoopThread.spawn(name: "evpl-accept") { [self] in
+                acceptLoop()
+            }
+        } catch {
+            state.withLock { $0.closed = true }
+            closeDescriptors()
+            throw error
         }
         state.withLock { $0.thread = thread }
     }
@@ -182,7 +199,14 @@ final class ListenerCore: Sendable {
     var attachedCount: Int { state.withLock { $0.attached.count } }
 
     func attach(_ attachment: Attachment) {
-        state.withLock { $0.attached.append(attachment) }
+        let first = state.withLock { state in
+            state.attached.append(attachment)
+            return state.attached.count == 1
+        }
+        if first {
+            var one: UInt64 = 1
+            _ = Glibc.write(attachedFD, &one, 8)
+        }
     }
 
     func detach(loopID: ObjectIdentifier) {
@@ -204,8 +228,13 @@ final class ListenerCore: Sendable {
         } else {
             pthread_detach(thread)
         }
+        closeDescriptors()
+    }
+
+    private func closeDescriptors() {
         Glibc.close(fd)
         Glibc.close(stopFD)
+        Glibc.close(attachedFD)
         socketFile?.remove()
     }
 
@@ -262,20 +291,41 @@ final class ListenerCore: Sendable {
     }
 
     /// Hands an accepted socket and its peer's address (as `accept`
-    /// reported it) to the next attached loop, or closes it when no loop is
-    /// attached.
+    /// reported it) to the next attached loop.
+    ///
+    /// With no loop attached (before the first attaches, or after the last
+    /// detached) it waits for one, and accepting waits with it: the clients
+    /// behind this one stay in the kernel's backlog. Only the listener
+    /// closing meanwhile closes the socket.
     private func dispatch(_ client: Int32, peer: SocketAddress?) {
-        let target: Attachment? = state.withLock { state in
-            guard !state.attached.isEmpty else { return nil }
-            let chosen = state.attached[state.next % state.attached.count]
-            state.next &+= 1
-            return chosen
+        while true {
+            let target: Attachment? = state.withLock { state in
+                guard !state.attached.isEmpty else { return nil }
+                let chosen = state.attached[state.next % state.attached.count]
+                state.next &+= 1
+                return chosen
+            }
+            if let target {
+                target.remote.enqueue(.accepted(fd: client, peer: peer, listenerID: target.attachmentID))
+                return
+            }
+            guard waitForAttachment() else {
+                Glibc.close(client)
+                return
+            }
         }
-        guard let target else {
-            Glibc.close(client)
-            return
+    }
+
+    /// Waits until a loop attaches (true) or the listener closes (false).
+    private func waitForAttachment() -> Bool {
+        var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0), pollfd(fd: attachedFD, events: Int16(POLLIN), revents: 0)]
+        while Glibc.poll(&fds, 2, -1) < 0 {
+            if Glibc.errno != EINTR { return false }
         }
-        target.remote.enqueue(.accepted(fd: client, peer: peer, listenerID: target.attachmentID))
+        if fds[0].revents != 0 { return false }
+        var count: UInt64 = 0
+        _ = Glibc.read(attachedFD, &count, 8)
+        return true
     }
 }
 
