@@ -113,6 +113,7 @@ def idle(port, count, pid, timeout):
 
 def nonreading(port, count, seconds, pid):
     raise_file_limit()
+    start = rss(pid)
     clients = []
     for _ in range(count):
         s = socket.create_connection(("127.0.0.1", port))
@@ -127,7 +128,8 @@ def nonreading(port, count, seconds, pid):
             except (BlockingIOError, OSError):
                 pass
         peak = max(peak, rss(pid))
-    print(f"clients={count} written_mb={written / 2**20:.0f} peak_rss_mb={peak / 2**20:.1f}")
+    print(f"clients={count} written_mb={written / 2**20:.0f} start_rss_mb={start / 2**20:.1f} "
+          f"peak_rss_mb={peak / 2**20:.1f} growth_mb={(peak - start) / 2**20:.1f}")
     for s in clients:
         s.close()
 

@@ -59,6 +59,9 @@ public final class EventLoop {
     private var lastReclaim: UInt64 = 0
     /// The most connections open since the heap was last trimmed.
     private var connectionsPeak = 0
+    /// The heap was trimmed after a wave whose last connections are still open.
+    private var heapWaveEnding = false
+    private var heapTrimScheduled = false
     /// Datagram endpoints that could not take the buffers a receive needs.
     @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
     /// The io_uring side of every datagram endpoint bound here, weakly: an
@@ -519,13 +522,29 @@ public final class EventLoop {
     /// After a wave of connections has gone (thousands, and half of the
     /// peak), gives the heap memory they held back to the kernel: glibc
     /// keeps freed memory below the top of the heap otherwise, and a
-    /// server would stay at its peak after a flood.
+    /// server would stay at its peak after a flood. The wave's last
+    /// connection gone, what its tail held goes back too. The trim waits a
+    /// little: a closed connection's memory is freed only once the
+    /// backend's last completions for it have come.
     private func returnHeapAfterWave() {
         let open = connections.count
         if open > connectionsPeak {
             connectionsPeak = open
         } else if connectionsPeak - open >= Self.heapWave && open < connectionsPeak / 2 {
             connectionsPeak = open
+            heapWaveEnding = true
+            scheduleHeapTrim()
+        } else if open == 0 && heapWaveEnding {
+            heapWaveEnding = false
+            scheduleHeapTrim()
+        }
+    }
+
+    private func scheduleHeapTrim() {
+        guard !heapTrimScheduled else { return }
+        heapTrimScheduled = true
+        _ = try? addOneShotTimer(after: .milliseconds(200)) { [unowned self] _ in
+            heapTrimScheduled = false
             _ = cevpl_malloc_trim()
         }
     }

@@ -64,7 +64,8 @@ public final class BufferPool {
     var trimScheduler: (() -> Void)?
     private var trimScheduled = false
     /// The fewest free buffers since the last trim: `free[0..<lowWater]`
-    /// stayed free all along (the free list is a stack).
+    /// stayed free all along (the free list is a stack), or had their
+    /// pages returned: never below ``trimmedPrefix``.
     @exclusivity(unchecked) private var lowWater = 0
     /// `free[0..<trimmedPrefix]` have had their pages returned.
     @exclusivity(unchecked) private var trimmedPrefix = 0
@@ -211,12 +212,13 @@ public final class BufferPool {
         trimUnreserved()
     }
 
-    /// Near the budget (three quarters reserved), returns the pages of the
-    /// free buffers that are not paid for (beyond what is reserved and not
-    /// in use), longest-free first: what other loops reserve must not add
-    /// to memory this pool still holds. Registered slabs trim whole, later.
+    /// Returns the pages of the free buffers that are not paid for (beyond
+    /// what is reserved and not in use), longest-free first, so that the
+    /// pages a budgeted pool keeps never exceed what it reserved: what
+    /// other loops reserve must not add to memory this pool still holds.
+    /// Registered slabs trim whole, later.
     private func trimUnreserved() {
-        guard let budget, hooks.isEmpty, budget.bytesReserved > budget.limit - budget.limit / 4 else { return }
+        guard hooks.isEmpty else { return }
         let end = free.count - max(0, reservedBuffers - buffersInUse)
         guard trimmedPrefix < end else { return }
         for index in trimmedPrefix..<end {
@@ -224,6 +226,9 @@ public final class BufferPool {
         }
         buffersTrimmed &+= UInt64(end - trimmedPrefix)
         trimmedPrefix = end
+        // `take` notices a trimmed buffer coming back into use only below
+        // the low-water mark.
+        lowWater = max(lowWater, end)
     }
 
     /// Below how many buffers in use a chunk goes back: two chunks under
@@ -266,6 +271,22 @@ public final class BufferPool {
     /// Free buffers whose pages are resident (not trimmed).
     public var residentFreeBuffers: Int {
         hooks.isEmpty ? free.count - trimmedPrefix : free.count - unregisteredSlabs * buffersPerSlab
+    }
+
+    /// Bytes reserved from the budget (`Int.max` buffers' worth without one).
+    var reservedBytes: Int { reservedBuffers == .max ? .max : reservedBuffers * bufferSize }
+
+    /// Bytes of the slabs whose pages are resident now, as the kernel
+    /// reports them (`mincore`): what the pool costs the process.
+    func residentBytes() -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var resident = 0
+        for slab in slabs {
+            var pages = [UInt8](repeating: 0, count: (slab.count + page - 1) / page)
+            guard mincore(slab.baseAddress, slab.count, &pages) == 0 else { continue }
+            resident += pages.reduce(0) { $0 + Int($1 & 1) } * page
+        }
+        return resident
     }
 
     /// Slabs whose memory a trim gave back (unregistered, pages returned).

@@ -20,6 +20,8 @@ final class ConnectionDeadlines {
     private var cursor: UInt64 = 0
     private var timer: EvplTimer?
     private var count = 0
+    /// The most deadlines at once since the wheel was last empty.
+    private var peakCount = 0
     private var expired: [Connection] = []
     private var advancing = false
 
@@ -51,10 +53,20 @@ final class ConnectionDeadlines {
         if count == 0 && !advancing { stopTimer() }
     }
 
+    /// Stops the timer once no connection has a deadline. After a wave of
+    /// them, the slots give back the capacity they grew to.
     private func stopTimer() {
         timer?.cancel()
         timer = nil
+        if peakCount >= Self.waveSize {
+            slots = Array(repeating: [], count: Self.slotCount)
+            expired = []
+        }
+        peakCount = 0
     }
+
+    /// Deadlines at once past which an emptied wheel frees its slots' capacity.
+    private static let waveSize = 1024
 
     private func insert(_ connection: Connection, at deadline: UInt64) {
         if timer == nil {
@@ -66,6 +78,7 @@ final class ConnectionDeadlines {
         connection.deadlineIndex = slots[slot].count
         slots[slot].append(connection)
         count += 1
+        peakCount = max(peakCount, count)
     }
 
     /// The slot of `deadline`'s tick, never behind the cursor: a slot

@@ -23,7 +23,15 @@ struct ConnectionRegistry {
         freeSlots.append(slot)
         connection.registrySlot = -1
         count -= 1
+        if count == 0 && slots.count >= Self.waveSize {
+            // The last of a wave of connections: its tables go too.
+            slots = []
+            freeSlots = []
+        }
     }
+
+    /// Slots past which an emptied registry frees its tables.
+    private static let waveSize = 1024
 
     func all() -> [Connection] {
         slots.compactMap { $0 }
