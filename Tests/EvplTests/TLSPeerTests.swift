@@ -168,6 +168,142 @@ except OSError as error:
 print(data.hex() if data else "nothing", flush=True)
 """#
 
+/// Completes a TLS 1.3 handshake with Python's `ssl` over memory BIOs,
+/// takes the traffic secrets from its key log, then seals hand-made inner
+/// plaintexts with AES-128-GCM (libcrypto through ctypes) and prints what
+/// the server answered, decrypted: `PORT CA CASE`.
+private let fuzzedPlaintextClient = #"""
+import ctypes, ctypes.util, hashlib, hmac, os, socket, ssl, sys, tempfile
+port, ca, case = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+crypto = ctypes.CDLL(ctypes.util.find_library("crypto"))
+crypto.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+crypto.EVP_aes_128_gcm.restype = ctypes.c_void_p
+crypto.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
+for name in ("EVP_EncryptInit_ex", "EVP_DecryptInit_ex"):
+    getattr(crypto, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+for name in ("EVP_EncryptUpdate", "EVP_DecryptUpdate"):
+    getattr(crypto, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_int]
+for name in ("EVP_EncryptFinal_ex", "EVP_DecryptFinal_ex"):
+    getattr(crypto, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+crypto.EVP_CIPHER_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+
+def gcm(encrypt, key, nonce, aad, data, tag=None):
+    context = crypto.EVP_CIPHER_CTX_new()
+    try:
+        init = crypto.EVP_EncryptInit_ex if encrypt else crypto.EVP_DecryptInit_ex
+        update = crypto.EVP_EncryptUpdate if encrypt else crypto.EVP_DecryptUpdate
+        final = crypto.EVP_EncryptFinal_ex if encrypt else crypto.EVP_DecryptFinal_ex
+        assert init(context, crypto.EVP_aes_128_gcm(), None, key, nonce) == 1
+        length = ctypes.c_int(0)
+        assert update(context, None, ctypes.byref(length), aad, len(aad)) == 1
+        out = ctypes.create_string_buffer(len(data) + 16)
+        assert update(context, out, ctypes.byref(length), data, len(data)) == 1
+        if not encrypt:
+            crypto.EVP_CIPHER_CTX_ctrl(context, 0x11, 16, ctypes.c_char_p(tag))
+        if final(context, None, ctypes.byref(ctypes.c_int(0))) != 1:
+            return None
+        if encrypt:
+            tag = ctypes.create_string_buffer(16)
+            crypto.EVP_CIPHER_CTX_ctrl(context, 0x10, 16, tag)
+            return out.raw[:len(data)] + tag.raw
+        return out.raw[:len(data)]
+    finally:
+        crypto.EVP_CIPHER_CTX_free(context)
+
+def expand_label(secret, label, length):
+    full = b"tls13 " + label
+    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(secret, block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+class Direction:
+    def __init__(self, secret):
+        self.key, self.iv, self.sequence = expand_label(secret, b"key", 16), expand_label(secret, b"iv", 12), 0
+    def nonce(self):
+        padded = self.sequence.to_bytes(12, "big")
+        self.sequence += 1
+        return bytes(a ^ b for a, b in zip(self.iv, padded))
+    def seal(self, inner):
+        header = b"\x17\x03\x03" + (len(inner) + 16).to_bytes(2, "big")
+        return header + gcm(True, self.key, self.nonce(), header, inner)
+    def open(self, header, body):
+        return gcm(False, self.key, self.nonce(), header, body[:-16], body[-16:])
+
+keylog = tempfile.NamedTemporaryFile(suffix=".keys", delete=False).name
+context = ssl.create_default_context(cafile=ca)
+context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3
+context.keylog_filename = keylog
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(5)
+while True:
+    try:
+        tls.do_handshake()
+        s.sendall(outgoing.read())
+        break
+    except ssl.SSLWantReadError:
+        s.sendall(outgoing.read())
+        incoming.write(s.recv(65536))
+assert tls.cipher()[0] == "TLS_AES_128_GCM_SHA256", tls.cipher()
+secrets = {}
+for line in open(keylog):
+    fields = line.split()
+    if len(fields) == 3:
+        secrets[fields[0]] = bytes.fromhex(fields[2])
+os.unlink(keylog)
+client, server = Direction(secrets["CLIENT_TRAFFIC_SECRET_0"]), Direction(secrets["SERVER_TRAFFIC_SECRET_0"])
+
+records = {
+    "no-content-type": [bytes(16)],
+    "unknown-content-type": [b"hello\x99"],
+    "overflow": [bytes(2**14 + 1) + b"\x17"],
+    "empty-handshake": [b"\x16"],
+    "unknown-handshake": [b"\xfe\x00\x00\x00\x16"],
+    "empty-alert": [b"\x15"],
+    "long-alert": [b"\x01\x00\x00\x15"],
+    "client-hello-after-handshake": [b"\x01\x00\x00\x00\x16"],
+    "zero-length-data": [b"\x17", b"hello\x17"],
+    "padded-data": [b"hello\x17" + bytes(200)],
+}[case]
+for inner in records:
+    s.sendall(client.seal(inner))
+answers, buffered = [], b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            answers.append("closed")
+            break
+        buffered += chunk
+        while len(buffered) >= 5 and len(buffered) >= 5 + int.from_bytes(buffered[3:5], "big"):
+            header, body = buffered[:5], buffered[5:5 + int.from_bytes(buffered[3:5], "big")]
+            buffered = buffered[5 + len(body):]
+            inner = server.open(header, body) if header[0] == 0x17 else None
+            if inner is None:
+                answers.append("undecryptable")
+                continue
+            inner = inner.rstrip(b"\x00")
+            kind, content = inner[-1], inner[:-1]
+            if kind == 0x15:
+                answers.append("alert %d %d" % (content[0], content[1]))
+            elif kind == 0x17:
+                answers.append("data " + content.decode(errors="replace"))
+                if case in ("zero-length-data", "padded-data"):
+                    raise StopIteration
+            else:
+                answers.append("type %d" % kind)
+except StopIteration:
+    pass
+except OSError as error:
+    answers.append(type(error).__name__)
+print(case + ": " + ", ".join(answers), flush=True)
+"""#
+
 @Suite("TLS against OpenSSL and Python")
 struct TLSPeerTests {
     /// Runs an evpl TLS echo server on `loop` while `script` runs; returns
@@ -322,6 +458,39 @@ struct TLSPeerTests {
             #expect(answer.hasPrefix(expected) && answer.count == expected.count + 2 * (version == "1.3" ? 19 : 26),
                     "TLS \(version): the server answered \(answer)")
             #expect(ends.count == 1 && ends[0]?.code == .tls, "TLS \(version): \(ends)")
+        }
+        expectNoLeaks(loop)
+    }
+
+    /// tlsfuzzer's fuzzed-plaintext, empty-record and post-handshake cases,
+    /// each with the answer RFC 8446 requires: records that decrypt well but
+    /// hold what no peer may send. (`openssl s_server` answers the same.)
+    static let fuzzedPlaintexts: [(name: String, answer: String)] = [
+        ("no-content-type", "alert 2 10, closed"),  // 5.4: no non-zero octet, unexpected_message
+        ("unknown-content-type", "alert 2 10, closed"),  // 5: an unexpected record type
+        ("overflow", "alert 2 22, closed"),  // 5.2: TLSInnerPlaintext over 2^14 + 1, record_overflow
+        ("empty-handshake", "alert 2 10, closed"),  // 5.1: no zero-length handshake fragments
+        ("unknown-handshake", "alert 2 10, closed"),  // 4: an unexpected message
+        ("client-hello-after-handshake", "alert 2 10, closed"),  // 4.1.2: no renegotiation
+        ("empty-alert", "alert 2 10, closed"),  // 5.1; listed in Conformance.md (no alert named)
+        ("long-alert", "alert 2 10, closed"),  // 5.1; listed in Conformance.md (decode_error fits too)
+        ("zero-length-data", "data hello"),  // 5.4: zero-length application data MAY be sent
+        ("padded-data", "data hello"),  // 5.4: padding is zeros after the type
+    ]
+
+    @Test("records that decrypt but break RFC 8446 (no content type, unknown type, 2^14 + 2 bytes of plaintext, empty or unknown or renegotiating handshake, bad alerts) get the alert it names; empty and padded application data are served",
+          arguments: StreamCase.backends)
+    func fuzzedPlaintextAlerts(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let loop = try makeLoop()
+        let script = try fixtures.write(fuzzedPlaintextClient, to: "fuzzed-plaintext.py")
+        for (name, answer) in Self.fuzzedPlaintexts {
+            let (output, ends) = try serve(fixtures.serverContext(ticketsPerHandshake: 0), backend: backend, loop: loop, script: { port in
+                "python3 \(script) \(port) \(fixtures.caCertificate) \(name)"
+            })
+            #expect(String(output.filter { !$0.isNewline }) == "\(name): \(answer)")
+            let expectedEnd: EvplError.Code = answer.hasPrefix("alert") ? .tls : .tlsTruncated
+            #expect(ends.count == 1 && ends[0]?.code == expectedEnd, "\(name): \(ends)")
         }
         expectNoLeaks(loop)
     }
