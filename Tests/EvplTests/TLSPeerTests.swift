@@ -132,6 +132,26 @@ except OSError as error:
 print(data.hex() if data else "nothing", flush=True)
 """#
 
+/// A Python function that completes a handshake with `ssl` over memory
+/// BIOs on a socket of its own, so that what follows can write records by
+/// hand: `handshake(port, context)` returns the socket, the `SSLObject` and
+/// its outgoing BIO.
+private let memoryBIOHandshake = #"""
+def handshake(port, context):
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    while True:
+        try:
+            tls.do_handshake()
+            s.sendall(outgoing.read())
+            return s, tls, outgoing
+        except ssl.SSLWantReadError:
+            s.sendall(outgoing.read())
+            incoming.write(s.recv(65536))
+"""#
+
 /// Completes a handshake with Python's `ssl` over memory BIOs, then sends
 /// one application-data record with the last byte of its tag flipped and
 /// prints, in hex, every byte the server sent after it: `PORT CA VERSION`.
@@ -140,18 +160,8 @@ import socket, ssl, sys
 port, ca, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 context = ssl.create_default_context(cafile=ca)
 context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
-incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-s = socket.create_connection(("127.0.0.1", port))
-s.settimeout(5)
-while True:
-    try:
-        tls.do_handshake()
-        s.sendall(outgoing.read())
-        break
-    except ssl.SSLWantReadError:
-        s.sendall(outgoing.read())
-        incoming.write(s.recv(65536))
+\#(memoryBIOHandshake)
+s, tls, outgoing = handshake(port, context)
 tls.write(b"x" * 64)
 record = bytearray(outgoing.read())
 record[-1] ^= 0x01
@@ -237,18 +247,8 @@ keylog = tempfile.NamedTemporaryFile(suffix=".keys", delete=False).name
 context = ssl.create_default_context(cafile=ca)
 context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3
 context.keylog_filename = keylog
-incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-s = socket.create_connection(("127.0.0.1", port))
-s.settimeout(5)
-while True:
-    try:
-        tls.do_handshake()
-        s.sendall(outgoing.read())
-        break
-    except ssl.SSLWantReadError:
-        s.sendall(outgoing.read())
-        incoming.write(s.recv(65536))
+\#(memoryBIOHandshake)
+s, tls, outgoing = handshake(port, context)
 assert tls.cipher()[0] == "TLS_AES_128_GCM_SHA256", tls.cipher()
 secrets = {}
 for line in open(keylog):
