@@ -1,3 +1,4 @@
+import CAllocationCounter
 @testable import Evpl
 import Testing
 #if canImport(Glibc)
@@ -393,6 +394,8 @@ struct PoolCeilingTests {
     /// limit closed them: the heap the wave held, the connection table and
     /// the timer wheel's slots all go back.
     @Test("evpl echo --idle-timeout 1: thousands of idle connections are closed at their limit and RSS comes back within 10% of its start",
+          .enabled(if: cevpl_allocation_counting_available() != 0,
+                   "a sanitizer build's allocator keeps freed memory (quarantine, shadow), so RSS does not come back"),
           arguments: StreamCase.backends)
     func idleWaveLeavesNothing(_ backend: EvplProtocol.Backend) throws {
         var limit = rlimit()
@@ -422,7 +425,7 @@ struct PoolCeilingTests {
             #expect(Glibc.poll(&poll, 1, left) == 1, "a connection still open 20 s after its idle limit")
         }
         var after = loaded
-        for _ in 0..<30 where after > before + before / 10 {
+        for _ in 0..<50 where after > before + before / 10 {
             usleep(100_000)
             after = residentBytes(of: server.pid) ?? after
         }

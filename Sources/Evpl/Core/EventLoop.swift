@@ -57,8 +57,8 @@ public final class EventLoop {
     private var memoryRetryTimer: EvplTimer?
     /// When idle connections last gave their fill buffers back.
     private var lastReclaim: UInt64 = 0
-    /// The most connections open since the heap was last trimmed.
-    private var connectionsPeak = 0
+    /// Connections closed since the heap was last trimmed.
+    private var closedSinceHeapTrim = 0
     /// The heap was trimmed after a wave whose last connections are still open.
     private var heapWaveEnding = false
     private var heapTrimScheduled = false
@@ -512,34 +512,38 @@ public final class EventLoop {
 
     func deliverPendingDisconnects() -> Bool {
         guard !pendingDisconnects.isEmpty else { return false }
+        var closed = 0
         while let connection = pendingDisconnects.popLast() {
             connection.completeDisconnect()
+            closed += 1
         }
-        returnHeapAfterWave()
+        returnHeapAfterWave(closed: closed)
         return true
     }
 
-    /// After a wave of connections has gone (thousands, and half of the
-    /// peak), gives the heap memory they held back to the kernel: glibc
-    /// keeps freed memory below the top of the heap otherwise, and a
-    /// server would stay at its peak after a flood. The wave's last
-    /// connection gone, what its tail held goes back too. The trim waits a
-    /// little: a closed connection's memory is freed only once the
-    /// backend's last completions for it have come.
-    private func returnHeapAfterWave() {
+    /// After a wave of connections has gone (a thousand or more since the
+    /// last trim, and more than are still open), gives the heap memory
+    /// they held back to the kernel: glibc keeps freed memory below the top
+    /// of the heap otherwise, and a server would stay at its peak after a
+    /// flood. The wave's last connection gone, what its tail held goes back
+    /// too. Counting closes, not a peak, holds however the wave comes: all
+    /// at once, or while its first connections already leave.
+    private func returnHeapAfterWave(closed: Int) {
+        closedSinceHeapTrim += closed
         let open = connections.count
-        if open > connectionsPeak {
-            connectionsPeak = open
-        } else if connectionsPeak - open >= Self.heapWave && open < connectionsPeak / 2 {
-            connectionsPeak = open
-            heapWaveEnding = true
+        if closedSinceHeapTrim >= Self.heapWave && open < closedSinceHeapTrim {
+            closedSinceHeapTrim = 0
+            heapWaveEnding = open > 0
             scheduleHeapTrim()
         } else if open == 0 && heapWaveEnding {
+            closedSinceHeapTrim = 0
             heapWaveEnding = false
             scheduleHeapTrim()
         }
     }
 
+    /// Trims the heap a moment from now: a closed connection's memory is
+    /// freed only once the backend's last completions for it have come.
     private func scheduleHeapTrim() {
         guard !heapTrimScheduled else { return }
         heapTrimScheduled = true
@@ -549,7 +553,7 @@ public final class EventLoop {
         }
     }
 
-    /// Connections gone since the peak before the heap is trimmed.
+    /// Connections closed since the last heap trim before another.
     private static let heapWave = 1024
 
     func handleRemoteWake() {

@@ -51,7 +51,7 @@ extension Connection {
         receivePauses.insert(reason)
         guard wasReceiving else { return }
         loop.statistics.receivePauses &+= 1
-        uring?.stopReceiving()
+        stopReceiving()
     }
 
     func resumeReceiving(_ reason: ReceivePauses) {
@@ -70,28 +70,6 @@ extension Connection {
     }
 
     // MARK: Events
-
-    func handleEvents(_ events: UInt32) {
-        if let uring {
-            // Only a read pass after a resume reaches an io_uring connection here.
-            readPending = false
-            resumeDelivery()
-            uring.armReceive()
-            return
-        }
-        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
-        if state == .connecting {
-            connectCompleted(errno: SocketOps.pendingError(of: fd))
-            return
-        }
-        if events & UInt32(EPOLLOUT.rawValue) != 0 && !sendQueue.isEmpty {
-            flush()
-        }
-        let hangup = UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue)
-        if events & (UInt32(EPOLLIN.rawValue) | hangup) != 0 {
-            readAvailable(drain: events & hangup != 0)
-        }
-    }
 
     /// Ends the connecting state: `code` is 0 on success, else the errno.
     func connectCompleted(errno code: Int32) {
@@ -118,11 +96,7 @@ extension Connection {
         guard state != .closed else { return }
         if finishAfterConnect && state == .connected && tls == nil { state = .finishing }
         flush()
-        if let uring {
-            uring.armReceive()
-        } else {
-            readAvailable()
-        }
+        startReceiving()
     }
 
     /// The TLS handshake completed: reports `connected`, encrypts what was
@@ -158,54 +132,6 @@ extension Connection {
     /// and receiving not paused.
     @inline(__always)
     var mayReceive: Bool { isOpen && !inputClosed && receivePauses.isEmpty }
-
-    /// Reads until the socket is drained or the burst limit is reached, in
-    /// which case the rest is read next iteration so other sources get a turn.
-    /// A short read ends it, saving the `EAGAIN` read, unless `drain` says the
-    /// peer hung up: then the end of stream must be read now, as no further
-    /// edge will announce it.
-    func readAvailable(drain: Bool = false) {
-        let drain = drain || peerHungUp
-        readPending = false
-        resumeDelivery()
-        var reads = 0
-        while mayReceive {
-            if reads == Self.readBurst {
-                scheduleReadPass()
-                return
-            }
-            reads += 1
-            let space: UnsafeMutableRawBufferPointer
-            let queue = wireReceiveQueue
-            do {
-                space = try queue.writableSpace()
-            } catch {
-                if error.code == .resourceExhausted {
-                    // The data waits in the kernel until the pool has room.
-                    loop.waitForMemory(self)
-                } else {
-                    tearDown(error: error)
-                }
-                return
-            }
-            let result = SystemCalls.receive(fd, space.baseAddress, space.count)
-            if result > 0 {
-                noteActivity()
-                queue.commit(result)
-                wireReceived()
-                if result < space.count && !drain { return }
-            } else if result == 0 {
-                peerFinished()
-                return
-            } else {
-                let code = Glibc.errno
-                if code == EAGAIN { return }
-                if code == EINTR { continue }
-                tearDown(error: EvplError(errno: code, operation: "receive", context: "\(remoteAddress)"))
-                return
-            }
-        }
-    }
 
     /// After a resume: delivers what arrived while paused, then the end of
     /// stream if it came too.

@@ -93,9 +93,8 @@ public final class Connection: PollSource {
     var closingError: EvplError?
     /// The connection ends with ``closingError`` once its queue is out.
     var failing = false
-    /// The io_uring operations of a connection on the io_uring backend; `nil`
-    /// on the socket backend, where epoll readiness drives reads and writes.
-    var uring: URingStream?
+    /// How the queues meet the kernel: the backend (see ``StreamTransport``).
+    var transport = StreamTransport.socket
     /// Set while an async consumer pulls received bytes (``AsyncConnection``):
     /// arrivals and the end of stream only call it, and the bytes wait in
     /// ``receiveQueue`` until the consumer takes them. Receiving pauses
@@ -119,9 +118,6 @@ public final class Connection: PollSource {
     /// Where the backend puts the bytes it receives: the ciphertext queue
     /// under TLS, the receive queue itself otherwise.
     var wireReceiveQueue: ReceiveQueue { tls?.ciphertext ?? receiveQueue }
-
-    static let pollEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
-    static let readBurst = 16
 
     init(loop: EventLoop, fd: Int32, protocol evplProtocol: EvplProtocol, remoteAddress: SocketAddress, state: State, handler: @escaping Handler) {
         self.loop = loop
@@ -327,24 +323,7 @@ public final class Connection: PollSource {
     /// when the socket becomes writable.
     func flush() {
         guard state == .connected || state == .finishing else { return }
-        if let uring {
-            uring.flush()
-            shutdownIfFinished()
-            return
-        }
-        let before = sendQueue.count
-        if before > 0 {
-            let result = sendQueue.flush(fd: fd, scratch: loop.iovecScratch)
-            if result.error != 0 {
-                tearDown(error: EvplError(errno: result.error, operation: "send", context: "\(remoteAddress)"))
-                return
-            }
-            if result.written > 0 {
-                noteActivity()
-                reportProgress(queuedBefore: before)
-            }
-            guard state != .closed else { return }
-        }
+        transmit()
         shutdownIfFinished()
     }
 
@@ -361,7 +340,7 @@ public final class Connection: PollSource {
     /// Sends the end of stream once a finishing connection has written
     /// everything; closes once both directions have ended.
     private func shutdownIfFinished() {
-        guard state == .finishing && sendQueue.isEmpty && !(uring?.sendInFlight ?? false) else { return }
+        guard state == .finishing && sendQueue.isEmpty && !sendInFlight else { return }
         if !shutdownSent {
             shutdownSent = true
             Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -369,7 +348,9 @@ public final class Connection: PollSource {
         if inputClosed { tearDown(error: closingError) }
     }
 
-    private func reportProgress(queuedBefore: Int) {
+    /// After bytes were written: `sent` and `writable` events, and the
+    /// end of a backpressure pause.
+    func reportProgress(queuedBefore: Int) {
         // Near the ceiling, a connection with nothing left to send keeps no buffer.
         if sendQueue.isEmpty && loop.bufferPool.isUnderPressure { sendQueue.releaseIdleFill() }
         if notifiesSent {
@@ -400,7 +381,7 @@ public final class Connection: PollSource {
         closingError = error
         state = .finishing
         inputClosed = true
-        uring?.stopReceiving()
+        stopReceiving()
         scheduleFlush()
         _ = try? loop.addOneShotTimer(after: Self.alertFlushLimit) { [weak self] _ in self?.tearDown(error: error) }
     }
@@ -427,11 +408,7 @@ public final class Connection: PollSource {
         if let error, error.code != .aborted {
             loop.logger.debug("connection ended", metadata: ["peer": "\(remoteAddress)", "error": "\(error)"])
         }
-        if let uring {
-            uring.cancel()
-        } else {
-            loop.unregister(token: token)
-        }
+        closeTransport()
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
         Glibc.close(fd)
         sendQueue.releaseAll()

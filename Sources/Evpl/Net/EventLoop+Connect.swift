@@ -46,7 +46,7 @@ extension EventLoop {
             // io_uring waits for the socket itself: it stays blocking.
             SocketOps.setBlocking(fd)
             let stream = URingStream(connection: connection, uring: uring)
-            connection.uring = stream
+            connection.transport = .ioUring(stream)
             connection.token = UInt64.max
             connections.insert(connection)
             stream.connect(to: address)
@@ -99,7 +99,7 @@ extension EventLoop {
             }
             if listener.backend == .ioUring {
                 SocketOps.setBlocking(fd)
-                connection.uring = URingStream(connection: connection, uring: try ioURing())
+                connection.transport = .ioUring(URingStream(connection: connection, uring: try ioURing()))
                 connection.token = UInt64.max
             } else {
                 connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
@@ -115,7 +115,7 @@ extension EventLoop {
         guard connection.state != .closed else { return }
         // Under TLS, `connected` waits for the handshake the client starts.
         if connection.tls == nil { connection.handler(connection, .connected) }
-        connection.uring?.armReceive()
+        connection.startAccepted()
     }
 }
 

@@ -252,42 +252,7 @@ final class ListenerCore: Sendable {
                 SocketOps.setNonBlocking(fd)
             }
         }
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-        while true {
-            let ready = Glibc.poll(&fds, 2, -1)
-            if ready < 0 {
-                if Glibc.errno == EINTR { continue }
-                logger.error("accepting stopped", metadata: ["error": "\(EvplError.lastErrno("poll"))"])
-                return
-            }
-            if fds[1].revents != 0 { return }
-            acceptReady()
-        }
-    }
-
-    private func acceptReady() {
-        var storage = sockaddr_storage()
-        while true {
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let client = withUnsafeMutablePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { SystemCalls.accept(fd, $0, &length) }
-            }
-            if client < 0 {
-                switch Glibc.errno {
-                case EINTR, ECONNABORTED: continue
-                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                    // Out of descriptors: leave the rest in the backlog briefly.
-                    usleep(10_000)
-                    return
-                default:
-                    return
-                }
-            }
-            let peer = withUnsafeMutablePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length) }
-            }
-            dispatch(client, peer: peer)
-        }
+        SocketAcceptor.run(listenFD: fd, stopFD: stopFD, logger: logger) { dispatch($0, peer: $1) }
     }
 
     /// Hands an accepted socket and its peer's address (as `accept`

@@ -169,7 +169,7 @@ extension EventLoop {
         guard let plan = FaultPlan.current else { return }
         let open = connections.all()
         for fd in plan.takeOwedEdges(where: { fd in open.contains { $0.fd == fd } }) {
-            guard let connection = open.first(where: { $0.fd == fd }), connection.uring == nil else { continue }
+            guard let connection = open.first(where: { $0.fd == fd }), case .socket = connection.transport else { continue }
             try? modify(fd: fd, events: Connection.pollEvents, token: connection.token)
         }
     }
