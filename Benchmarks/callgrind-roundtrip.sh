@@ -2,7 +2,7 @@
 # Instructions per round trip of `evpl perf client`, counted by callgrind:
 # the repeatable measure of the per-operation cost of the stream path.
 #
-#   Benchmarks/callgrind-roundtrip.sh [EVPL_BINARY ...]
+#   Benchmarks/callgrind-roundtrip.sh [--repeat N] [EVPL_BINARY ...]
 #
 # For each binary (the release build by default), each backend (socket,
 # io_uring) and depth (1, 16), a perf server runs natively and the client
@@ -11,8 +11,14 @@
 # tear-down cancel out: (instructions(long) - instructions(short)) /
 # (round trips(long) - round trips(short)). Give two binaries (before and
 # after a change, built the same way) to compare them in one run.
+# io_uring counts vary with how completions batch (the server runs at full
+# speed beside a client slowed by valgrind): --repeat N (default 3) gives
+# the median of N measurements, each with its own server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+repeat=3
+if [ "${1:-}" = "--repeat" ]; then repeat=$2; shift 2; fi
 
 if [ $# -eq 0 ]; then
     swift build -c release --product evpl >/dev/null
@@ -37,23 +43,27 @@ client_run() {
     echo "$instructions $operations"
 }
 
-printf '%-40s %-9s %5s %14s\n' binary backend depth instr/roundtrip
+printf '%-40s %-9s %5s %14s   %s\n' binary backend depth instr/roundtrip '(each run)'
 for binary in "$@"; do
     copy="$work/evpl-cg"
     cp "$binary" "$copy"
     strip -g "$copy"
     for backend in socket io_uring; do
         for depth in 1 16; do
-            port=$((20000 + RANDOM % 20000))
-            "$binary" perf server --backend "$backend" --port "$port" >/dev/null 2>&1 &
-            server_pid=$!
-            sleep 0.3
-            read -r short_i short_n < <(client_run "$copy" "$backend" "$depth" 2 "$port")
-            read -r long_i long_n < <(client_run "$copy" "$backend" "$depth" 6 "$port")
-            kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-            server_pid=
-            per=$(python3 -c "print(round(($long_i - $short_i) / ($long_n - $short_n)))")
-            printf '%-40s %-9s %5s %14s\n' "$binary" "$backend" "$depth" "$per"
+            counts=()
+            for _ in $(seq "$repeat"); do
+                port=$((20000 + RANDOM % 20000))
+                "$binary" perf server --backend "$backend" --port "$port" >/dev/null 2>&1 &
+                server_pid=$!
+                sleep 0.3
+                read -r short_i short_n < <(client_run "$copy" "$backend" "$depth" 2 "$port")
+                read -r long_i long_n < <(client_run "$copy" "$backend" "$depth" 6 "$port")
+                kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+                server_pid=
+                counts+=("$(python3 -c "print(round(($long_i - $short_i) / ($long_n - $short_n)))")")
+            done
+            median=$(printf '%s\n' "${counts[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+            printf '%-40s %-9s %5s %14s   (%s)\n' "$binary" "$backend" "$depth" "$median" "${counts[*]}"
         done
     done
 done

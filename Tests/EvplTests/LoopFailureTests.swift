@@ -21,7 +21,7 @@ struct LoopFailureTests {
         // The epoll set is replaced by something epoll_wait refuses (EINVAL).
         let null = open("/dev/null", O_RDONLY)
         try #require(null >= 0)
-        try #require(dup2(null, loop.epollFD) == loop.epollFD)
+        try #require(dup2(null, loop.epoll.fd) == loop.epoll.fd)
         close(null)
         let remote = loop.remote
         let watchdog = Watchdog(seconds: 5) { remote.stop() }

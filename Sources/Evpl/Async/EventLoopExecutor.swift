@@ -39,10 +39,9 @@ public final class EventLoopExecutor: SerialExecutor, TaskExecutor, Sendable {
     /// The loop, set once it exists; read only on its thread while
     /// `hasEnded` is false.
     nonisolated(unsafe) unowned(unsafe) var loop: EventLoop?
-    /// Jobs enqueued on the loop thread; touched only there.
-    private nonisolated(unsafe) var localJobs: [LoopJob] = []
-    /// The batch being run; touched only on the loop thread.
-    private nonisolated(unsafe) var runningJobs: [LoopJob] = []
+    /// Jobs enqueued on the loop thread, and the batch being run; touched
+    /// only there.
+    private nonisolated(unsafe) var localJobs = IterationQueue<LoopJob>()
 
     init(remote: EventLoopRemote, ownerThread: pthread_t, logger: Logger) {
         self.remote = remote
@@ -50,7 +49,6 @@ public final class EventLoopExecutor: SerialExecutor, TaskExecutor, Sendable {
         self.logger = logger
         serialFace = LoopSerialExecutor(ownerThread: ownerThread)
         localJobs.reserveCapacity(64)
-        runningJobs.reserveCapacity(64)
         serialFace.owner = self
     }
 
@@ -120,19 +118,18 @@ public final class EventLoopExecutor: SerialExecutor, TaskExecutor, Sendable {
     /// for the next iteration, so a task that yields in a loop cannot starve
     /// the loop's I/O. Returns whether any ran.
     func runReadyJobs() -> Bool {
-        guard !localJobs.isEmpty else { return false }
-        swap(&localJobs, &runningJobs)
+        guard localJobs.beginBatch() else { return false }
         let serial = UnownedSerialExecutor(ordinary: serialFace)
         let task = asUnownedTaskExecutor()
-        for index in runningJobs.indices {
-            let job = runningJobs[index]
+        for index in localJobs.batch.indices {
+            let job = localJobs.batch[index]
             if job.isolated {
                 job.job.runSynchronously(on: serial)
             } else {
                 job.job.runSynchronously(on: task)
             }
         }
-        runningJobs.removeAll(keepingCapacity: true)
+        localJobs.endBatch()
         return true
     }
 

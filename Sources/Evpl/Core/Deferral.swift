@@ -41,18 +41,17 @@ extension EventLoop {
     }
 
     func runDeferrals() -> Bool {
-        guard !armedDeferrals.isEmpty else { return false }
-        swap(&armedDeferrals, &runningDeferrals)
+        guard armedDeferrals.beginBatch() else { return false }
         var ran = false
-        for index in runningDeferrals.indices {
-            let deferral = runningDeferrals[index]
+        for index in armedDeferrals.batch.indices {
+            let deferral = armedDeferrals.batch[index]
             deferral.isQueued = false
             guard deferral.isArmed else { continue }
             deferral.isArmed = false
             deferral.handler(deferral)
             ran = true
         }
-        runningDeferrals.removeAllKeepingCapacity()
+        armedDeferrals.endBatch()
         return ran
     }
 }

@@ -32,27 +32,22 @@ public final class EventLoop {
     /// actors that adopt it run on this loop's thread. `Sendable`.
     public let executor: EventLoopExecutor
 
-    let epollFD: Int32
     let ownerThread: pthread_t
-    @exclusivity(unchecked) var sources = PollSourceTable()
+    /// The descriptors the loop watches.
+    @exclusivity(unchecked) var epoll: EpollSet
     @exclusivity(unchecked) var timers = TimerHeap()
-    @exclusivity(unchecked) var armedDeferrals: [Deferral] = []
-    @exclusivity(unchecked) var runningDeferrals: [Deferral] = []
-    @exclusivity(unchecked) var pendingFlush: [Connection] = []
-    @exclusivity(unchecked) var flushing: [Connection] = []
-    @exclusivity(unchecked) var pendingReads: [PollSource] = []
-    @exclusivity(unchecked) private var readingNow: [PollSource] = []
+    @exclusivity(unchecked) var armedDeferrals = IterationQueue<Deferral>()
+    @exclusivity(unchecked) var pendingFlush = IterationQueue<Connection>()
+    @exclusivity(unchecked) var pendingReads = IterationQueue<PollSource>()
     @exclusivity(unchecked) var pendingDisconnects: [Connection] = []
-    @exclusivity(unchecked) var pendingDatagramFlush: [DatagramEndpoint] = []
-    @exclusivity(unchecked) private var flushingDatagrams: [DatagramEndpoint] = []
+    @exclusivity(unchecked) var pendingDatagramFlush = IterationQueue<DatagramEndpoint>()
     @exclusivity(unchecked) var connections = ConnectionRegistry()
     /// Block requests submitted on this loop and not yet completed.
     @exclusivity(unchecked) var blockRequestsPending = 0
     /// Set while a graceful shutdown runs.
     @exclusivity(unchecked) var gracefulShutdown: GracefulShutdown?
     /// Connections paused because the pool reached its receive limit.
-    @exclusivity(unchecked) var memoryWaiters: [Connection] = []
-    @exclusivity(unchecked) private var wokenMemoryWaiters: [Connection] = []
+    @exclusivity(unchecked) var memoryWaiters = IterationQueue<Connection>()
     /// Wakes the loop to look at the shared budget while anything waits for memory.
     private var memoryRetryTimer: EvplTimer?
     /// When idle connections last gave their fill buffers back.
@@ -74,8 +69,6 @@ public final class EventLoop {
     /// The handshake and idle deadlines of the loop's connections.
     private(set) lazy var deadlines = ConnectionDeadlines(loop: self)
     let iovecScratch: UnsafeMutablePointer<iovec>
-    private let eventMasks: UnsafeMutablePointer<UInt32>
-    private let eventTokens: UnsafeMutablePointer<UInt64>
     private var remoteToken: UInt64 = 0
     private var lastActivity: UInt64 = 0
     private var pinCount = 0
@@ -166,14 +159,10 @@ public final class EventLoop {
         self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes, budget: resolved.memoryBudget)
         self.remote = try EventLoopRemote()
-        let fd = SystemCalls.epollCreate(Int32(EPOLL_CLOEXEC))
-        guard fd >= 0 else { throw EvplError.lastErrno("epoll_create1") }
-        self.epollFD = fd
+        self.epoll = try EpollSet(capacity: resolved.maxEventsPerPoll)
         self.ownerThread = pthread_self()
         self.executor = EventLoopExecutor(remote: remote, ownerThread: ownerThread, logger: logger)
         self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
-        self.eventMasks = .allocate(capacity: resolved.maxEventsPerPoll)
-        self.eventTokens = .allocate(capacity: resolved.maxEventsPerPoll)
         self.remoteToken = try register(fd: remote.wakeFD, events: UInt32(EPOLLIN.rawValue), source: RemoteWakeSource(loop: self))
         bufferPool.trimScheduler = { [unowned self] in schedulePoolTrim() }
         executor.loop = self
@@ -193,10 +182,8 @@ public final class EventLoop {
         // Endpoints that outlive the loop give back the buffers they kept
         // for their next receive while the pool is still here.
         for index in uringDatagrams.indices { uringDatagrams[index].datagram?.releaseIdleReceiveBuffers() }
-        Glibc.close(epollFD)
+        epoll.close()
         iovecScratch.deallocate()
-        eventMasks.deallocate()
-        eventTokens.deallocate()
     }
 
     // MARK: Running
@@ -324,9 +311,10 @@ public final class EventLoop {
     /// one, so every waiting connection makes progress. A datagram endpoint
     /// resumes once the pool has room for a whole receive.
     private func resumeMemoryWaiters() {
-        swap(&memoryWaiters, &wokenMemoryWaiters)
-        for connection in wokenMemoryWaiters { connection.resumeReceiving(.memory) }
-        wokenMemoryWaiters.removeAll(keepingCapacity: true)
+        if memoryWaiters.beginBatch() {
+            for index in memoryWaiters.batch.indices { memoryWaiters.batch[index].resumeReceiving(.memory) }
+            memoryWaiters.endBatch()
+        }
         guard !datagramMemoryWaiters.isEmpty else { return }
         let waiting = datagramMemoryWaiters
         datagramMemoryWaiters.removeAll(keepingCapacity: true)
@@ -437,38 +425,28 @@ public final class EventLoop {
     // MARK: epoll
 
     func register(fd: Int32, events: UInt32, source: PollSource) throws(EvplError) -> UInt64 {
-        let token = sources.insert(source)
-        if SystemCalls.epollCtl(epollFD, EPOLL_CTL_ADD, fd, events, token) != 0 {
-            let error = EvplError.lastErrno("epoll_ctl add")
-            sources.remove(token: token)
-            throw error
-        }
-        return token
+        try epoll.add(fd, events: events, source: source)
     }
 
     func modify(fd: Int32, events: UInt32, token: UInt64) throws(EvplError) {
-        if SystemCalls.epollCtl(epollFD, EPOLL_CTL_MOD, fd, events, token) != 0 {
-            throw EvplError.lastErrno("epoll_ctl mod")
-        }
+        try epoll.modify(fd, events: events, token: token)
     }
 
     /// Forgets a source. Closing its fd removes it from the epoll set; pass
     /// `fd` when the fd stays open.
     func unregister(token: UInt64, fd: Int32? = nil) {
-        if let fd {
-            _ = cevpl_epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, 0, 0)
-        }
-        sources.remove(token: token)
+        epoll.remove(token: token, descriptor: fd)
     }
 
     private func poll(timeoutNanoseconds: Int64) -> Bool {
-        let count = cevpl_epoll_wait(epollFD, eventMasks, eventTokens, Int32(config.maxEventsPerPoll), timeoutNanoseconds)
+        let count = epoll.wait(timeoutNanoseconds: timeoutNanoseconds)
         if count < 0 && Glibc.errno != EINTR {
             fail(EvplError.lastErrno("epoll_wait", context: "loop \(loopConfig.name)"))
         }
         guard count > 0 else { return false }
-        for index in 0..<Int(count) {
-            sources.source(for: eventTokens[index])?.handleEvents(eventMasks[index])
+        for index in 0..<count {
+            let event = epoll.event(at: index)
+            event.source?.handleEvents(event.events)
         }
         return true
     }
@@ -476,36 +454,33 @@ public final class EventLoop {
     // MARK: Work queued for the end of the iteration
 
     private func processPendingReads() -> Bool {
-        guard !pendingReads.isEmpty else { return false }
-        swap(&pendingReads, &readingNow)
-        for index in readingNow.indices {
-            readingNow[index].handleEvents(UInt32(EPOLLIN.rawValue))
+        guard pendingReads.beginBatch() else { return false }
+        for index in pendingReads.batch.indices {
+            pendingReads.batch[index].handleEvents(UInt32(EPOLLIN.rawValue))
         }
-        readingNow.removeAllKeepingCapacity()
+        pendingReads.endBatch()
         return true
     }
 
     private func flushPendingSends() -> Bool {
         var worked = false
-        if !pendingFlush.isEmpty {
+        if pendingFlush.beginBatch() {
             worked = true
-            swap(&pendingFlush, &flushing)
-            for index in flushing.indices {
-                let connection = flushing[index]
+            for index in pendingFlush.batch.indices {
+                let connection = pendingFlush.batch[index]
                 connection.flushQueued = false
                 connection.flush()
             }
-            flushing.removeAllKeepingCapacity()
+            pendingFlush.endBatch()
         }
-        if !pendingDatagramFlush.isEmpty {
+        if pendingDatagramFlush.beginBatch() {
             worked = true
-            swap(&pendingDatagramFlush, &flushingDatagrams)
-            for index in flushingDatagrams.indices {
-                let endpoint = flushingDatagrams[index]
+            for index in pendingDatagramFlush.batch.indices {
+                let endpoint = pendingDatagramFlush.batch[index]
                 endpoint.flushQueued = false
                 endpoint.flush()
             }
-            flushingDatagrams.removeAllKeepingCapacity()
+            pendingDatagramFlush.endBatch()
         }
         return worked
     }

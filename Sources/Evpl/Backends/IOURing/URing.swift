@@ -210,7 +210,7 @@ final class URing {
     /// Arms the multishot poll on the loop's epoll fd.
     fileprivate func watchEpoll() {
         let entry = submissionEntry()
-        io_uring_prep_poll_multishot(entry, loop.epollFD, UInt32(POLLIN))
+        io_uring_prep_poll_multishot(entry, loop.epoll.fd, UInt32(POLLIN))
         entry.pointee.user_data = epollWatch.userData(for: 1)
     }
 
