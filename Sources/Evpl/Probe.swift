@@ -26,7 +26,7 @@ public enum Probe {
         for (name, family, type) in [("tcp", AF_INET, SOCK_STREAM), ("udp", AF_INET, SOCK_DGRAM), ("unix", AF_UNIX, SOCK_STREAM)] {
             let fd = socket(family, Int32(type.rawValue | SOCK_CLOEXEC.rawValue), 0)
             if fd >= 0 {
-                Glibc.close(fd)
+                SystemCalls.close(fd)
                 result.append(Entry(name: name, kind: "protocol", available: true, reason: ""))
             } else {
                 result.append(Entry(name: name, kind: "protocol", available: false, reason: "socket(): \(String(cString: strerror(Glibc.errno)))"))

@@ -65,6 +65,20 @@ struct LoopFailureTests {
         let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(message.contains("Fatal error: Widget used off its loop's thread: reach it with loop.remote.execute\n"), "stderr: \(message.suffix(400))")
     }
+
+    /// A descriptor closed twice is a bug that closes someone else's file
+    /// the next time its number is reused: the seam stops the process.
+    @Test("closing a descriptor twice, or signalling a closed eventfd, stops the process with a message instead of touching whatever file has that number now",
+          arguments: [("close", "close of a descriptor that is not open"), ("signal", "eventfd write to a descriptor that is not open")])
+    func descriptorMisuseStops(_ misuse: String, message expected: String) async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [misuse] in
+            let fd = open("/dev/null", O_WRONLY)
+            SystemCalls.close(fd)
+            if misuse == "close" { SystemCalls.close(fd) } else { SystemCalls.signalEventFD(fd) }
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("Fatal error: \(expected)"), "stderr: \(message.suffix(400))")
+    }
 }
 
 /// Carries a non-Sendable value across threads, unchecked: only for tests

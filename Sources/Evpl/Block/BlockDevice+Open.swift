@@ -48,7 +48,7 @@ extension EventLoop {
             var status = stat()
             if fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG, UInt64(status.st_size) < size, ftruncate(fd, off_t(size)) != 0 {
                 let error = EvplError.lastErrno("ftruncate", context: path)
-                Glibc.close(fd)
+                SystemCalls.close(fd)
                 throw error
             }
         }

@@ -67,7 +67,7 @@ public final class BlockDevice {
     }
 
     deinit {
-        if !descriptorClosed { Glibc.close(fd) }
+        if !descriptorClosed { SystemCalls.close(fd) }
     }
 
     /// The size in bytes (of a file: its length now).
@@ -136,7 +136,7 @@ public final class BlockDevice {
     private func closeDescriptorIfIdle() {
         guard isClosed, !descriptorClosed, pendingRequests == 0 else { return }
         descriptorClosed = true
-        Glibc.close(fd)
+        SystemCalls.close(fd)
     }
 
     // MARK: Queue

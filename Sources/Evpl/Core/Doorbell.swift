@@ -33,8 +33,7 @@ public final class Doorbell: PollSource {
 
     func handleEvents(_ events: UInt32) {
         guard isActive else { return }
-        var counter: UInt64 = 0
-        _ = Glibc.read(ringer.fd, &counter, 8)
+        SystemCalls.drainEventFD(ringer.fd)
         handler(self)
     }
 }
@@ -51,12 +50,11 @@ public final class DoorbellRinger: Sendable {
         self.fd = fd
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { SystemCalls.close(fd) }
 
     /// Wakes the doorbell's loop and schedules its callback.
     public func ring() {
-        var one: UInt64 = 1
-        _ = Glibc.write(fd, &one, 8)
+        SystemCalls.signalEventFD(fd)
     }
 }
 

@@ -31,7 +31,7 @@ struct EpollSet {
 
     /// Closes the descriptor and frees the event arrays; once, as the loop goes.
     func close() {
-        Glibc.close(fd)
+        SystemCalls.close(fd)
         masks.deallocate()
         tokens.deallocate()
     }

@@ -28,9 +28,9 @@ public final class EventLoopRemote: Sendable {
     }
 
     deinit {
-        Glibc.close(wakeFD)
+        SystemCalls.close(wakeFD)
         for task in queue.withLock({ $0 }) {
-            if case .accepted(let fd, _, _) = task { Glibc.close(fd) }
+            if case .accepted(let fd, _, _) = task { SystemCalls.close(fd) }
         }
     }
 
@@ -58,14 +58,12 @@ public final class EventLoopRemote: Sendable {
     func wake() {
         // Coalesce: one eventfd write until the loop drains it.
         if pendingWake.exchange(true, ordering: .acquiringAndReleasing) { return }
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
+        SystemCalls.signalEventFD(wakeFD)
     }
 
     /// Takes every queued task; called by the loop when its wake fd fires.
     func drain(into tasks: inout [Task]) {
-        var counter: UInt64 = 0
-        _ = Glibc.read(wakeFD, &counter, 8)
+        SystemCalls.drainEventFD(wakeFD)
         pendingWake.store(false, ordering: .releasing)
         queue.withLock { queued in
             swap(&queued, &tasks)

@@ -26,7 +26,7 @@ public final class TerminationSignals: Sendable {
         self.fd = fd
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { SystemCalls.close(fd) }
 
     /// Blocks the calling thread until SIGINT or SIGTERM arrives, or until
     /// `timeoutMilliseconds` passes; returns whether a signal arrived.

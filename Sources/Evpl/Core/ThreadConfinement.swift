@@ -16,6 +16,14 @@ import Glibc
 /// compare and a branch where it is inlined.
 @inline(never)
 func threadConfinementViolated(_ message: StaticString) -> Never {
+    stopWithMessage(message)
+}
+
+/// Stops the process after writing "Fatal error: " and `message` to
+/// standard error, in release builds too, allocating nothing and taking no
+/// lock: for a bug in the program that going on would make worse.
+@inline(never)
+func stopWithMessage(_ message: StaticString) -> Never {
     writeToStandardError("Fatal error: ")
     writeToStandardError(message)
     writeToStandardError("\n")

@@ -343,7 +343,7 @@ public final class Connection: PollSource {
         guard state == .finishing && sendQueue.isEmpty && !sendInFlight else { return }
         if !shutdownSent {
             shutdownSent = true
-            Glibc.shutdown(fd, Int32(SHUT_WR))
+            SystemCalls.shutdownWrite(fd)
         }
         if inputClosed { tearDown(error: closingError) }
     }
@@ -410,7 +410,7 @@ public final class Connection: PollSource {
         }
         closeTransport()
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
-        Glibc.close(fd)
+        SystemCalls.close(fd)
         sendQueue.releaseAll()
         tls?.ciphertext.releaseAll()
         // A handler closing from inside `received` still reads its view;
@@ -429,7 +429,7 @@ public final class Connection: PollSource {
         guard state != .closed else { return }
         state = .closed
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
-        Glibc.close(fd)
+        SystemCalls.close(fd)
         sendQueue.releaseAll()
         receiveQueue.releaseAll()
         tls?.ciphertext.releaseAll()

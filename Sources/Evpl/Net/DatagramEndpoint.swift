@@ -30,22 +30,10 @@ public final class DatagramEndpoint: PollSource {
     /// handler closes the endpoint.
     private var delivering = false
     let receiveQueue: ReceiveQueue
-    /// The io_uring operations of an endpoint on the io_uring backend; `nil`
-    /// on the socket backend.
-    var uring: URingDatagram?
-    private var outgoing: [(data: IOVec, address: SocketAddress)] = []
-    private let batch = 64
-    private let headers: UnsafeMutablePointer<msghdr>
-    private let vectors: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_storage>
-    /// Sources and lengths of the (up to) two datagrams one receive returns.
-    private let senders: UnsafeMutablePointer<sockaddr_storage>
-    private let senderLengths: UnsafeMutablePointer<socklen_t>
-    private let receivedLengths: UnsafeMutablePointer<Int>
-    /// The second receive slot (socket backend): a pool buffer held ready so
-    /// that one `recvmmsg` asks for two datagrams; getting one back means the
-    /// socket is drained, which saves the read that would return `EAGAIN`.
-    private var spare: Buffer?
+    /// How datagrams meet the kernel: the backend (see ``DatagramTransport``).
+    var transport: DatagramTransport
+    /// Datagrams queued for the next flush, with their destinations.
+    var outgoing: [(data: IOVec, address: SocketAddress)] = []
     /// Pool buffers this endpoint waits for before it receives again; 0
     /// while it is not waiting.
     var buffersAwaited = 0
@@ -56,21 +44,7 @@ public final class DatagramEndpoint: PollSource {
         self.localAddress = localAddress
         self.handler = handler
         self.receiveQueue = ReceiveQueue(pool: loop.bufferPool)
-        headers = .allocate(capacity: batch)
-        vectors = .allocate(capacity: batch)
-        addresses = .allocate(capacity: batch)
-        senders = .allocate(capacity: 2)
-        senderLengths = .allocate(capacity: 2)
-        receivedLengths = .allocate(capacity: 2)
-    }
-
-    deinit {
-        headers.deallocate()
-        vectors.deallocate()
-        addresses.deallocate()
-        senders.deallocate()
-        senderLengths.deallocate()
-        receivedLengths.deallocate()
+        self.transport = .socket(SocketDatagram())
     }
 
     /// Datagrams dropped on receipt because they were larger than a pool
@@ -82,11 +56,11 @@ public final class DatagramEndpoint: PollSource {
     public private(set) var rejectedSends = 0
 
     /// The largest datagram IPv4 or IPv6 UDP can carry.
-    private static let largestDatagram = 65_535
+    static let largestDatagram = 65_535
 
     /// Datagrams queued and not yet handed to the kernel (on io_uring: not
     /// yet completed).
-    public var queuedDatagrams: Int { outgoing.count + (uring?.sendsInFlight ?? 0) }
+    public var queuedDatagrams: Int { outgoing.count + transport.sendsInFlight }
 
     /// Queues a copy of `bytes` as one datagram to `address`.
     ///
@@ -122,19 +96,17 @@ public final class DatagramEndpoint: PollSource {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        if let uring {
-            uring.cancel()
-        } else {
-            loop.unregister(token: token)
+        switch transport {
+        case .socket: loop.unregister(token: token)
+        case .ioUring(let datagrams): datagrams.cancel()
         }
-        Glibc.close(fd)
+        SystemCalls.close(fd)
         for (data, _) in outgoing { data.release() }
         outgoing.removeAll()
         // A handler closing from inside its callback still reads its view;
         // the delivery releases the queue when the handler returns.
         if !delivering { receiveQueue.releaseAll() }
-        spare?.release()
-        spare = nil
+        if case .socket(let socket) = transport { socket.releaseSpare() }
         if buffersAwaited > 0 {
             buffersAwaited = 0
             loop.datagramMemoryWaiters.removeAll { $0 === self }
@@ -142,47 +114,21 @@ public final class DatagramEndpoint: PollSource {
     }
 
     func flush() {
-        if let uring {
-            for index in outgoing.indices { uring.send(outgoing[index].data, to: outgoing[index].address) }
+        switch transport {
+        case .socket(let socket):
+            socket.flush(self)
+        case .ioUring(let datagrams):
+            for index in outgoing.indices { datagrams.send(outgoing[index].data, to: outgoing[index].address) }
             outgoing.removeAllKeepingCapacity()
-            return
         }
-        var sent = 0
-        while sent < outgoing.count && !isClosed {
-            let count = min(batch, outgoing.count - sent)
-            for index in 0..<count {
-                let (data, address) = outgoing[sent + index]
-                vectors[index] = iovec(iov_base: data.baseAddress, iov_len: data.length)
-                let length = address.withSockAddr { raw, length in
-                    UnsafeMutableRawPointer(addresses + index).copyMemory(from: raw, byteCount: Int(length))
-                    return length
-                }
-                headers[index] = msghdr(msg_name: UnsafeMutableRawPointer(addresses + index), msg_namelen: length, msg_iov: vectors + index, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
-            }
-            let result = SystemCalls.sendmmsg(fd, headers, count, Int32(MSG_DONTWAIT))
-            if result < 0 {
-                let code = Glibc.errno
-                if code == EINTR { continue }
-                if code == EAGAIN { break }
-                // A datagram the kernel rejects (unreachable, too large) is dropped, as UDP would.
-                noteRejectedSend()
-                outgoing[sent].data.release()
-                sent += 1
-                continue
-            }
-            for index in 0..<Int(result) { outgoing[sent + index].data.release() }
-            sent += Int(result)
-        }
-        if sent > 0 { outgoing.removeFirst(sent) }
     }
 
     /// Receives again after waiting for pool buffers: what waits in the
     /// kernel announces itself with no new readiness edge.
     func receiveAgain() {
-        if let uring {
-            uring.armReceive()
-        } else {
-            handleEvents(UInt32(EPOLLIN.rawValue))
+        switch transport {
+        case .socket(let socket): socket.handleReadiness(UInt32(EPOLLIN.rawValue), of: self)
+        case .ioUring(let datagrams): datagrams.armReceive()
         }
     }
 
@@ -209,56 +155,10 @@ public final class DatagramEndpoint: PollSource {
         }
     }
 
-    /// The source of the `index`th datagram of the last receive.
-    private func sender(_ index: Int) -> SocketAddress {
-        senders.advanced(by: index).withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            SocketAddress($0, length: senderLengths[index])
-        } ?? SocketAddress(storage: .unixUnnamed)
-    }
-
+    /// Readiness from the loop's epoll set, or a read pass the loop
+    /// scheduled after a burst (socket backend).
     func handleEvents(_ events: UInt32) {
-        if events & UInt32(EPOLLOUT.rawValue) != 0 && !outgoing.isEmpty { flush() }
-        guard events & UInt32(EPOLLIN.rawValue | EPOLLERR.rawValue) != 0 else { return }
-        var reads = 0
-        while !isClosed && reads < 64 {
-            reads += 1
-            let space: UnsafeMutableRawBufferPointer
-            do {
-                space = try receiveQueue.writableSpace(minimum: Self.largestDatagram)
-                if spare == nil { spare = try loop.bufferPool.take() }
-            } catch {
-                // At the pool ceiling: what arrives waits in the kernel (or
-                // is dropped there, and counted) until buffers come back.
-                let bufferSize = loop.bufferPool.bufferSize
-                loop.waitForMemory(self, buffers: (Self.largestDatagram + bufferSize - 1) / bufferSize + 1)
-                return
-            }
-            let second = spare.unsafelyUnwrapped
-            let received = SystemCalls.receiveTwo(fd, space.baseAddress, space.count, second.baseAddress, second.capacity,
-                                          senders, senderLengths, receivedLengths)
-            if received < 0 {
-                if Glibc.errno == EINTR { continue }
-                return  // EAGAIN, or an ICMP error reported on the socket: nothing to read
-            }
-            if receivedLengths[0] > space.count {
-                noteTruncated()  // MSG_TRUNC reports the full length; never deliver a part
-            } else {
-                receiveQueue.commit(receivedLengths[0])
-                deliverQueued(length: receivedLengths[0], from: sender(0))
-            }
-            guard received == 2 else { return }  // drained until the next edge
-            if receivedLengths[1] > second.capacity {
-                noteTruncated()
-            } else if !isClosed {
-                spare = nil  // the queue takes the buffer's reference
-                receiveQueue.append(IOVec(buffer: second, offset: 0, length: receivedLengths[1]))
-                deliverQueued(length: receivedLengths[1], from: sender(1))
-            }
-        }
-        if !isClosed {
-            // Burst limit reached: come back next iteration without waiting for an edge.
-            loop.pendingReads.append(self)
-        }
+        if case .socket(let socket) = transport { socket.handleReadiness(events, of: self) }
     }
 }
 
@@ -283,14 +183,14 @@ extension EventLoop {
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_DGRAM.rawValue), operation: "bind datagram", context: "\(address)")
         let status = SocketOps.bind(fd, to: address)
         guard status == 0 else {
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             throw EvplError(errno: status, operation: "bind", context: "\(address)")
         }
         let endpoint = DatagramEndpoint(loop: self, fd: fd, localAddress: SocketOps.localAddress(of: fd) ?? address, handler: handler)
         if let uring {
             SocketOps.setBlocking(fd)
             let datagrams = URingDatagram(endpoint: endpoint, uring: uring, bufferSize: bufferPool.bufferSize)
-            endpoint.uring = datagrams
+            endpoint.transport = .ioUring(datagrams)
             uringDatagrams.removeAll { $0.datagram == nil }
             uringDatagrams.append(WeakURingDatagram(datagram: datagrams))
             endpoint.token = UInt64.max
@@ -300,7 +200,7 @@ extension EventLoop {
         do throws(EvplError) {
             endpoint.token = try register(fd: fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLET.rawValue), source: endpoint)
         } catch {
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             throw error
         }
         return endpoint

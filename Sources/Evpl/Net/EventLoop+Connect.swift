@@ -38,7 +38,7 @@ extension EventLoop {
             do throws(EvplError) {
                 connection.tls = try TLSSession(connection: connection, context: context)
             } catch {
-                Glibc.close(fd)
+                SystemCalls.close(fd)
                 throw error
             }
         }
@@ -55,7 +55,7 @@ extension EventLoop {
         let status = address.withSockAddr { SystemCalls.connect(fd, $0, $1) == 0 ? 0 : Glibc.errno }
         if status != 0 && status != EINPROGRESS {
             guard SocketOps.isConnectFailure(status) else {
-                Glibc.close(fd)
+                SystemCalls.close(fd)
                 throw EvplError(errno: status, operation: "connect", context: "\(address)")
             }
             connections.insert(connection)
@@ -65,7 +65,7 @@ extension EventLoop {
         do throws(EvplError) {
             connection.token = try register(fd: fd, events: Connection.pollEvents, source: connection)
         } catch {
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             throw error
         }
         connections.insert(connection)
@@ -76,14 +76,14 @@ extension EventLoop {
     /// runs the attach callback, then delivers `connected`.
     func adoptAcceptedSocket(fd: Int32, peer acceptedPeer: SocketAddress?, listenerID: UInt64) {
         guard let attachment = attachments[listenerID] else {
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             return
         }
         let listener = attachment.listener
         if refusesConnections {
             statistics.admissionRefusals &+= 1
             SocketOps.setAbortiveClose(fd)
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             return
         }
         if listener.evplProtocol.transport == .tcp {
@@ -106,7 +106,7 @@ extension EventLoop {
             }
         } catch {
             if error.code == .resourceExhausted { statistics.admissionRefusals &+= 1 }
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             return
         }
         connections.insert(connection)

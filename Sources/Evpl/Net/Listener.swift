@@ -66,7 +66,7 @@ public final class Listener: Sendable {
                 throw EvplError.lastErrno("listen", context: "\(address)")
             }
         } catch {
-            Glibc.close(fd)
+            SystemCalls.close(fd)
             socketFile?.remove()
             throw error
         }
@@ -173,8 +173,8 @@ final class ListenerCore: Sendable {
         let attached = stop >= 0 ? SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) : -1
         guard attached >= 0 else {
             let error = EvplError.lastErrno("eventfd", context: "listener")
-            if stop >= 0 { Glibc.close(stop) }
-            Glibc.close(fd)
+            if stop >= 0 { SystemCalls.close(stop) }
+            SystemCalls.close(fd)
             socketFile?.remove()
             throw error
         }
@@ -204,8 +204,7 @@ final class ListenerCore: Sendable {
             return state.attached.count == 1
         }
         if first {
-            var one: UInt64 = 1
-            _ = Glibc.write(attachedFD, &one, 8)
+            SystemCalls.signalEventFD(attachedFD)
         }
     }
 
@@ -221,8 +220,7 @@ final class ListenerCore: Sendable {
             return state.thread
         }
         guard let thread else { return }
-        var one: UInt64 = 1
-        _ = Glibc.write(stopFD, &one, 8)
+        SystemCalls.signalEventFD(stopFD)
         if pthread_equal(thread, pthread_self()) == 0 {
             pthread_join(thread, nil)
         } else {
@@ -232,9 +230,9 @@ final class ListenerCore: Sendable {
     }
 
     private func closeDescriptors() {
-        Glibc.close(fd)
-        Glibc.close(stopFD)
-        Glibc.close(attachedFD)
+        SystemCalls.close(fd)
+        SystemCalls.close(stopFD)
+        SystemCalls.close(attachedFD)
         socketFile?.remove()
     }
 
@@ -275,7 +273,7 @@ final class ListenerCore: Sendable {
                 return
             }
             guard waitForAttachment() else {
-                Glibc.close(client)
+                SystemCalls.close(client)
                 return
             }
         }
@@ -288,8 +286,7 @@ final class ListenerCore: Sendable {
             if Glibc.errno != EINTR { return false }
         }
         if fds[0].revents != 0 { return false }
-        var count: UInt64 = 0
-        _ = Glibc.read(attachedFD, &count, 8)
+        SystemCalls.drainEventFD(attachedFD)
         return true
     }
 }

@@ -32,6 +32,9 @@ enum SystemCall: Hashable, Sendable, CaseIterable {
     case uringWrite
     /// An io_uring `FSYNC`.
     case uringSync
+    /// `close(2)` of a socket or descriptor the library made. The
+    /// descriptor is released all the same, as the kernel does.
+    case close
 
     // Set-up calls, where running out of descriptors, memory or threads
     // (EMFILE, ENFILE, ENOMEM, EAGAIN) shows.

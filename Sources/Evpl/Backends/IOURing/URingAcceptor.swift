@@ -87,7 +87,7 @@ enum URingAcceptor {
         handleCompletions(ring) { tag, result in
             guard tag < UInt64(Self.slots) else { return slots.armed > 0 }
             slots.armed -= 1
-            if result >= 0 { Glibc.close(result) }
+            if result >= 0 { SystemCalls.close(result) }
             return slots.armed > 0
         }
     }

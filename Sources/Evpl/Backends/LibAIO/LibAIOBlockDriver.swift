@@ -140,8 +140,7 @@ final class LibAIOBlockDriver: BlockDriver {
     }
 
     private func reap() {
-        var counter: UInt64 = 0
-        _ = Glibc.read(eventFD, &counter, 8)
+        SystemCalls.drainEventFD(eventFD)
         collect()
     }
 
@@ -179,7 +178,7 @@ final class LibAIOBlockDriver: BlockDriver {
         guard !released else { return }
         released = true
         watch?.remove()
-        Glibc.close(eventFD)
+        SystemCalls.close(eventFD)
         if let context { io_destroy(context) }
         context = nil
     }

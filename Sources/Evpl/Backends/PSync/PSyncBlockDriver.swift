@@ -51,8 +51,7 @@ final class PSyncBlockDriver: BlockDriver {
         }
 
         func signalDone() {
-            var one: UInt64 = 1
-            _ = Glibc.write(doneFD, &one, 8)
+            SystemCalls.signalEventFD(doneFD)
         }
     }
 
@@ -70,8 +69,8 @@ final class PSyncBlockDriver: BlockDriver {
         let doneFD = SystemCalls.eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard wakeFD >= 0, doneFD >= 0 else {
             let error = EvplError.lastErrno("eventfd", context: "psync workers")
-            if wakeFD >= 0 { Glibc.close(wakeFD) }
-            if doneFD >= 0 { Glibc.close(doneFD) }
+            if wakeFD >= 0 { SystemCalls.close(wakeFD) }
+            if doneFD >= 0 { SystemCalls.close(doneFD) }
             throw error
         }
         shared = Shared(wakeFD: wakeFD, doneFD: doneFD)
@@ -79,8 +78,7 @@ final class PSyncBlockDriver: BlockDriver {
         // Fully initialized from here on: a throw runs `deinit`, whose
         // shutdown joins the workers started and closes both eventfds.
         watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
-            var counter: UInt64 = 0
-            _ = Glibc.read(watch.fd, &counter, 8)
+            SystemCalls.drainEventFD(watch.fd)
             deliver()
         }
         for index in 0..<workers {
@@ -113,8 +111,7 @@ final class PSyncBlockDriver: BlockDriver {
         shared.jobs.withLock { $0.queue.append(job) }
         let queued = shared.queuedJobs.add(1, ordering: .sequentiallyConsistent).newValue
         if queued > shared.spinningWorkers.load(ordering: .sequentiallyConsistent) {
-            var one: UInt64 = 1
-            _ = Glibc.write(shared.wakeFD, &one, 8)
+            SystemCalls.signalEventFD(shared.wakeFD)
         }
     }
 
@@ -130,14 +127,13 @@ final class PSyncBlockDriver: BlockDriver {
         guard !isShutDown else { return }
         isShutDown = true
         shared.jobs.withLock { $0.stopping = true }
-        var count = UInt64(threads.count)
-        _ = Glibc.write(shared.wakeFD, &count, 8)
+        SystemCalls.signalEventFD(shared.wakeFD, UInt64(threads.count))
         for thread in threads { pthread_join(thread, nil) }
         threads.removeAll()
         deliver()
         watch?.remove()
-        Glibc.close(shared.wakeFD)
-        Glibc.close(shared.doneFD)
+        SystemCalls.close(shared.wakeFD)
+        SystemCalls.close(shared.doneFD)
     }
 
     /// On the loop: hands every finished job back to the device.
@@ -152,7 +148,6 @@ final class PSyncBlockDriver: BlockDriver {
     }
 
     private static func work(_ shared: Shared) {
-        var counter: UInt64 = 0
         while true {
             if let job = take(shared) ?? spinForJob(shared) {
                 let result = run(job)
@@ -161,7 +156,7 @@ final class PSyncBlockDriver: BlockDriver {
                 continue
             }
             if shared.jobs.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
-            _ = Glibc.read(shared.wakeFD, &counter, 8)
+            SystemCalls.drainEventFD(shared.wakeFD)
         }
     }
 
