@@ -2,7 +2,7 @@
 // array.indices`), not with `for element in array` or `.first`/`.last`: in
 // unoptimized builds those read elements through the generic `Collection`
 // witness, whose coroutine frame is heap-allocated on every element. The
-// allocation tests (Tests/EvplTests/AllocationTests.swift) run in debug
+// allocation tests (Tests/EvplTests/Core/AllocationTests.swift) run in debug
 // builds and catch any that come back.
 
 extension Array {
