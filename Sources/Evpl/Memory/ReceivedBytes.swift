@@ -87,12 +87,47 @@ public struct ReceivedBytes {
         return queue.segments[index].bytes[at]
     }
 
+    /// A big-endian `UInt16` starting at `position`, for short headers and ports.
+    public func loadBigEndianUInt16(at position: Int = 0) -> UInt16 {
+        loadBigEndian(at: position)
+    }
+
     /// A big-endian `UInt32` starting at `position`, for length headers.
     public func loadBigEndianUInt32(at position: Int = 0) -> UInt32 {
-        precondition(position + 4 <= count, "not enough bytes")
-        var value: UInt32 = 0
-        for index in 0..<4 { value = value << 8 | UInt32(self[position + index]) }
+        loadBigEndian(at: position)
+    }
+
+    /// A big-endian `UInt64` starting at `position`, for offsets and XDR hypers.
+    public func loadBigEndianUInt64(at position: Int = 0) -> UInt64 {
+        loadBigEndian(at: position)
+    }
+
+    private func loadBigEndian<Value: FixedWidthInteger & UnsignedInteger>(at position: Int) -> Value {
+        let size = MemoryLayout<Value>.size
+        precondition(position >= 0 && position + size <= count, "not enough bytes")
+        var value: Value = 0
+        for index in 0..<size { value = value << 8 | Value(self[position + index]) }
         return value
+    }
+
+    /// The `length` bytes from `start` on, as a view of the same buffers: no
+    /// copy, so ``retainedIOVecs()`` of it keeps a frame's payload without
+    /// its header. Valid as long as this view is.
+    public func subrange(from start: Int, length: Int) -> ReceivedBytes {
+        precondition(start >= 0 && length >= 0 && start + length <= count, "range out of bounds")
+        var index = segment
+        var at = offset + start
+        while at > 0 && at >= queue.segments[index].length && index + 1 < queue.segments.count {
+            at -= queue.segments[index].length
+            index += 1
+        }
+        return ReceivedBytes(queue: queue, segment: index, offset: at, count: length)
+    }
+
+    /// The bytes after the first `length`, without a copy (a frame's payload
+    /// after its header).
+    public func dropFirst(_ length: Int) -> ReceivedBytes {
+        subrange(from: length, length: count - length)
     }
 
     /// The length of the prefix that ends with the first `delimiter` lying

@@ -210,4 +210,57 @@ struct FramingTests {
         listener.close()
         expectNoLeaks(loop)
     }
+
+    /// A header parsed in place and a payload kept without its header, from
+    /// messages that straddle 4 KiB buffers at many offsets, the header too.
+    @Test("big-endian 16-, 32- and 64-bit loads and a payload view past the header read the right bytes of messages that straddle pool buffers; the view's IOVecs hold exactly the payload")
+    func headerAndPayloadViews() throws {
+        let loop = try makeLoop(bufferSize: 4096)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        defer { listener.close() }
+        // Per message: a 2-byte tag, an 8-byte offset, then the payload.
+        var checked = 0
+        var wrong: [String] = []
+        var kept: [[UInt8]] = []
+        loop.attach(to: listener) { connection in
+            connection.segmenter = Segmenters.lengthPrefixed32()
+            connection.handler = { _, event in
+                guard case .received(let message) = event else { return }
+                let length = Int(message.loadBigEndianUInt32())
+                let tag = message.loadBigEndianUInt16(at: 4)
+                let offset = message.loadBigEndianUInt64(at: 6)
+                let payload = message.dropFirst(14)
+                if length != message.count - 4 || Int(tag) != checked || offset != 0x0102_0304_0506_0708 &+ UInt64(checked) {
+                    wrong.append("message \(checked): length \(length), tag \(tag), offset \(offset)")
+                }
+                if payload.array != Self.payload(checked) || message.subrange(from: 4, length: 2).array != Array(message.array[4..<6]) {
+                    wrong.append("message \(checked): payload view \(payload.array.prefix(8))")
+                }
+                let iovecs = payload.retainedIOVecs()
+                kept.append(iovecs.flatMap { Array($0.bytes) })
+                iovecs.forEach { $0.release() }
+                checked += 1
+            }
+        }
+        let client = try loop.connect(to: listener.address, protocol: .tcp) { connection, event in
+            guard case .connected = event else { return }
+            for index in 0..<Self.messages {
+                let body = [UInt8(index >> 8), UInt8(index & 0xff)]
+                    + (0..<8).map { UInt8(truncatingIfNeeded: (0x0102_0304_0506_0708 &+ UInt64(index)) >> (8 * (7 - UInt64($0)))) }
+                    + Self.payload(index)
+                try? connection.send(Self.framed(body))
+            }
+        }
+        try spin(loop, "every message") { checked == Self.messages }
+        #expect(wrong.isEmpty, "\(wrong.prefix(3))")
+        #expect(kept == (0..<Self.messages).map { Self.payload($0) })
+        client.close()
+    }
+
+    static let messages = 300
+
+    /// A payload of 0 to 5,999 bytes whose length and values depend on the message.
+    static func payload(_ index: Int) -> [UInt8] {
+        (0..<(index * 613 % 6000)).map { UInt8(truncatingIfNeeded: index &* 31 &+ $0) }
+    }
 }
