@@ -20,6 +20,27 @@ struct ConfigTests {
         }
     }
 
+    /// One list in code, one table in the docs: a variable added, renamed
+    /// or dropped on one side only fails here.
+    @Test("every variable of EvplConfig.environmentVariables is parsed, checked and in the DocC configuration table, and the table names no other")
+    func environmentTableMatchesDocs() throws {
+        let names = EvplConfig.environmentVariables.map(\.name)
+        for name in names {
+            #expect {
+                _ = try EvplConfig.fromEnvironment([name: "not a number"])
+            } throws: { error in
+                (error as? EvplError)?.code == .invalidArgument && (error as? EvplError)?.context.contains(name) == true
+            }
+        }
+        let table = String(decoding: try fileContents(repositoryRoot + "/Sources/Evpl/Evpl.docc/Configuration.md"), as: UTF8.self)
+        // Rows of the variables table start with the variable in backticks.
+        let documented = table.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("| `EVPL_") else { return nil }
+            return String(line.dropFirst(3).prefix { $0 != "`" })
+        }
+        #expect(documented.sorted() == names.sorted(), "documented \(documented.sorted()), in code \(names.sorted())")
+    }
+
     @Test("valid EVPL_* overrides apply; other variables are ignored")
     func validEnvironment() throws {
         let config = try EvplConfig.fromEnvironment([

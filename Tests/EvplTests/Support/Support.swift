@@ -436,3 +436,20 @@ final class EventLog {
         }
     }
 }
+
+/// The bytes of the file at `path`.
+func fileContents(_ path: String) throws -> [UInt8] {
+    let file = try #require(fopen(path, "r"), "cannot read \(path)")
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    while case let byte = fgetc(file), byte != EOF { bytes.append(UInt8(byte)) }
+    return bytes
+}
+
+/// The repository's root directory, found from this source file's path.
+let repositoryRoot: String = {
+    // .../Tests/EvplTests/Support/Support.swift: four components up.
+    var path = Substring(#filePath)
+    for _ in 0..<4 { path = path[..<(path.lastIndex(of: "/") ?? path.startIndex)] }
+    return String(path)
+}()

@@ -63,15 +63,6 @@ struct TLSFixtures: Sendable {
         return path
     }
 
-    /// The bytes of the file at `path`.
-    func contents(of path: String) throws -> [UInt8] {
-        let file = try #require(fopen(path, "r"), "cannot read \(path)")
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        while case let byte = fgetc(file), byte != EOF { bytes.append(UInt8(byte)) }
-        return bytes
-    }
-
     /// The fixtures, made on first use.
     static func get() throws -> TLSFixtures { try made.get() }
 

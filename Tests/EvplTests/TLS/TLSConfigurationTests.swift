@@ -72,7 +72,7 @@ struct TLSConfigurationTests {
             _ = try fixtures.serverContext(ticketsPerHandshake: -1)
         }
         // PEM bytes in memory work as files do: the chain, the key and the trust roots.
-        let pem = fixtures.contents
+        let pem = fileContents
         _ = try TLSContext(.server(certificateChain: .bytes(try pem(fixtures.serverCertificate) + pem(fixtures.caCertificate)),
                                    privateKey: .bytes(try pem(fixtures.serverKey))), role: .server)
         _ = try TLSContext(.client(serverName: "localhost", trustRoots: .certificates(.bytes(try pem(fixtures.caCertificate)))), role: .client)
@@ -112,7 +112,7 @@ struct TLSConfigurationTests {
         let hex = try #require(result.output.split(separator: " ").last).prefix(64)
         let pin = try TLSConfiguration.publicKeyPin(of: .file(fixtures.serverCertificate))
         #expect(pin.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() == hex)
-        #expect(try TLSConfiguration.publicKeyPin(of: .bytes(fixtures.contents(of: fixtures.serverCertificate))) == pin)
+        #expect(try TLSConfiguration.publicKeyPin(of: .bytes(fileContents(fixtures.serverCertificate))) == pin)
         expectRefusal(.invalidArgument, mentioning: "missing.pem") {
             _ = try TLSConfiguration.publicKeyPin(of: .file(fixtures.directory + "/missing.pem"))
         }
