@@ -70,7 +70,8 @@ public final class EventLoop {
     private(set) lazy var deadlines = ConnectionDeadlines(loop: self)
     let iovecScratch: UnsafeMutablePointer<iovec>
     private var remoteToken: UInt64 = 0
-    private var lastActivity: UInt64 = 0
+    /// Decides after each iteration whether the next polls or sleeps.
+    @exclusivity(unchecked) private var hybridWait: HybridWait
     private var pinCount = 0
     /// When the last iteration ended and when the epoll set was last polled.
     private var lastIterationEnd: UInt64 = 0
@@ -160,6 +161,7 @@ public final class EventLoop {
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes, budget: resolved.memoryBudget)
         self.remote = try EventLoopRemote()
         self.epoll = try EpollSet(capacity: resolved.maxEventsPerPoll)
+        self.hybridWait = HybridWait(spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields)
         self.ownerThread = pthread_self()
         self.executor = EventLoopExecutor(remote: remote, ownerThread: ownerThread, logger: logger)
         self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
@@ -393,21 +395,17 @@ public final class EventLoop {
     private func decideNextWait(active: Bool) {
         let now = MonotonicClock.nanoseconds()
         lastIterationEnd = now
-        if active { lastActivity = now }
-        if hasPendingWork || (uring?.hasWork ?? false) {
+        switch hybridWait.decide(now: now, active: active, hasWork: hasPendingWork || (uring?.hasWork ?? false),
+                                 pinned: pinCount > 0, nextTimer: timers.nextDeadline) {
+        case .poll:
             nextTimeoutNanoseconds = 0
-            return
-        }
-        if pinCount > 0 || now &- lastActivity < config.spinNanoseconds {
+        case .spin(let yield):
             nextTimeoutNanoseconds = 0
-            if !active && config.spinYields { sched_yield() }
-            return
-        }
-        let deadline = timers.nextDeadline
-        if deadline == .max {
-            nextTimeoutNanoseconds = -1
-        } else {
+            if yield { sched_yield() }
+        case .sleep(let deadline?):
             nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
+        case .sleep(nil):
+            nextTimeoutNanoseconds = -1
         }
     }
 
