@@ -19,7 +19,7 @@ extension SystemCalls {
         }
         #endif
         if Glibc.close(fd) != 0 && Glibc.errno == EBADF {
-            descriptorMisused("close of a descriptor that is not open: closed twice, or never the library's")
+            stopWithMessage("close of a descriptor that is not open: closed twice, or never the library's")
         }
     }
 
@@ -27,7 +27,7 @@ extension SystemCalls {
     /// queued. A peer already gone (`ENOTCONN`) leaves nothing to end.
     static func shutdownWrite(_ fd: Int32) {
         if Glibc.shutdown(fd, Int32(SHUT_WR)) != 0 && Glibc.errno == EBADF {
-            descriptorMisused("shutdown of a descriptor that is not open")
+            stopWithMessage("shutdown of a descriptor that is not open")
         }
     }
 
@@ -37,7 +37,7 @@ extension SystemCalls {
     static func signalEventFD(_ fd: Int32, _ count: UInt64 = 1) {
         var value = count
         if Glibc.write(fd, &value, 8) < 0 && Glibc.errno == EBADF {
-            descriptorMisused("eventfd write to a descriptor that is not open")
+            stopWithMessage("eventfd write to a descriptor that is not open")
         }
     }
 
@@ -46,16 +46,9 @@ extension SystemCalls {
     static func drainEventFD(_ fd: Int32) -> UInt64 {
         var value: UInt64 = 0
         if Glibc.read(fd, &value, 8) < 0 {
-            if Glibc.errno == EBADF { descriptorMisused("eventfd read from a descriptor that is not open") }
+            if Glibc.errno == EBADF { stopWithMessage("eventfd read from a descriptor that is not open") }
             return 0
         }
         return value
     }
-}
-
-/// Stops the process on a descriptor the library used after closing it:
-/// going on would read, write or close whatever file has that number now.
-@inline(never)
-private func descriptorMisused(_ message: StaticString) -> Never {
-    stopWithMessage(message)
 }
