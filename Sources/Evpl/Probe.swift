@@ -32,6 +32,8 @@ public enum Probe {
                 result.append(Entry(name: name, kind: "protocol", available: false, reason: "socket(): \(String(cString: strerror(Glibc.errno)))"))
             }
         }
+        // Needs nothing from the kernel: two loops of this process.
+        result.append(Entry(name: "inproc", kind: "protocol", available: true, reason: ""))
         result.append(Entry(name: "socket", kind: "backend", available: true, reason: ""))
         result.append(Entry(name: "auto", kind: "backend", available: true, reason: EvplProtocol.autoSelectionReason))
         let ioUringReason = unavailableReason(for: .ioUring)

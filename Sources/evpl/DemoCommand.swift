@@ -14,7 +14,7 @@ struct DemoCommand: ParsableCommand {
     var seconds: Double = 1.5
 
     func run() throws {
-        print("swift-evpl demo: server and client in one process over loopback, then block I/O on a scratch file; default config")
+        print("swift-evpl demo: server and client in one process over loopback (inproc: between two loops, no kernel), then block I/O on a scratch file; default config")
         print("")
         let header = ["protocol", "api", "mode", "ops/s", "Gbit/s", "p50", "p99"]
         let widths = [16, 12, 16, 10, 8, 9, 9]
@@ -40,8 +40,12 @@ struct DemoCommand: ParsableCommand {
             // Show what `auto` resolved to.
             let label = "\(transport.rawValue)\(usesTLS ? "+tls" : "")/\((try? evplProtocol.resolvedBackend())?.rawValue ?? "auto")"
             let path = "/tmp/evpl-demo-\(getpid()).sock"
-            let address = try failing {
-                transport == .unix ? try SocketAddress(unixPath: path) : try SocketAddress(host: "127.0.0.1", port: 0)
+            let address = try failing { () throws(EvplError) in
+                switch transport {
+                case .unix: try SocketAddress(unixPath: path)
+                case .inproc: try SocketAddress(inProcessName: "evpl-demo-\(getpid())")
+                default: try SocketAddress(host: "127.0.0.1", port: 0)
+                }
             }
             let server = try failing { try EchoServer(protocol: evplProtocol, address: address, threads: 1, mode: .perf, api: api) }
             defer { server.stop() }

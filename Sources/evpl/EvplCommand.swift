@@ -47,6 +47,8 @@ struct EndpointOptions: ParsableArguments {
             return try SocketAddress(host: host, port: port)
         case .unix:
             return try SocketAddress(parsing: path ?? defaultPath)
+        case .inproc:
+            return try SocketAddress(inProcessName: path ?? "evpl")
         }
     }
 }

@@ -5,7 +5,7 @@ struct PerfCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perf",
         abstract: "Measure round trips and throughput between a perf server and client.",
-        subcommands: [PerfServerCommand.self, PerfClientCommand.self]
+        subcommands: [PerfServerCommand.self, PerfClientCommand.self, PerfLocalCommand.self]
     )
 }
 
@@ -33,6 +33,25 @@ struct PerfClientCommand: ParsableCommand {
 
     @OptionGroup var endpoint: EndpointOptions
 
+    @OptionGroup var workload: PerfWorkloadOptions
+
+    @Option(help: "Client event loop threads.")
+    var threads: Int = 1
+
+    @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
+    var api: API = .callbacks
+
+    func run() throws {
+        let address = try failing { try endpoint.address(defaultPath: "/tmp/evpl-perf.sock") }
+        guard endpoint.protocol == .unix || endpoint.port != 0 else {
+            throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
+        }
+        try workload.run(workload.plan(evplProtocol: try endpoint.evplProtocol(role: .client), address: address, threads: threads, api: api))
+    }
+}
+
+/// What a perf client sends, for how long, and how it reports.
+struct PerfWorkloadOptions: ParsableArguments {
     @Option(help: "pingpong (echoed requests, latency), stream (one-way throughput) or handshake (a new connection per round trip: connections/s).")
     var mode: PerfMode = .pingpong
 
@@ -45,35 +64,26 @@ struct PerfClientCommand: ParsableCommand {
     @Option(help: "Connections (or UDP endpoints) in total.")
     var connections: Int = 1
 
-    @Option(help: "Client event loop threads.")
-    var threads: Int = 1
-
     @Option(help: "Seconds to run.")
     var duration: Double = 5
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
-    @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
-    var api: API = .callbacks
+    func plan(evplProtocol: EvplProtocol, address: SocketAddress, threads: Int = 1, api: API = .callbacks, cpu: Int? = nil) -> PerfPlan {
+        PerfPlan(evplProtocol: evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads,
+                 durationSeconds: duration, cpu: cpu, api: api)
+    }
 
-    func run() throws {
-        let address = try failing { try endpoint.address(defaultPath: "/tmp/evpl-perf.sock") }
-        guard endpoint.protocol == .unix || endpoint.port != 0 else {
-            throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
-        }
-        let plan = PerfPlan(evplProtocol: try endpoint.evplProtocol(role: .client), address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads, durationSeconds: duration, api: api)
+    /// Runs `plan`, with a progress line a second unless `--json`, then the report.
+    func run(_ plan: PerfPlan) throws {
         let result = try failing {
             try PerfClient.run(plan, progress: json ? nil : { second in
                 print(PerfReport.progressLine(second, mode: mode))
                 flushStandardOutput()
             })
         }
-        if json {
-            print(PerfReport.json(result))
-        } else {
-            print(PerfReport.text(plan: plan, result: result))
-        }
+        print(json ? PerfReport.json(result) : PerfReport.text(plan: plan, result: result))
     }
 }
 

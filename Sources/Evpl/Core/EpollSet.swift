@@ -48,6 +48,9 @@ struct EpollSet {
         return token
     }
 
+    /// How many descriptors the set watches.
+    var count: Int { sources.count }
+
     /// Changes the events watched for a registration.
     func modify(_ descriptor: Int32, events: UInt32, token: UInt64) throws(EvplError) {
         if SystemCalls.epollCtl(fd, EPOLL_CTL_MOD, descriptor, events, token) != 0 {

@@ -64,6 +64,10 @@ public final class EventLoop {
     @exclusivity(unchecked) var uringDatagrams: [WeakURingDatagram] = []
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
+    /// Where other loops give back this pool's buffers they borrowed.
+    let bufferReturns: BufferReturns
+    /// The buffers given back, taken out of ``bufferReturns`` to release.
+    var returnedBuffers: [Buffer] = []
     /// The loop's io_uring, created by the first io_uring object on the loop.
     var uring: URing?
     /// The handshake and idle deadlines of the loop's connections.
@@ -160,6 +164,7 @@ public final class EventLoop {
         self.bufferPool = BufferPool(bufferSize: resolved.bufferSize, buffersPerSlab: resolved.buffersPerSlab,
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes, budget: resolved.memoryBudget)
         self.remote = try EventLoopRemote()
+        self.bufferReturns = BufferReturns()
         self.epoll = try EpollSet(capacity: resolved.maxEventsPerPoll)
         self.hybridWait = HybridWait(spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields)
         self.ownerThread = pthread_self()
@@ -211,7 +216,8 @@ public final class EventLoop {
         statistics.iterations &+= 1
         var active = fireExpiredTimers()
         let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
-        let timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
+        var timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
+        if timeout != 0 && !remote.prepareToSleep() { timeout = 0 }
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
         if let uring {
             // The ring is the wait; the epoll set reports through it.
@@ -224,11 +230,23 @@ public final class EventLoop {
         } else if timeout == 0 && hasPendingWork && lastIterationEnd &- lastEpollPoll < Self.epollPollInterval {
             // Work queued inside the loop keeps it busy: look at the epoll
             // set at most every few microseconds instead of every pass.
+        } else if timeout == 0 && epoll.count == 1 {
+            // Only the remote queue's eventfd is watched, and a polling
+            // loop sees its tasks without it (in-process streams, executor
+            // jobs): a pass costs no system call.
         } else {
             lastEpollPoll = lastIterationEnd
             if poll(timeoutNanoseconds: timeout) { active = true }
         }
-        if timeout != 0 { active = true }  // a wake from sleep starts a new busy period
+        if timeout != 0 {
+            remote.awake()
+            active = true  // a wake from sleep starts a new busy period
+        }
+        if remote.hasQueuedTasks {
+            handleRemoteWake(eventFDFired: false)
+            active = true
+        }
+        if bufferReturns.hasPending { takeBackReturnedBuffers() }
         if processPendingReads() { active = true }
         if executor.runReadyJobs() { active = true }
         if runDeferrals() { active = true }
@@ -529,8 +547,8 @@ public final class EventLoop {
     /// Connections closed since the last heap trim before another.
     private static let heapWave = 1024
 
-    func handleRemoteWake() {
-        remote.drain(into: &remoteTasks)
+    func handleRemoteWake(eventFDFired: Bool = true) {
+        remote.drain(into: &remoteTasks, eventFDFired: eventFDFired)
         for task in remoteTasks {
             switch task {
             case .run(let work):
@@ -539,6 +557,10 @@ public final class EventLoop {
                 adoptAcceptedSocket(fd: fd, peer: peer, listenerID: listenerID)
             case .job(let job):
                 executor.enqueueLocally(job)
+            case .inProcessReady(let stream):
+                stream.peerActed()
+            case .inProcessAccepted(let stream, let listenerID):
+                adoptInProcessStream(stream, listenerID: listenerID)
             }
         }
         remoteTasks.removeAllKeepingCapacity()
@@ -557,6 +579,7 @@ public final class EventLoop {
         }
         while deliverPendingDisconnects() || !pendingDisconnects.isEmpty {}
         handleRemoteWake()
+        if bufferReturns.hasPending { takeBackReturnedBuffers() }
         becomeCurrent()
         runTasksUntilSuspended()
     }

@@ -13,6 +13,8 @@ struct PollSourceTable {
     private var sources: [PollSource?] = []
     private var generations: [UInt32] = []
     private var freeSlots: [Int] = []
+    /// Sources registered now.
+    private(set) var count = 0
 
     mutating func insert(_ source: PollSource) -> UInt64 {
         let slot: Int
@@ -24,6 +26,7 @@ struct PollSourceTable {
             sources.append(source)
             generations.append(0)
         }
+        count += 1
         return UInt64(generations[slot]) << 32 | UInt64(slot)
     }
 
@@ -33,6 +36,7 @@ struct PollSourceTable {
         sources[slot] = nil
         generations[slot] &+= 1
         freeSlots.append(slot)
+        count -= 1
     }
 
     func source(for token: UInt64) -> PollSource? {

@@ -41,6 +41,14 @@ public final class BufferPool {
     /// Slabs a trim unregistered, registered again when next used.
     @exclusivity(unchecked) private var unregisteredSlabs = 0
     private var everCreated: [Buffer] = []
+    /// Buffers that show another loop's bytes, free for the next borrow;
+    /// every one made is kept in `everBorrowed` (an ``IOVec`` does not
+    /// keep its buffer alive).
+    @exclusivity(unchecked) private var freeBorrowed: [Buffer] = []
+    private var everBorrowed: [Buffer] = []
+    /// This pool's buffers whose bytes other loops still show, as far as
+    /// this loop has heard: at deinit, their slabs stay mapped.
+    @exclusivity(unchecked) var buffersLentToLoops = 0
 
     /// Number of buffers currently referenced (handed out and not yet released).
     @exclusivity(unchecked) public private(set) var buffersInUse: Int = 0
@@ -100,6 +108,9 @@ public final class BufferPool {
 
     deinit {
         if let budget, reservedBuffers > 0 { budget.release(reservedBuffers * bufferSize) }
+        // Another loop still shows some of these bytes: the memory must
+        // outlive the pool (a loop ended before its in-process peers).
+        guard buffersLentToLoops == 0 else { return }
         for slab in slabs {
             munmap(slab.baseAddress, slab.count)
         }
@@ -334,6 +345,10 @@ public final class BufferPool {
 
     @usableFromInline
     func recycle(_ buffer: Buffer) {
+        if _slowPath(buffer.original != nil) {
+            giveBack(borrowed: buffer)
+            return
+        }
         buffersInUse &-= 1
         free.append(buffer)
         if buffersInUse < releaseBelow { returnToBudget() }
@@ -360,5 +375,36 @@ public final class BufferPool {
             hook(slab, slabIndex)
         }
         if slabs.count * buffersPerSlab > idleBuffersKept { scheduleTrim() }
+    }
+}
+
+extension BufferPool {
+    /// A buffer of this pool with one reference, showing `original`'s
+    /// bytes: another loop's buffer, whose one reference the caller hands
+    /// over and which goes back to `lender` when the borrowed buffer's
+    /// last reference goes. Allocates only while the pool has fewer
+    /// borrowed buffers than it ever needed at once.
+    func borrow(_ original: Buffer, from lender: BufferReturns) -> Buffer {
+        let buffer: Buffer
+        if let reused = freeBorrowed.popLast() {
+            buffer = reused
+        } else {
+            buffer = Buffer(baseAddress: original.baseAddress, capacity: original.capacity, slabIndex: .max, pool: self)
+            everBorrowed.append(buffer)
+        }
+        buffer.lend(original, from: lender)
+        buffer.referenceCount = 1
+        return buffer
+    }
+
+    /// The last reference to a borrowed buffer went: the original goes
+    /// back to its loop.
+    private func giveBack(borrowed buffer: Buffer) {
+        let original = buffer.original.unsafelyUnwrapped
+        let lender = buffer.lender.unsafelyUnwrapped
+        buffer.original = nil
+        buffer.lender = nil
+        freeBorrowed.append(buffer)
+        lender.giveBack(original)
     }
 }

@@ -135,7 +135,7 @@ public final class Connection: PollSource {
     }
 
     /// The local address of the socket, when the kernel reports one.
-    public var localAddress: SocketAddress? { state == .closed ? nil : SocketOps.localAddress(of: fd) }
+    public var localAddress: SocketAddress? { state == .closed ? nil : transportLocalAddress }
 
     /// Bytes queued and not yet written to the kernel (under TLS, the
     /// records, plus what was sent before the handshake ended).
@@ -278,7 +278,7 @@ public final class Connection: PollSource {
     public func close() {
         checkThread()
         guard state != .closed else { return }
-        SocketOps.setAbortiveClose(fd)
+        if fd >= 0 { SocketOps.setAbortiveClose(fd) }
         tearDown(error: EvplError(.aborted, operation: "close", context: "\(remoteAddress)"))
     }
 
@@ -343,7 +343,7 @@ public final class Connection: PollSource {
         guard state == .finishing && sendQueue.isEmpty && !sendInFlight else { return }
         if !shutdownSent {
             shutdownSent = true
-            SystemCalls.shutdownWrite(fd)
+            sendEndOfStream()
         }
         if inputClosed { tearDown(error: closingError) }
     }
@@ -410,7 +410,6 @@ public final class Connection: PollSource {
         }
         closeTransport()
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
-        SystemCalls.close(fd)
         sendQueue.releaseAll()
         tls?.ciphertext.releaseAll()
         // A handler closing from inside `received` still reads its view;
@@ -429,7 +428,7 @@ public final class Connection: PollSource {
         guard state != .closed else { return }
         state = .closed
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
-        SystemCalls.close(fd)
+        abandonTransport()
         sendQueue.releaseAll()
         receiveQueue.releaseAll()
         tls?.ciphertext.releaseAll()

@@ -25,6 +25,9 @@ extension EventLoop {
         }
         try evplProtocol.validate(address, operation: "connect")
         try evplProtocol.validateTLS(role: .client, operation: "connect")
+        if evplProtocol.transport == .inproc {
+            return try connectInProcess(to: address, protocol: evplProtocol, segmenter: segmenter, handler)
+        }
         let backend = try evplProtocol.resolvedBackend()
         let uring = backend == .ioUring ? try ioURing() : nil
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "connect", context: "\(address)")
@@ -109,11 +112,18 @@ extension EventLoop {
             SystemCalls.close(fd)
             return
         }
+        admit(connection, from: attachment)
+    }
+
+    /// Registers an accepted connection, runs its listener's attach
+    /// callback, and delivers `connected` (under TLS, once the handshake
+    /// the client starts is done).
+    func admit(_ connection: Connection, from attachment: ListenerAttachment) {
         connections.insert(connection)
-        if listener.timeouts.isLimited { connection.timeouts = listener.timeouts }
+        let timeouts = attachment.listener.timeouts
+        if timeouts.isLimited { connection.timeouts = timeouts }
         attachment.acceptHandler(connection)
         guard connection.state != .closed else { return }
-        // Under TLS, `connected` waits for the handshake the client starts.
         if connection.tls == nil { connection.handler(connection, .connected) }
         connection.startAccepted()
     }

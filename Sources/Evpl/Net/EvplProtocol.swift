@@ -9,8 +9,13 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
         case udp
         /// Unix-domain byte stream, by path or abstract name.
         case unix
+        /// A byte stream between two loops of this process, by listener
+        /// name (`inproc:NAME`): sent buffers move to the peer by
+        /// reference, with no copy and no system call. It needs no kernel
+        /// backend; its backend is always `auto`.
+        case inproc
 
-        /// The name the command line and ``Probe`` use: `tcp`, `udp`, `unix`.
+        /// The name the command line and ``Probe`` use: `tcp`, `udp`, `unix`, `inproc`.
         public var description: String { rawValue }
     }
 
@@ -66,6 +71,12 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// `auto` means io_uring when the kernel offers everything the backend
     /// needs (``Probe`` says what it found), and kernel sockets otherwise.
     public func resolvedBackend() throws(EvplError) -> Backend {
+        if transport == .inproc {
+            guard backend == .auto else {
+                throw EvplError(.unavailable, operation: "select backend", context: "\(self): in-process streams run on no kernel backend; use auto")
+            }
+            return .auto
+        }
         switch backend {
         case .auto:
             return Probe.unavailableReason(for: .ioUring) == nil ? .ioUring : .socket
@@ -105,7 +116,7 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     /// Checks that `address` is the kind this transport uses.
     func validate(_ address: SocketAddress, operation: String) throws(EvplError) {
         let wantsUnix = transport == .unix
-        if wantsUnix != address.isUnix {
+        if wantsUnix != address.isUnix || (transport == .inproc) != address.isInProcess {
             throw EvplError(.invalidAddress, operation: operation, context: "\(address) is not a \(transport.rawValue) address")
         }
     }

@@ -32,9 +32,17 @@ public final class Listener: Sendable {
     /// The handshake and idle limits every accepted connection starts with
     /// (an attach callback may change a connection's own).
     public let timeouts: ConnectionTimeouts
-    private let core: ListenerCore
+    private let acceptor: Acceptor
 
-    /// Binds and listens on `address`, and starts accepting.
+    /// Who accepts: a kernel socket's thread, or the in-process table.
+    private enum Acceptor: Sendable {
+        case kernel(ListenerCore)
+        case inProcess(InProcessAcceptor)
+    }
+
+    /// Binds and listens on `address`, and starts accepting. An
+    /// in-process listener (``EvplProtocol/Transport/inproc``) takes its
+    /// name in the process instead, and needs no socket or thread.
     ///
     /// `logger` hears what the accepting thread cannot report any other
     /// way (an io_uring acceptor that falls back to `poll` and `accept4`,
@@ -54,6 +62,15 @@ public final class Listener: Sendable {
         try evplProtocol.validate(address, operation: "listen")
         try evplProtocol.validateTLS(role: .server, operation: "listen")
         let backend = try evplProtocol.resolvedBackend()
+        if case .inProcess(let name) = address.storage {
+            self.address = address
+            self.evplProtocol = evplProtocol
+            self.steering = steering
+            self.backend = backend
+            self.timeouts = timeouts
+            self.acceptor = .inProcess(try InProcessAcceptor.listen(name: name, backlog: Int(backlog)))
+            return
+        }
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_STREAM.rawValue), operation: "listen", context: "\(address)")
         if !address.isUnix {
             SocketOps.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
@@ -76,12 +93,13 @@ public final class Listener: Sendable {
         self.backend = backend
         self.timeouts = timeouts
         if backend == .ioUring { SocketOps.setBlocking(fd) }
-        self.core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, socketFile: socketFile)
+        let core = try ListenerCore(fd: fd, multishot: backend == .ioUring, logger: logger, socketFile: socketFile)
         try core.start()
+        self.acceptor = .kernel(core)
     }
 
     deinit {
-        core.shutdown()
+        close()
     }
 
     /// Stops accepting and closes the socket. Connections already handed to
@@ -90,18 +108,33 @@ public final class Listener: Sendable {
     /// another file by then (another listener's, bound after this one's
     /// file was removed).
     public func close() {
-        core.shutdown()
+        switch acceptor {
+        case .kernel(let core): core.shutdown()
+        case .inProcess(let table): table.shutdown()
+        }
     }
 
     /// Number of loops currently attached.
-    public var attachedLoopCount: Int { core.attachedCount }
+    public var attachedLoopCount: Int {
+        switch acceptor {
+        case .kernel(let core): core.attachedCount
+        case .inProcess(let table): table.attachedCount
+        }
+    }
 
     func attach(loopID: ObjectIdentifier, remote: EventLoopRemote, attachmentID: UInt64) {
-        core.attach(.init(loopID: loopID, remote: remote, attachmentID: attachmentID))
+        let attachment = ListenerCore.Attachment(loopID: loopID, remote: remote, attachmentID: attachmentID)
+        switch acceptor {
+        case .kernel(let core): core.attach(attachment)
+        case .inProcess(let table): table.attach(attachment)
+        }
     }
 
     func detach(loopID: ObjectIdentifier) {
-        core.detach(loopID: loopID)
+        switch acceptor {
+        case .kernel(let core): core.detach(loopID: loopID)
+        case .inProcess(let table): table.detach(loopID: loopID)
+        }
     }
 
     private static func bind(_ fd: Int32, to address: SocketAddress) throws(EvplError) {

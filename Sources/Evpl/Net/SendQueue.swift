@@ -184,6 +184,39 @@ struct SendQueue {
             head += 1
             headSent = 0
         }
+        dropWrittenEntries()
+    }
+
+    /// Moves up to `limit` bytes from the head into `destination`, each
+    /// range with the reference the queue held for it (a range cut at the
+    /// limit takes one more reference), and counts them as written: the
+    /// in-process transport hands its ranges to the peer this way, with no
+    /// copy. Returns the bytes moved.
+    mutating func transfer(upTo limit: Int, into destination: inout [IOVec]) -> Int {
+        var moved = 0
+        while head < entries.count && moved < limit {
+            var entry = entries[head]
+            entry.offset += headSent
+            entry.length -= headSent
+            let length = min(entry.length, limit - moved)
+            moved += length
+            if length < entry.length {
+                entry.buffer.retain()
+                destination.append(IOVec(buffer: entry.buffer, offset: entry.offset, length: length))
+                headSent += length
+                break
+            }
+            destination.append(entry)
+            head += 1
+            headSent = 0
+        }
+        count -= moved
+        totalSent &+= UInt64(moved)
+        dropWrittenEntries()
+        return moved
+    }
+
+    private mutating func dropWrittenEntries() {
         if head == entries.count {
             entries.removeAllKeepingCapacity()
             head = 0

@@ -3,8 +3,9 @@ import CEvplLinux
 import Glibc
 #endif
 
-/// An endpoint address: IPv4, IPv6, a Unix socket path or a Linux abstract
-/// Unix name. Stored in kernel form so sends need no conversion.
+/// An endpoint address: IPv4, IPv6, a Unix socket path, a Linux abstract
+/// Unix name, or the name of an in-process listener. Stored in kernel form
+/// so sends need no conversion.
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     enum Storage: Sendable, Hashable {
         case inet(address: UInt32, port: UInt16)  // both in network byte order
@@ -12,6 +13,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         case unixPath(String)
         case unixAbstract(String)
         case unixUnnamed
+        /// An in-process listener's name; empty for the connecting end.
+        case inProcess(String)
     }
 
     let storage: Storage
@@ -63,15 +66,27 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         storage = .unixAbstract(name)
     }
 
-    /// Parses `a.b.c.d:port`, `[v6]:port`, `host:port`, `/unix/path` or `@abstract`.
+    /// The name of an in-process listener (see ``EvplProtocol/Transport/inproc``):
+    /// 1 to 107 bytes, unique in the process while its listener lives.
+    public init(inProcessName name: String) throws(EvplError) {
+        guard !name.isEmpty, name.utf8.count <= Self.maxAbstractNameLength else {
+            throw EvplError(.invalidAddress, operation: "inproc address", context: "a name of \(name.utf8.count) bytes (need 1 to \(Self.maxAbstractNameLength))")
+        }
+        storage = .inProcess(name)
+    }
+
+    /// Parses `a.b.c.d:port`, `[v6]:port`, `host:port`, `/unix/path`,
+    /// `@abstract` or `inproc:name`.
     public init(parsing text: String) throws(EvplError) {
-        if text.hasPrefix("/") {
+        if text.hasPrefix("inproc:") {
+            try self.init(inProcessName: String(text.dropFirst("inproc:".count)))
+        } else if text.hasPrefix("/") {
             try self.init(unixPath: text)
         } else if text.hasPrefix("@") {
             try self.init(abstractName: String(text.dropFirst()))
         } else {
             guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-                throw EvplError(.invalidAddress, operation: "parse address", context: "\"\(text)\" (expected host:port, /path or @name)")
+                throw EvplError(.invalidAddress, operation: "parse address", context: "\"\(text)\" (expected host:port, /path, @name or inproc:name)")
             }
             var host = text[..<colon]
             if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
@@ -79,7 +94,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// `ip:port`, `[ip6]:port`, the socket path, `@name`, or `unix:*` for an unbound Unix socket.
+    /// `ip:port`, `[ip6]:port`, the socket path, `@name`, `unix:*` for an
+    /// unbound Unix socket, or `inproc:name` (`inproc:*` for the connecting end).
     public var description: String {
         switch storage {
         case .inet(let address, let port):
@@ -100,6 +116,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             return "@\(name)"
         case .unixUnnamed:
             return "unix:*"
+        case .inProcess(let name):
+            return "inproc:\(name.isEmpty ? "*" : name)"
         }
     }
 
@@ -117,6 +135,12 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         case .unixPath, .unixAbstract, .unixUnnamed: return true
         default: return false
         }
+    }
+
+    /// Whether this names an in-process listener (or its connecting end).
+    public var isInProcess: Bool {
+        if case .inProcess = storage { return true }
+        return false
     }
 
     /// Whether this is an IP loopback address (127.0.0.0/8 or ::1).
@@ -163,6 +187,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             return Self.withUnix(bytes: Array(path.utf8), abstract: false, body)
         case .unixAbstract(let name):
             return Self.withUnix(bytes: Array(name.utf8), abstract: true, body)
+        case .inProcess:
+            preconditionFailure("an in-process address has no sockaddr form")
         case .unixUnnamed:
             var raw = sockaddr_un()
             raw.sun_family = sa_family_t(AF_UNIX)

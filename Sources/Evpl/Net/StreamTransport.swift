@@ -4,8 +4,9 @@
 /// A connection holds what is the same on every backend: its state, its
 /// send and receive queues in pool buffers, its wire (plain or TLS) and its
 /// consumer (callbacks or an async pull). Its transport says how those
-/// queues meet the kernel. Each backend lives in a folder of its own
-/// (`Backends/Socket`, `Backends/IOURing`) and implements the operations
+/// queues meet the kernel, or another loop. Each backend lives in a folder
+/// of its own (`Backends/Socket`, `Backends/IOURing`, `Backends/InProcess`)
+/// and implements the operations
 /// below; this file is the only place that chooses between them, with one
 /// `switch` per operation, so that a new backend is a new case, a new
 /// folder, and an arm in each of these functions.
@@ -35,6 +36,8 @@ enum StreamTransport {
     case socket
     /// io_uring operations (`Backends/IOURing`).
     case ioUring(URingStream)
+    /// Another loop of this process, by reference (`Backends/InProcess`).
+    case inProcess(InProcessStream)
 }
 
 extension Connection {
@@ -44,6 +47,7 @@ extension Connection {
         switch transport {
         case .socket: readAvailable()
         case .ioUring(let stream): stream.armReceive()
+        case .inProcess(let stream): stream.receive()
         }
     }
 
@@ -52,6 +56,7 @@ extension Connection {
         switch transport {
         case .socket: break  // Registering the socket reported what waits there as an edge.
         case .ioUring(let stream): stream.armReceive()
+        case .inProcess(let stream): stream.receive()
         }
     }
 
@@ -61,6 +66,7 @@ extension Connection {
         switch transport {
         case .socket: break  // Readiness is edge-triggered: a paused connection just does not read.
         case .ioUring(let stream): stream.stopReceiving()
+        case .inProcess: break  // A paused stream leaves what arrives in the channel.
         }
     }
 
@@ -70,23 +76,55 @@ extension Connection {
         switch transport {
         case .socket: writeQueued()
         case .ioUring(let stream): stream.flush()
+        case .inProcess(let stream): stream.transmit()
         }
     }
 
     /// Whether a send is still with the kernel (the end of stream waits for it).
     var sendInFlight: Bool {
         switch transport {
-        case .socket: false
+        case .socket, .inProcess: false
         case .ioUring(let stream): stream.sendInFlight
         }
     }
 
-    /// Cancels what is in flight and forgets the socket's readiness, before
-    /// the socket is closed.
+    /// Sends the end of stream (the write side's shutdown) once everything
+    /// queued went out.
+    func sendEndOfStream() {
+        switch transport {
+        case .socket, .ioUring: SystemCalls.shutdownWrite(fd)
+        case .inProcess(let stream): stream.sendEndOfStream()
+        }
+    }
+
+    /// Cancels what is in flight, forgets the socket's readiness and closes
+    /// it; the connection is being torn down.
     func closeTransport() {
         switch transport {
-        case .socket: loop.unregister(token: token)
-        case .ioUring(let stream): stream.cancel()
+        case .socket:
+            loop.unregister(token: token)
+            SystemCalls.close(fd)
+        case .ioUring(let stream):
+            stream.cancel()
+            SystemCalls.close(fd)
+        case .inProcess(let stream):
+            stream.close(abortive: finalError?.code == .aborted)
+        }
+    }
+
+    /// Closes without touching the loop, which is being destroyed.
+    func abandonTransport() {
+        switch transport {
+        case .socket, .ioUring: SystemCalls.close(fd)
+        case .inProcess(let stream): stream.close(abortive: true)
+        }
+    }
+
+    /// The address the transport reports as this end's own.
+    var transportLocalAddress: SocketAddress? {
+        switch transport {
+        case .socket, .ioUring: SocketOps.localAddress(of: fd)
+        case .inProcess(let stream): stream.localAddress
         }
     }
 
@@ -102,6 +140,15 @@ extension Connection {
             readPending = false
             resumeDelivery()
             stream.armReceive()
+        case .inProcess(let stream):
+            // A read pass: the connect completing, or a resume.
+            readPending = false
+            if state == .connecting {
+                connectCompleted(errno: 0)
+                return
+            }
+            resumeDelivery()
+            stream.receive()
         }
     }
 }

@@ -160,6 +160,12 @@ final class TLSSession {
             do {
                 space = try connection.receiveQueue.writableSpace()
             } catch {
+                if error.code == .resourceExhausted && decrypted && connection.receivePauses.isEmpty {
+                    // Handing over what is decrypted frees the buffers it holds.
+                    decrypted = false
+                    connection.deliverReceived()
+                    continue
+                }
                 if error.code == .resourceExhausted {
                     // The ciphertext waits here until the pool has room.
                     connection.loop.waitForMemory(connection)

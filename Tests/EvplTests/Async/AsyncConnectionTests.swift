@@ -189,7 +189,7 @@ struct AsyncConnectionTests {
         expectNoLeaks(loop)
     }
 
-    @Test("a stream that ends inside a length-prefixed message throws .framing after the whole messages before it", arguments: StreamCase.core)
+    @Test("a stream that ends inside a length-prefixed message throws .framing after the whole messages before it", arguments: StreamCase.kernelCore)
     func truncatedMessage(_ setting: StreamCase) throws {
         let loop = try makeLoop()
         let listener = try Listener(address: setting.listenAddress(), protocol: setting.evplProtocol)

@@ -20,7 +20,7 @@ struct ProbeTests {
     @Test("every protocol, backend and block engine is listed, and each unavailable one says why")
     func entriesAreComplete() throws {
         let entries = Probe.entries()
-        #expect(Set(entries.filter { $0.kind == "protocol" }.map(\.name)) == ["tcp", "udp", "unix"])
+        #expect(Set(entries.filter { $0.kind == "protocol" }.map(\.name)) == ["tcp", "udp", "unix", "inproc"])
         #expect(Set(entries.filter { $0.kind == "backend" }.map(\.name)) == ["socket", "auto", "io_uring", "rdmacm", "xlio"])
         #expect(Set(entries.filter { $0.kind == "block-engine" }.map(\.name)) == ["io_uring", "libaio", "psync", "null", "vfio-nvme", "nvme-passthrough"])
         #expect(entries.filter { $0.kind == "block-engine" && ["psync", "null", "libaio"].contains($0.name) }.allSatisfy { $0.available })

@@ -44,8 +44,9 @@ struct HarnessScenario: CustomStringConvertible {
     init(seed: UInt64) {
         var random = SeededRandom(seed: seed)
         self.seed = seed
-        kind = [StreamCase.AddressKind.tcp4, .unixPath, .unixAbstract][random.next(in: 0...2)]
-        backend = StreamCase.backends[random.next(in: 0...(StreamCase.backends.count - 1))]
+        kind = [StreamCase.AddressKind.tcp4, .unixPath, .unixAbstract, .inproc][random.next(in: 0...3)]
+        let kernelBackend = StreamCase.backends[random.next(in: 0...(StreamCase.backends.count - 1))]
+        backend = kind == .inproc ? .auto : kernelBackend
         bufferSize = [4096, 16384, 65536][random.next(in: 0...2)]
         ringEntries = 1 << random.next(in: 0...4)
         poolBuffers = random.next(in: 0...2) == 0 ? random.next(in: 16...64) : nil

@@ -84,7 +84,7 @@ struct FinishTests {
     /// first looks, and there is more data than one read burst (16 reads)
     /// takes. The end of stream must still be noticed.
     @Test("end of stream behind more than one read burst of data is still delivered",
-          arguments: StreamCase.core)
+          arguments: StreamCase.kernelCore)
     func endOfStreamAfterLongBacklog(_ streamCase: StreamCase) throws {
         // 4 KiB buffers: one burst of 16 reads takes 64 KiB; send more, not a multiple of 4 KiB.
         let count = 70_000
@@ -125,7 +125,7 @@ struct FinishTests {
     /// handles its connect completing, the reply and the end of stream are
     /// both already there.
     @Test("a reply and end of stream that arrive before the connect is processed are both delivered",
-          arguments: StreamCase.core)
+          arguments: StreamCase.kernelCore)
     func endOfStreamBeforeConnectProcessed(_ streamCase: StreamCase) throws {
         let (listenFD, bound) = try rawListen(streamCase.listenAddress())
         defer {

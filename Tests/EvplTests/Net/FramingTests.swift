@@ -100,7 +100,7 @@ struct FramingTests {
     }
 
     @Test("a segmenter fed one byte at a time still yields exactly the messages sent",
-          arguments: StreamCase.core)
+          arguments: StreamCase.kernelCore)
     func oneByteAtATime(_ streamCase: StreamCase) throws {
         let loop = try makeLoop()
         let listener = try Listener(address: streamCase.listenAddress(), protocol: streamCase.evplProtocol)

@@ -10,7 +10,10 @@ import Glibc
 /// io_uring backend passes the very suite the socket backend passes.
 struct StreamCase: CustomTestStringConvertible, Sendable {
     enum AddressKind: String, CaseIterable, Sendable {
-        case tcp4, tcp6, unixPath, unixAbstract
+        case tcp4, tcp6, unixPath, unixAbstract, inproc
+
+        /// The kinds that run over a kernel backend.
+        static let kernel: [AddressKind] = [.tcp4, .tcp6, .unixPath, .unixAbstract]
     }
 
     var kind: AddressKind
@@ -22,6 +25,7 @@ struct StreamCase: CustomTestStringConvertible, Sendable {
         switch kind {
         case .tcp4, .tcp6: return EvplProtocol(.tcp, backend: backend)
         case .unixPath, .unixAbstract: return EvplProtocol(.unix, backend: backend)
+        case .inproc: return EvplProtocol(.inproc)
         }
     }
 
@@ -31,6 +35,7 @@ struct StreamCase: CustomTestStringConvertible, Sendable {
         case .tcp6: return try SocketAddress(host: "::1", port: 0)
         case .unixPath: return try SocketAddress(unixPath: "/tmp/evpl-test-\(getpid())-\(UniqueName.next()).sock")
         case .unixAbstract: return try SocketAddress(abstractName: "evpl-test-\(getpid())-\(UniqueName.next())")
+        case .inproc: return try SocketAddress(inProcessName: "evpl-test-\(UniqueName.next())")
         }
     }
 
@@ -38,11 +43,19 @@ struct StreamCase: CustomTestStringConvertible, Sendable {
     /// when the kernel allows it (`evpl probe` says why not otherwise).
     static let backends: [EvplProtocol.Backend] = Probe.unavailableReason(for: .ioUring) == nil ? [.socket, .ioUring] : [.socket]
 
-    /// Every address kind over every backend.
-    static let allCases: [StreamCase] = backends.flatMap { backend in AddressKind.allCases.map { StreamCase(kind: $0, backend: backend) } }
+    /// The in-process stream, which runs on no kernel backend.
+    static let inProcess = StreamCase(kind: .inproc, backend: .auto)
 
-    /// The cases heavy scenarios run over: one IP and one Unix transport, over every backend.
-    static let core: [StreamCase] = backends.flatMap { backend in [AddressKind.tcp4, .unixPath].map { StreamCase(kind: $0, backend: backend) } }
+    /// Every address kind over every backend, and the in-process stream.
+    static let allCases: [StreamCase] = backends.flatMap { backend in AddressKind.kernel.map { StreamCase(kind: $0, backend: backend) } } + [inProcess]
+
+    /// The cases heavy scenarios run over: one IP and one Unix transport
+    /// over every backend, and the in-process stream.
+    static let core: [StreamCase] = backends.flatMap { backend in [AddressKind.tcp4, .unixPath].map { StreamCase(kind: $0, backend: backend) } } + [inProcess]
+
+    /// ``core`` without the in-process stream: for scenarios a plain
+    /// POSIX socket drives, or that provoke a kernel backend's system calls.
+    static let kernelCore: [StreamCase] = core.filter { $0.kind != .inproc }
 }
 
 enum UniqueName {

@@ -76,7 +76,7 @@ struct SocketFaultTests {
     /// retry would close a number another thread may have opened since (and
     /// trips the seam's EBADF stop). The failure changes nothing else.
     @Test("a close that reports EINTR or EIO is not retried: both ends finish, nothing leaks, and the loop serves the next connection",
-          arguments: StreamCase.core)
+          arguments: StreamCase.kernelCore)
     func failingClose(_ streamCase: StreamCase) throws {
         let plan = FaultPlan()
         plan.inject(.error(EINTR), on: .close, at: 1)

@@ -332,7 +332,7 @@ struct TLSPeerTests {
         let peer = try Peer(script(try #require(listener.address.port)))
         let (status, output) = try peer.finish(turning: loop, "the peer")
         #expect(status == 0, "the peer failed: \(output)")
-        try spin(loop, "the server's connection to end") { !ends.isEmpty }
+        try spin(loop, "the server's connection to end after the peer (\(script(0))) printed \(output.debugDescription)") { !ends.isEmpty }
         return (output, ends)
     }
 

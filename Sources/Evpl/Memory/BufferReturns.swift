@@ -1,0 +1,43 @@
+import Synchronization
+
+/// Where other loops give back the buffers of one loop's pool that they
+/// showed through borrowed buffers (see ``BufferPool/borrow(_:from:)``).
+///
+/// A buffer's reference count is kept on its own loop's thread only, so a
+/// loop that is done with another loop's bytes cannot release them itself:
+/// it hands the buffer here, and the owning loop releases it on its next
+/// pass. A sleeping owner is not woken for it: what it gets back can wait
+/// until it has something else to do (a loop that waits for memory looks
+/// every few milliseconds).
+final class BufferReturns: Sendable {
+    /// The buffers given back and not yet released, under a lock.
+    private struct Returned: @unchecked Sendable {
+        // @unchecked: the buffers are only touched again on their own loop.
+        var buffers: [Buffer] = []
+    }
+
+    private let returned = Locked(Returned())
+    /// Set with every return, cleared when the owner takes them: the
+    /// owner's one look per pass.
+    private let pending = Atomic<Bool>(false)
+
+    /// Gives one reference of `buffer` back to its loop; from any thread.
+    func giveBack(_ buffer: Buffer) {
+        returned.withLock { returned in
+            returned.buffers.append(buffer)
+            pending.store(true, ordering: .relaxed)
+        }
+    }
+
+    /// Whether buffers wait to be taken back.
+    var hasPending: Bool { pending.load(ordering: .relaxed) }
+
+    /// Swaps the buffers given back into `buffers` (an empty array); on
+    /// the owning loop.
+    func take(into buffers: inout [Buffer]) {
+        returned.withLock { returned in
+            pending.store(false, ordering: .relaxed)
+            swap(&returned.buffers, &buffers)
+        }
+    }
+}
