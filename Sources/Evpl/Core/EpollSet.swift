@@ -62,7 +62,7 @@ struct EpollSet {
     /// set; pass `descriptor` to remove one that stays open.
     mutating func remove(token: UInt64, descriptor: Int32? = nil) {
         if let descriptor {
-            _ = cevpl_epoll_ctl(fd, EPOLL_CTL_DEL, descriptor, 0, 0)
+            _ = SystemCalls.epollCtl(fd, EPOLL_CTL_DEL, descriptor, 0, 0)
         }
         sources.remove(token: token)
     }
@@ -71,7 +71,7 @@ struct EpollSet {
     /// many events came, or -1 with `errno` set.
     @inline(__always)
     func wait(timeoutNanoseconds: Int64) -> Int {
-        Int(cevpl_epoll_wait(fd, masks, tokens, Int32(capacity), timeoutNanoseconds))
+        Int(SystemCalls.epollWait(fd, masks, tokens, Int32(capacity), timeoutNanoseconds))
     }
 
     /// The source of event `index` of the last wait (`nil` when it was

@@ -549,8 +549,8 @@ public final class EventLoop {
 
     func handleRemoteWake(eventFDFired: Bool = true) {
         remote.drain(into: &remoteTasks, eventFDFired: eventFDFired)
-        for task in remoteTasks {
-            switch task {
+        for index in remoteTasks.indices {
+            switch remoteTasks[index] {
             case .run(let work):
                 work(self)
             case .accepted(let fd, let peer, let listenerID):

@@ -35,6 +35,11 @@ enum SystemCall: Hashable, Sendable, CaseIterable {
     /// `close(2)` of a socket or descriptor the library made. The
     /// descriptor is released all the same, as the kernel does.
     case close
+    /// The loop's wait without a ring: `epoll_wait` (or `epoll_pwait2`).
+    case epollWait
+    /// The loop's wait with a ring: the `io_uring_enter` that submits and
+    /// sleeps for completions.
+    case uringEnter
 
     // Set-up calls, where running out of descriptors, memory or threads
     // (EMFILE, ENFILE, ENOMEM, EAGAIN) shows.

@@ -69,6 +69,17 @@ extension SystemCalls {
         return cevpl_epoll_ctl(epollFD, operation, fd, events, token)
     }
 
+    /// The loop's `epoll_wait(2)` (`epoll_pwait2` where the kernel has it)
+    /// of up to `capacity` events, with a nanosecond timeout.
+    @inline(__always)
+    static func epollWait(_ epollFD: Int32, _ masks: UnsafeMutablePointer<UInt32>, _ tokens: UnsafeMutablePointer<UInt64>,
+                          _ capacity: Int32, _ timeoutNanoseconds: Int64) -> Int32 {
+        #if EVPL_FAULT_INJECTION
+        if let code = FaultPlan.failure(of: .epollWait) { errno = code; return -1 }
+        #endif
+        return cevpl_epoll_wait(epollFD, masks, tokens, capacity, timeoutNanoseconds)
+    }
+
     /// `mmap(2)` of `length` bytes of private, anonymous, read-write memory.
     static func mapAnonymous(_ length: Int) -> UnsafeMutableRawPointer? {
         #if EVPL_FAULT_INJECTION

@@ -82,6 +82,21 @@ struct AllocationTests {
         let evplProtocol = EvplProtocol(.tcp, backend: backend, tls: try fixtures?.clientContext())
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0),
                                     protocol: EvplProtocol(.tcp, backend: backend, tls: try fixtures?.serverContext()))
+        try Self.expectPingPongAllocationFree(loop, listener: listener, clientProtocol: evplProtocol, "\(backend.rawValue) TCP\(tls ? " TLS" : "") round trips",
+                                              allowing: tls ? Self.openSSLAllocationsPerRoundTrip + Self.allowedPerOperation : Self.allowedPerOperation)
+    }
+
+    @Test("10,000 in-process ping-pong round trips of 64 bytes allocate nothing at either end (both on this loop)")
+    func inProcessPingPong() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(inProcessName: "allocation-\(getpid())"), protocol: EvplProtocol(.inproc))
+        try Self.expectPingPongAllocationFree(loop, listener: listener, clientProtocol: EvplProtocol(.inproc), "in-process round trips")
+    }
+
+    /// Echoes 64-byte requests through `listener` on `loop` and expects the
+    /// steady state to allocate at most `allowed` heap blocks per round trip.
+    static func expectPingPongAllocationFree(_ loop: EventLoop, listener: Listener, clientProtocol: EvplProtocol, _ what: String,
+                                             allowing allowed: Double = allowedPerOperation, sourceLocation: SourceLocation = #_sourceLocation) throws {
         loop.attach(to: listener) { connection in
             connection.handler = { connection, event in
                 guard case .received(let bytes) = event else { return }
@@ -92,7 +107,7 @@ struct AllocationTests {
         var completed = 0
         var echoedBytes = 0
         var failures = 0
-        _ = try loop.connect(to: listener.address, protocol: evplProtocol) { connection, event in
+        _ = try loop.connect(to: listener.address, protocol: clientProtocol) { connection, event in
             switch event {
             case .connected:
                 request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
@@ -106,11 +121,10 @@ struct AllocationTests {
                 break
             }
         }
-        try Self.expectSteadyStateAllocationFree(loop, "\(backend.rawValue) TCP\(tls ? " TLS" : "") round trips",
-                                                 allowing: tls ? Self.openSSLAllocationsPerRoundTrip + Self.allowedPerOperation : Self.allowedPerOperation) { completed }
-        #expect(failures == 0)
+        try expectSteadyStateAllocationFree(loop, what, allowing: allowed, completed: { completed }, sourceLocation: sourceLocation)
+        #expect(failures == 0, sourceLocation: sourceLocation)
         listener.close()
-        expectNoLeaks(loop)
+        expectNoLeaks(loop, sourceLocation: sourceLocation)
     }
 
     @Test("10,000 UDP ping-pong round trips of 64 bytes allocate nothing", arguments: StreamCase.backends)

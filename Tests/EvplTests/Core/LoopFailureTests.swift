@@ -39,6 +39,37 @@ struct LoopFailureTests {
         listener.close()
     }
 
+    @Test("an injected failure of the loop's wait (epoll_wait, or io_uring_enter with a ring) stops the loop once with that errno and disconnects every connection; EINTR before it is only a wake-up",
+          arguments: LoopWait.usable)
+    func injectedWaitFailure(_ wait: LoopWait) throws {
+        let loop = try makeLoop(waitingIn: wait)
+        let evplProtocol = EvplProtocol(.tcp, backend: wait == .ioUring ? .ioUring : .socket)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: evplProtocol)
+        defer { listener.close() }
+        let server = EventLog()
+        loop.attach(to: listener) { $0.handler = server.handle }
+        let client = EventLog()
+        _ = try loop.connect(to: listener.address, protocol: evplProtocol, client.handle)
+        try spin(loop, "both ends connected") { server.connected == 1 && client.connected == 1 }
+        var reported: [EvplError] = []
+        loop.onFailure = { reported.append($0) }
+        let call: SystemCall = wait == .ioUring ? .uringEnter : .epollWait
+        let plan = FaultPlan()
+        plan.inject(.error(EINTR), on: call, at: 1)
+        plan.inject(.error(ENOMEM), on: call, at: 2)
+        let remote = loop.remote
+        let watchdog = Watchdog(seconds: 5) { remote.stop() }
+        plan.installed { loop.run() }
+        watchdog.standDown()
+
+        #expect(!watchdog.fired, "run() kept going after the wait failed")
+        #expect(plan.faultsInjected(into: call) == 2)
+        #expect(loop.failure?.errno == ENOMEM, "\(String(describing: loop.failure))")
+        #expect(reported.count == 1)
+        #expect(server.disconnected == 1 && client.disconnected == 1)
+        #expect(server.disconnectError?.errno == ENOMEM && client.disconnectError?.errno == ENOMEM)
+    }
+
     /// The misuse the compiler cannot see: a loop smuggled to a second
     /// thread through an `@unchecked Sendable` box. It must trap with a
     /// message (release builds too), not corrupt the loop or spin.

@@ -168,6 +168,12 @@ final class URing {
         }
         buffers.refill()
         applyFaultPlan()
+        #if EVPL_FAULT_INJECTION
+        if let code = FaultPlan.failure(of: .uringEnter) {
+            check(-code, "io_uring_enter")
+            return
+        }
+        #endif
         var completion: UnsafeMutablePointer<io_uring_cqe>?
         let status: Int32
         if timeoutNanoseconds < 0 {

@@ -71,8 +71,8 @@ extension EventLoop {
     /// showing (see ``BufferReturns``).
     func takeBackReturnedBuffers() {
         bufferReturns.take(into: &returnedBuffers)
-        for buffer in returnedBuffers { buffer.release() }
+        for index in returnedBuffers.indices { returnedBuffers[index].release() }
         bufferPool.buffersLentToLoops -= returnedBuffers.count
-        returnedBuffers.removeAll(keepingCapacity: true)
+        returnedBuffers.removeAllKeepingCapacity()
     }
 }

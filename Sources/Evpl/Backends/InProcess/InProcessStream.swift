@@ -77,10 +77,11 @@ final class InProcessStream: @unchecked Sendable {
         if !arrivals.isEmpty, let lender {
             let pool = connection.loop.bufferPool
             let queue = connection.wireReceiveQueue
-            for range in arrivals {
+            for index in arrivals.indices {
+                let range = arrivals[index]
                 queue.append(IOVec(buffer: pool.borrow(range.buffer, from: lender), offset: range.offset, length: range.length))
             }
-            arrivals.removeAll(keepingCapacity: true)
+            arrivals.removeAllKeepingCapacity()
             connection.noteActivity()
             connection.wireReceived()
         }
@@ -190,7 +191,7 @@ final class InProcessStream: @unchecked Sendable {
             }
         }
         if let lender {
-            for range in arrivals { lender.giveBack(range.buffer) }
+            for index in arrivals.indices { lender.giveBack(arrivals[index].buffer) }
         }
         arrivals.removeAll()
         Self.notify(peer)
