@@ -63,6 +63,20 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
     }
 
+    @Test("evpl perf local runs both ends in one process over inproc, unix and tcp, in both modes, and reports round trips or bytes; --cpus takes two CPU numbers")
+    func perfLocal() throws {
+        for transport in ["inproc", "unix", "tcp"] {
+            for mode in ["pingpong", "stream"] {
+                let (status, output) = try runEvpl(["perf", "local", "--protocol", transport, "--mode", mode, "--duration", "0.5", "--cpus", "0,1", "--json"])
+                try #require(status == 0, "\(transport) \(mode): \(output)")
+                let operations = output.split(separator: ",").first { $0.contains("\"operations\":") }.flatMap { Int($0.split(separator: ":").last!) } ?? 0
+                #expect(operations > 0, "\(transport) \(mode): \(output)")
+            }
+        }
+        let (status, output) = try runEvpl(["perf", "local", "--cpus", "zero", "--duration", "0.1"])
+        #expect(status != 0 && output.isEmpty)
+    }
+
     @Test("--api async: a perf client drives an async perf server in both modes; evpl blk verifies 16 MiB through tasks and through a completion stream")
     func asyncAPI() throws {
         let server = try EvplServer(["perf", "server", "--port", "0", "--api", "async"])
