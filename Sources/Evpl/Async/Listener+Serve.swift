@@ -12,10 +12,14 @@ extension Listener {
     /// Each connection is in pull mode from the moment it reaches its loop,
     /// and `handler` runs inside ``AsyncConnection/executeThenClose(_:)``:
     /// when it returns the connection finishes, when it throws the
-    /// connection is closed (and the error logged at debug level on the
-    /// loop's logger). Cancelling the calling task detaches the loops; the
-    /// connections being served go on until their handlers end (a pool's
-    /// graceful shutdown finishes them).
+    /// connection is closed. An error that ends the connection from
+    /// outside (a reset, a timeout, a TLS failure, a shutdown) is logged at
+    /// debug level on the loop's logger; any other is the handler's own
+    /// failure and is logged at error level, and written to standard error
+    /// (one line a second at most) while the logger is the silent default.
+    /// Cancelling the calling task detaches the loops; the connections
+    /// being served go on until their handlers end (a pool's graceful
+    /// shutdown finishes them).
     ///
     /// - Parameters:
     ///   - executors: the loops to serve on, usually a pool's
@@ -39,9 +43,7 @@ extension Listener {
                         do {
                             try await connection.executeThenClose { connection in try await handler(connection) }
                         } catch {
-                            connection.connection.loop.logger.debug("connection handler failed", metadata: [
-                                "peer": "\(connection.connection.remoteAddress)", "error": "\(error)",
-                            ])
+                            HandlerFailures.report(error, peer: connection.connection.remoteAddress, logger: connection.connection.loop.logger)
                         }
                     }
                 }

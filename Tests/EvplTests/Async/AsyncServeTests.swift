@@ -185,6 +185,55 @@ struct AsyncMessageBoundsTests {
         #expect(outcome.withLock { $0 } == "ok")
     }
 
+    struct BrokenHandler: Error {}
+
+    @Test("a handler that throws its own error is reported on standard error by default, one line a second at most with the count of the rest; a peer's reset is not")
+    func handlerFailuresAreVisible() throws {
+        let pool = try EventLoopThreadPool<Void>(count: 1) { _, _ in }
+        defer { pool.stop() }
+        let listener = try Listener(address: SocketAddress(inProcessName: "serve-failures-\(UniqueName.next())"), protocol: EvplProtocol(.inproc))
+        defer { listener.close() }
+        let executors = pool.executors
+        let server = Task(executorPreference: executors[0]) {
+            await listener.serve(on: executors) { connection in
+                guard let first = try await connection.receive() else { return }
+                if first[0] == 0x21 { throw BrokenHandler() }
+                _ = try await connection.receive()  // the client's reset ends this one
+            }
+        }
+        defer { server.cancel() }
+        try waitUntil(seconds: 60, "the loop to attach") { listener.attachedLoopCount == 1 }
+
+        let captured = try StandardErrorCapture()
+        let loop = try makeLoop()
+        var ended = 0
+        func connectAndSend(_ byte: UInt8, abort: Bool = false) throws {
+            _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.inproc)) { connection, event in
+                switch event {
+                case .connected:
+                    try? connection.send([byte])
+                    if abort { _ = try? loop.addOneShotTimer(after: .milliseconds(20)) { _ in connection.close() } }
+                case .disconnected: ended += 1
+                default: break
+                }
+            }
+        }
+        try connectAndSend(0x00, abort: true)
+        for _ in 0..<3 { try connectAndSend(0x21) }
+        try spin(loop, "four connections to end") { ended == 4 }
+        try runLoop(loop, forMilliseconds: 1100)
+        try connectAndSend(0x21)
+        try spin(loop, "the fifth to end") { ended == 5 }
+        try runLoop(loop, forMilliseconds: 50)
+        let lines = captured.finish().split(separator: "\n").filter { $0.contains("BrokenHandler") }
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first?.hasPrefix("evpl: the connection handler for inproc:") == true, "\(lines)")
+        #expect(lines.last?.contains("(and 2 more since the last report)") == true, "\(lines)")
+        let resets = captured.text.split(separator: "\n").filter { $0.contains("the connection handler for") && $0.contains("connectionReset") }
+        #expect(resets.isEmpty, "a reset is the peer's doing: \(resets)")
+        expectNoLeaks(loop)
+    }
+
     @Test("a graceful shutdown before the peer's end is not the peer's end: receive() throws .shutdown after the bytes that came, never nil",
           arguments: StreamCase.backends)
     func shutdownIsNotEndOfStream(backend: EvplProtocol.Backend) throws {

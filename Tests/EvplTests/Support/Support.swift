@@ -466,3 +466,30 @@ let repositoryRoot: String = {
     for _ in 0..<4 { path = path[..<(path.lastIndex(of: "/") ?? path.startIndex)] }
     return String(path)
 }()
+
+/// Sends this process's standard error to a file until ``finish()``, for
+/// tests that check what the library writes there. (A file, not a pipe: a
+/// writer never blocks on it.)
+final class StandardErrorCapture {
+    private let saved: Int32
+    private let path = "/tmp/evpl-stderr-\(getpid())-\(UniqueName.next())"
+    /// What was written, once ``finish()`` has run.
+    private(set) var text = ""
+
+    init() throws {
+        let file = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+        guard file >= 0 else { throw TimedOut(what: "a file to capture standard error in (\(path))") }
+        saved = dup(STDERR_FILENO)
+        dup2(file, STDERR_FILENO)
+        close(file)
+    }
+
+    /// Puts standard error back and returns what was written meanwhile.
+    func finish() -> String {
+        dup2(saved, STDERR_FILENO)
+        close(saved)
+        text = String(decoding: (try? fileContents(path)) ?? [], as: UTF8.self)
+        unlink(path)
+        return text
+    }
+}
