@@ -18,6 +18,7 @@ public final class EventLoopPoolService<ThreadState>: Service, Sendable {
     private let pool: EventLoopThreadPool<ThreadState>
     private let listeners: [Listener]
     private let shutdownTimeout: Duration
+    private let linger: Duration?
     private let outcome = Locked(Outcome())
 
     private struct Outcome: Sendable {
@@ -33,10 +34,14 @@ public final class EventLoopPoolService<ThreadState>: Service, Sendable {
     ///   - listeners: closed first when the service shuts down.
     ///   - shutdownTimeout: how long connections get to finish before what
     ///     is left is closed abortively.
-    public init(pool: EventLoopThreadPool<ThreadState>, listeners: [Listener] = [], shutdownTimeout: Duration = .seconds(10)) {
+    ///   - linger: how long a connection whose end of stream went out waits
+    ///     for the peer's before it is closed (an idle keep-alive client);
+    ///     `nil` waits until `shutdownTimeout`.
+    public init(pool: EventLoopThreadPool<ThreadState>, listeners: [Listener] = [], shutdownTimeout: Duration = .seconds(10), linger: Duration? = nil) {
         self.pool = pool
         self.listeners = listeners
         self.shutdownTimeout = shutdownTimeout
+        self.linger = linger
     }
 
     /// What the graceful shutdown achieved, once ``run()`` returned after one.
@@ -81,7 +86,7 @@ public final class EventLoopPoolService<ThreadState>: Service, Sendable {
         for listener in listeners { listener.close() }
         let report: ShutdownReport
         if graceful {
-            report = pool.shutdownGracefully(timeout: shutdownTimeout)
+            report = pool.shutdownGracefully(timeout: shutdownTimeout, linger: linger)
         } else {
             pool.stop()
             report = ShutdownReport()

@@ -35,7 +35,7 @@ final class BlockRangeServer: Sendable {
     /// Stops accepting and lets every connection finish its answers.
     func stop() {
         listener.close()
-        pool.shutdownGracefully(timeout: .seconds(5))
+        pool.shutdownGracefully(timeout: .seconds(5), linger: .seconds(1))
     }
 }
 

@@ -86,11 +86,13 @@ final class EchoServer: Sendable {
 
     /// Stops accepting, lets every connection finish (delivering what is
     /// queued) for up to `timeout`, closes the rest and joins the threads.
+    /// A peer that stays silent for a second after the server's end of
+    /// stream (an idle keep-alive client) does not hold it longer.
     @discardableResult
     func stop(timeout: Duration = .seconds(5)) -> ShutdownReport {
         serving?.cancel()
         listener?.close()
-        return pool.shutdownGracefully(timeout: timeout)
+        return pool.shutdownGracefully(timeout: timeout, linger: .seconds(1))
     }
 
     private static func loopConfig(cpu: Int?) -> @Sendable (Int) -> LoopConfig {

@@ -42,12 +42,19 @@ final class GracefulShutdown {
 
     var phase = Phase.draining
     let deadline: UInt64
+    /// How long a connection whose end of stream went out may stay silent
+    /// before it is closed without the peer's end; `nil` waits until the
+    /// deadline.
+    let linger: UInt64?
     let completion: (ShutdownReport) -> Void
     var report = ShutdownReport()
     var deadlineTimer: EvplTimer?
+    /// Wakes the loop to look for connections past their linger.
+    var lingerTimer: EvplTimer?
 
-    init(deadline: UInt64, completion: @escaping (ShutdownReport) -> Void) {
+    init(deadline: UInt64, linger: UInt64?, completion: @escaping (ShutdownReport) -> Void) {
         self.deadline = deadline
+        self.linger = linger
         self.completion = completion
     }
 }
@@ -63,10 +70,21 @@ extension EventLoop {
     ///
     /// The abortive path stays: ``closeAll()`` closes at once.
     public func shutdownGracefully(timeout: Duration, _ completion: @escaping (ShutdownReport) -> Void = { _ in }) {
+        shutdownGracefully(timeout: timeout, linger: nil, completion)
+    }
+
+    /// ``shutdownGracefully(timeout:_:)`` that waits at most `linger` for
+    /// the peer's end of stream once a connection's own went out: a
+    /// keep-alive client that sits idle, and would hold the shutdown until
+    /// `timeout`, is closed after `linger` of silence. Such a connection
+    /// lost nothing (every queued byte was delivered); it ends with
+    /// `.shutdown` and counts as finished. `nil` waits until `timeout`.
+    public func shutdownGracefully(timeout: Duration, linger: Duration?, _ completion: @escaping (ShutdownReport) -> Void = { _ in }) {
         checkLoopThread()
         guard gracefulShutdown == nil else { return }
-        let nanoseconds = min(timeout.wholeNanoseconds ?? (timeout > .zero ? .max : 0), UInt64(Int64.max))
-        let shutdown = GracefulShutdown(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, completion: completion)
+        let nanoseconds = Self.clampedNanoseconds(timeout)
+        let lingerNanoseconds = linger.map(Self.clampedNanoseconds)
+        let shutdown = GracefulShutdown(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, linger: lingerNanoseconds, completion: completion)
         gracefulShutdown = shutdown
         detachFromAllListeners()
         for connection in connections.all() {
@@ -77,9 +95,29 @@ extension EventLoop {
                 connection.pauseReceiving(.shutdown)
             }
         }
-        // Wakes the loop at the deadline, however idle it is.
+        // Wakes the loop at the deadline, however idle it is, and while a
+        // linger runs, a few times per linger.
         shutdown.deadlineTimer = try? addOneShotTimer(after: .nanoseconds(nanoseconds)) { _ in }
+        if let lingerNanoseconds {
+            let period = min(max(lingerNanoseconds / 4, 1_000_000), 100_000_000)
+            shutdown.lingerTimer = try? addTimer(every: .nanoseconds(period)) { _ in }
+        }
         continueGracefulShutdown()
+    }
+
+    private static func clampedNanoseconds(_ duration: Duration) -> UInt64 {
+        min(duration.wholeNanoseconds ?? (duration > .zero ? .max : 0), UInt64(Int64.max))
+    }
+
+    /// Closes the finishing connections whose end of stream went out and
+    /// that stayed silent for the linger since: all was delivered.
+    private func endLingeringConnections(_ shutdown: GracefulShutdown) {
+        guard let linger = shutdown.linger, shutdown.phase == .finishing else { return }
+        let now = MonotonicClock.nanoseconds()
+        for connection in connections.all()
+        where !connection.isClosed && connection.shutdownSent && !connection.inputClosed && now &- connection.lastActivity >= linger {
+            connection.tearDown(error: EvplError(.shutdown, operation: "shutdown", context: "\(connection.remoteAddress): no end of stream within the linger"))
+        }
     }
 
     /// Checked at the end of every iteration while a shutdown runs.
@@ -94,6 +132,7 @@ extension EventLoop {
                 connection.resumeReceiving(.shutdown)
             }
         }
+        endLingeringConnections(shutdown)
         let done = connections.count == 0 && blockRequestsPending == 0 && pendingDisconnects.isEmpty
         guard done || pastDeadline else { return }
         for connection in connections.all() where !connection.isClosed {
@@ -112,6 +151,7 @@ extension EventLoop {
         while deliverPendingDisconnects() {}
         shutdown.report.blockRequestsPending = blockRequestsPending
         shutdown.deadlineTimer?.cancel()
+        shutdown.lingerTimer?.cancel()
         gracefulShutdown = nil
         logger.info("graceful shutdown done", metadata: ["report": "\(shutdown.report)"])
         shutdown.completion(shutdown.report)

@@ -107,6 +107,15 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
     /// their backlogs. Calling it after ``stop()`` does nothing.
     @discardableResult
     public func shutdownGracefully(timeout: Duration) -> ShutdownReport {
+        shutdownGracefully(timeout: timeout, linger: nil)
+    }
+
+    /// ``shutdownGracefully(timeout:)`` that closes a connection whose end
+    /// of stream went out once its peer stayed silent for `linger`
+    /// (``EventLoop/shutdownGracefully(timeout:linger:_:)``): idle
+    /// keep-alive clients do not hold the shutdown until `timeout`.
+    @discardableResult
+    public func shutdownGracefully(timeout: Duration, linger: Duration?) -> ShutdownReport {
         let joining = threads.withLock { threads in
             defer { threads.removeAll() }
             return threads
@@ -115,7 +124,7 @@ public final class EventLoopThreadPool<ThreadState>: Sendable {
         let reports = ReportCollector()
         for remote in remotes {
             remote.execute { loop in
-                loop.shutdownGracefully(timeout: timeout) { reports.add($0) }
+                loop.shutdownGracefully(timeout: timeout, linger: linger) { reports.add($0) }
             }
         }
         for thread in joining { pthread_join(thread, nil) }

@@ -344,6 +344,8 @@ public final class Connection: PollSource {
         if !shutdownSent {
             shutdownSent = true
             sendEndOfStream()
+            // The end of stream is a write: a shutdown's linger counts from it.
+            noteActivity()
         }
         if inputClosed { tearDown(error: closingError) }
     }

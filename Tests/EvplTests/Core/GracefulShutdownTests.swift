@@ -44,6 +44,44 @@ struct GracefulShutdownTests {
         #expect(report.value == { var expected = ShutdownReport(); expected.finished = 1; return expected }())
     }
 
+    @Test("with a linger, a keep-alive client that ignores the server's end of stream no longer holds the shutdown until its timeout: it ends after the linger, with every byte delivered",
+          arguments: [nil, Duration.milliseconds(100)])
+    func lingerEndsIdlePeers(linger: Duration?) throws {
+        let server = try ThreadedEchoServer([(EvplProtocol(.inproc), try SocketAddress(inProcessName: "linger-\(UniqueName.next())"))])
+        let loop = try makeLoop()
+        var echoed = [0, 0]
+        var inputClosed = [0, 0]
+        for index in 0..<2 {
+            let client = try loop.connect(to: server.listeners[0].address, protocol: EvplProtocol(.inproc)) { connection, event in
+                switch event {
+                case .connected: try? connection.send([UInt8](repeating: 7, count: 1000))
+                case .received(let bytes): echoed[index] += bytes.count
+                case .inputClosed: inputClosed[index] += 1
+                default: break
+                }
+            }
+            // The first client sits idle after the server's end of stream; the second finishes in turn.
+            client.finishesWhenInputCloses = index == 1
+        }
+        try spin(loop, "both echoes") { echoed == [1000, 1000] }
+        server.listeners[0].close()
+        let report = ReportSlot()
+        let started = MonotonicClock.nanoseconds()
+        let stopper = TestThread { report.set(server.shutdownGracefully(timeout: .seconds(3), linger: linger)) }
+        try spin(loop, "the shutdown") { report.value != nil }
+        let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
+        stopper.join()
+        #expect(inputClosed == [1, 1], "both clients saw the server's end of stream")
+        if linger == nil {
+            #expect(elapsed >= 2.9, "without a linger the idle client holds the shutdown until its timeout (\(elapsed) s)")
+            #expect(report.value?.aborted == 0 && report.value?.finished == 2, "\(String(describing: report.value))")
+        } else {
+            #expect(elapsed < 1.5, "the linger ended the idle client after 100 ms of silence, not the 3 s timeout (\(elapsed) s)")
+            #expect(report.value?.aborted == 0 && report.value?.finished == 2, "\(String(describing: report.value))")
+        }
+        loop.closeAll()
+    }
+
     @Test("evpl echo on SIGTERM delivers the echo it has queued, then exits 0", arguments: StreamCase.backends)
     func echoTerminatesGracefully(_ backend: EvplProtocol.Backend) throws {
         let server = try EvplServer(["echo", "--protocol", "tcp", "--backend", cliName(backend), "--port", "0"])

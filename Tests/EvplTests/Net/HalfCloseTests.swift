@@ -66,8 +66,8 @@ final class ThreadedEchoServer: Sendable {
         }
     }
 
-    func shutdownGracefully(timeout: Duration) -> ShutdownReport {
-        pool.shutdownGracefully(timeout: timeout)
+    func shutdownGracefully(timeout: Duration, linger: Duration? = nil) -> ShutdownReport {
+        pool.shutdownGracefully(timeout: timeout, linger: linger)
     }
 
     deinit { stop() }
