@@ -23,22 +23,22 @@ extension AsyncConnection {
             if let failure, failure.code == .aborted {
                 // Closed by this side: what was not taken is dropped.
                 inboundEnded = true
-                connection.receiveQueue.releaseAll()
+                connection.discardPulled()
                 throw failure
             }
             if let length = try nextMessageLength() {
                 heldLength = length
-                return connection.receiveQueue.view(length: length)
+                return connection.pulledView(length: length)
             }
             if let failure {
                 inboundEnded = true
-                connection.receiveQueue.releaseAll()
+                connection.discardPulled()
                 throw failure
             }
-            if connection.inputClosed || connection.isClosed {
+            if connection.pullInputEnded {
                 inboundEnded = true
-                let left = connection.receiveQueue.count
-                connection.receiveQueue.releaseAll()
+                let left = connection.pendingPullBytes
+                connection.discardPulled()
                 if left > 0 {
                     throw EvplError(.framing, operation: "receive", context: "\(connection.remoteAddress): stream ended inside a message (\(left) bytes left)")
                 }
@@ -56,25 +56,20 @@ extension AsyncConnection {
     /// than ``window`` bytes wait.
     private func releaseHeld() {
         guard heldLength > 0 else { return }
-        let queue = connection.receiveQueue
-        if queue.count >= heldLength { queue.consume(heldLength) }
+        connection.takePulled(heldLength, window: window)
         heldLength = 0
-        connection.pullWindow = window
-        if queue.count < window && connection.receivePauses.contains(.consumer) {
-            connection.resumeReceiving(.consumer)
-        }
     }
 
     /// The length of the next whole message in the queue, if one is there.
     private func nextMessageLength() throws(EvplError) -> Int? {
-        let queue = connection.receiveQueue
-        guard queue.count > 0 else { return nil }
-        guard let segmenter else { return queue.count }
+        let pending = connection.pendingPullBytes
+        guard pending > 0 else { return nil }
+        guard let segmenter else { return pending }
         let needed: Int
-        switch segmenter(queue.view(length: queue.count)) {
+        switch segmenter(connection.pulledView(length: pending)) {
         case .needMoreBytes:
-            needed = queue.count + 1
-        case .message(let length) where length > 0 && length <= queue.count:
+            needed = pending + 1
+        case .message(let length) where length > 0 && length <= pending:
             return length
         case .message(let length) where length > 0:
             needed = length
@@ -85,18 +80,14 @@ extension AsyncConnection {
         }
         // A message larger than the window still has to arrive whole: the
         // window grows to it (the segmenter bounds how far) until it is taken.
-        if needed > window { connection.pullWindow = needed }
-        if connection.receivePauses.contains(.consumer) && queue.count < connection.pullWindow {
-            connection.resumeReceiving(.consumer)
-        }
+        connection.widenPullWindow(to: needed > window ? needed : window)
         return nil
     }
 
     private func framingFailure(_ reason: String) -> EvplError {
         let error = EvplError(.framing, operation: "segment", context: "\(connection.remoteAddress): \(reason)")
         inboundEnded = true
-        connection.receiveQueue.releaseAll()
-        connection.tearDown(error: error)
+        connection.failPulling(error)
         return error
     }
 

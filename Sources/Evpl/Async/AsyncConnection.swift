@@ -51,17 +51,14 @@ public final class AsyncConnection {
         self.segmenter = segmenter
         self.window = max(1, window)
         inboundWait = SuspendedTask(loop: connection.loop)
-        isConnected = connection.state == .connected || connection.state == .finishing
-        connection.segmenter = nil
-        connection.finishesWhenInputCloses = false
-        connection.pullWindow = self.window
-        connection.pullConsumer = { [unowned self] in inboundWait.resume() }
+        isConnected = connection.isEstablished
+        connection.startPulling(window: self.window) { [unowned self] in inboundWait.resume() }
         connection.handler = { [unowned self] _, event in handle(event) }
     }
 
     deinit {
         stopConsuming()
-        if connection.isOpen { connection.finish() }
+        if connection.isEstablished { connection.finish() }
     }
 
     /// The executor of the connection's loop.
@@ -133,18 +130,11 @@ public final class AsyncConnection {
         guard isConsuming else { return }
         isConsuming = false
         heldLength = 0
-        connection.pullConsumer = nil
-        connection.pullWindow = .max
         connection.handler = { _, _ in }
-        connection.finishesWhenInputCloses = true
-        connection.receiveQueue.releaseAll()
-        if connection.isOpen { connection.resumeReceiving(.consumer) }
+        connection.stopPulling()
     }
 
     /// The error a receive or write reports once the connection has ended
     /// abnormally, if it has.
-    var failure: EvplError? {
-        guard connection.isClosed else { return nil }
-        return connection.finalError
-    }
+    var failure: EvplError? { connection.endError }
 }
