@@ -7,9 +7,9 @@
 /// ``IOVec/release()``; the last release returns the buffer to its pool.
 /// A buffer belongs to the loop whose pool made it and must stay on that
 /// loop's thread. Another loop reaches its bytes through a *borrowed*
-/// buffer of its own pool (see <doc:ProtocolsAndBackends>): the counts of the two
-/// are kept on their own threads, and the last reference to the borrowed
-/// one sends the original's back.
+/// buffer of its own pool (see <doc:ProtocolsAndBackends>): the counts of
+/// the two are kept on their own threads, and the last reference to the
+/// borrowed one sends the original's back.
 public final class Buffer {
     /// Start of the buffer's memory inside its slab (for a borrowed
     /// buffer, inside the lending pool's slab).
