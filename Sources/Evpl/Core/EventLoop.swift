@@ -165,6 +165,7 @@ public final class EventLoop {
                                      maxBytes: resolved.poolMaxBytes, idleBytesKept: resolved.poolIdleBytes, budget: resolved.memoryBudget)
         self.remote = try EventLoopRemote()
         self.bufferReturns = BufferReturns()
+        bufferPool.lendingReturns = bufferReturns
         self.epoll = try EpollSet(capacity: resolved.maxEventsPerPoll)
         self.hybridWait = HybridWait(spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields)
         self.ownerThread = pthread_self()

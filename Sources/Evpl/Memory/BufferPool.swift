@@ -47,8 +47,11 @@ public final class BufferPool {
     @exclusivity(unchecked) private var freeBorrowed: [Buffer] = []
     private var everBorrowed: [Buffer] = []
     /// This pool's buffers whose bytes other loops still show, as far as
-    /// this loop has heard: at deinit, their slabs stay mapped.
+    /// this loop has heard.
     @exclusivity(unchecked) var buffersLentToLoops = 0
+    /// Where other loops give this pool's buffers back: a pool that goes
+    /// while some are lent hands it its slabs and buffers to keep.
+    var lendingReturns: BufferReturns?
 
     /// Number of buffers currently referenced (handed out and not yet released).
     @exclusivity(unchecked) public private(set) var buffersInUse: Int = 0
@@ -108,9 +111,13 @@ public final class BufferPool {
 
     deinit {
         if let budget, reservedBuffers > 0 { budget.release(reservedBuffers * bufferSize) }
-        // Another loop still shows some of these bytes: the memory must
-        // outlive the pool (a loop ended before its in-process peers).
-        guard buffersLentToLoops == 0 else { return }
+        // Another loop still shows some of these bytes (a loop ended
+        // before its in-process peers): the memory outlives the pool, as
+        // long as the mailbox that channels and borrowed buffers hold.
+        if buffersLentToLoops > 0, let lendingReturns {
+            lendingReturns.keepAlive(slabs: slabs, buffers: everCreated)
+            return
+        }
         for slab in slabs {
             munmap(slab.baseAddress, slab.count)
         }

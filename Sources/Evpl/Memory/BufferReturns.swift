@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where other loops give back the buffers of one loop's pool that they
 /// showed through borrowed buffers (see ``BufferPool/borrow(_:from:)``).
@@ -16,7 +19,16 @@ final class BufferReturns: Sendable {
         var buffers: [Buffer] = []
     }
 
+    /// The memory of a pool that went while other loops still showed
+    /// some of its buffers: kept until the last of them lets this go.
+    private struct Kept: @unchecked Sendable {
+        // @unchecked: nothing touches them again; they are only freed.
+        var slabs: [UnsafeMutableRawBufferPointer] = []
+        var buffers: [Buffer] = []
+    }
+
     private let returned = Locked(Returned())
+    private let kept = Locked(Kept())
     /// Set with every return, cleared when the owner takes them: the
     /// owner's one look per pass.
     private let pending = Atomic<Bool>(false)
@@ -31,6 +43,21 @@ final class BufferReturns: Sendable {
 
     /// Whether buffers wait to be taken back.
     var hasPending: Bool { pending.load(ordering: .relaxed) }
+
+    deinit {
+        for slab in kept.withLock({ $0.slabs }) { munmap(slab.baseAddress, slab.count) }
+    }
+
+    /// Takes over the slabs and buffers of the owning pool, which is going
+    /// while other loops still show some of its bytes: channels and
+    /// borrowed buffers hold this mailbox, so the memory lives until the
+    /// last of them is gone.
+    func keepAlive(slabs: [UnsafeMutableRawBufferPointer], buffers: [Buffer]) {
+        kept.withLock { kept in
+            kept.slabs = slabs
+            kept.buffers = buffers
+        }
+    }
 
     /// Swaps the buffers given back into `buffers` (an empty array); on
     /// the owning loop.

@@ -15,6 +15,13 @@ struct InProcessTests {
         try SocketAddress(inProcessName: "inproc-test-\(UniqueName.next())")
     }
 
+    /// Runs `loop` until the peer loops gave back every buffer of its pool
+    /// they showed (they do so on their own time), then checks for leaks.
+    static func expectEverythingBack(_ loop: EventLoop, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try spin(loop, "the peers to give every buffer back") { loop.bufferPool.buffersLentToLoops == 0 }
+        expectNoLeaks(loop, sourceLocation: sourceLocation)
+    }
+
     /// An echo server on a loop thread of its own; `onStop` reports what
     /// its pool still holds once its loop closed everything.
     final class EchoThread: Sendable {
@@ -100,10 +107,56 @@ struct InProcessTests {
         }
         #expect(server.tally.withLock { $0.connectionsSeen } == 8)
         for peer in peers { peer.connection?.finish() }
-        try runLoop(loop, forMilliseconds: 50)
-        expectNoLeaks(loop)
-        #expect(loop.bufferPool.buffersLentToLoops == 0)
+        try spin(loop, "every stream to end") { peers.allSatisfy { $0.connection?.isClosed ?? true } }
+        try Self.expectEverythingBack(loop)
         #expect(server.stop() == 0, "the echo loop's pool still holds buffers")
+    }
+
+    @Test("bytes a loop sent stay readable after that loop is gone: a slow server takes what waited in the channel from a destroyed client loop, in order, then the reset")
+    func bytesOutliveTheSendingLoop() throws {
+        let listener = try Listener(address: Self.name(), protocol: Self.inproc)
+        defer { listener.close() }
+        let outcome = Locked((received: 0, mismatch: Int?.none, end: EvplError??.none))
+        let pool = try EventLoopThreadPool<Void>(count: 1) { loop, _ in
+            loop.attach(to: listener) { connection in
+                connection.handler = { _, event in
+                    switch event {
+                    case .received(let bytes):
+                        bytes.forEachSegment { piece in
+                            outcome.withLock { state in
+                                if state.mismatch == nil, let at = patternMismatch(in: piece, at: state.received) { state.mismatch = state.received + at }
+                                state.received += piece.count
+                            }
+                        }
+                        // A slow reader: the channel stays full behind it.
+                        usleep(2000)
+                    case .disconnected(let error): outcome.withLock { $0.end = .some(error) }
+                    default: break
+                    }
+                }
+            }
+        }
+        defer { pool.stop() }
+        do {
+            let loop = try makeLoop(bufferSize: 16 * 1024)
+            let client = try loop.connect(to: listener.address, protocol: Self.inproc) { _, _ in }
+            let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+            defer { chunk.deallocate() }
+            var sent = 0
+            try spin(loop, "the channel to fill") {
+                while client.queuedBytes < 256 * 1024 {
+                    fillPattern(chunk, from: sent)
+                    guard (try? client.send(copying: UnsafeRawBufferPointer(chunk))) != nil else { break }
+                    sent += chunk.count
+                }
+                return sent >= 4 << 20 || loop.bufferPool.buffersLentToLoops > 32
+            }
+            // The loop goes with its bytes still in the channel.
+        }
+        try waitUntil(seconds: 30, "the server's end") { outcome.withLock { $0.end != nil } }
+        let final = outcome.withLock { $0 }
+        #expect(final.received > 0 && final.mismatch == nil, "\(final.received) bytes, mismatch at \(String(describing: final.mismatch))")
+        #expect(final.end??.code == .connectionReset, "\(String(describing: final.end))")
     }
 
     @Test("a connect to a name nobody listens on ends in one disconnected with .connectionRefused; a name in use cannot be listened on twice, and is free again once closed")
@@ -218,11 +271,9 @@ struct InProcessTests {
         #expect(copied == message)
         #expect(loop.bufferPool.buffersLentToLoops > 0, "the echo shows this loop's own buffer, still lent out")
         for iovec in kept { iovec.release() }
-        try runLoop(loop, forMilliseconds: 20)
         client.finish()
-        try runLoop(loop, forMilliseconds: 20)
-        #expect(loop.bufferPool.buffersLentToLoops == 0)
-        expectNoLeaks(loop)
+        try spin(loop, "the stream to end") { client.isClosed }
+        try Self.expectEverythingBack(loop)
         #expect(server.stop() == 0)
     }
 
@@ -246,7 +297,7 @@ struct InProcessTests {
         // A lost wake-up would cost the test's 20 ms watchdog per round trip.
         #expect(perRoundTrip < 10_000_000, "\(perRoundTrip / 1000) µs per round trip")
         client.close()
-        expectNoLeaks(loop)
+        try Self.expectEverythingBack(loop)
         _ = server.stop()
     }
 }
