@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,6 +33,10 @@ enum HandlerFailures {
     /// written since.
     private static let standardErrorLines = Locked((lastLine: UInt64(0), unwritten: 0))
 
+    /// Where the lines go: standard error; tests point it at a file of
+    /// their own rather than take the whole process's standard error.
+    static let standardErrorDescriptor = Atomic<Int32>(STDERR_FILENO)
+
     /// The shortest time between two lines on standard error.
     static let standardErrorInterval: UInt64 = 1_000_000_000
 
@@ -56,6 +61,7 @@ enum HandlerFailures {
         var line = "evpl: the connection handler for \(peer) failed: \(error)"
         if unwritten > 0 { line += " (and \(unwritten) more since the last report)" }
         line += "\n"
-        line.withUTF8 { _ = Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        let descriptor = standardErrorDescriptor.load(ordering: .relaxed)
+        line.withUTF8 { _ = Glibc.write(descriptor, $0.baseAddress, $0.count) }
     }
 }

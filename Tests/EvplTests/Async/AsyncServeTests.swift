@@ -1,4 +1,4 @@
-import Evpl
+@testable import Evpl
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -204,7 +204,11 @@ struct AsyncMessageBoundsTests {
         defer { server.cancel() }
         try waitUntil(seconds: 60, "the loop to attach") { listener.attachedLoopCount == 1 }
 
+        // The lines go to a file of this test's, not the process's standard
+        // error: a report of any other test stays where it belongs.
         let captured = try StandardErrorCapture()
+        HandlerFailures.standardErrorDescriptor.store(captured.descriptor, ordering: .relaxed)
+        defer { HandlerFailures.standardErrorDescriptor.store(STDERR_FILENO, ordering: .relaxed) }
         let loop = try makeLoop()
         var ended = 0
         func connectAndSend(_ byte: UInt8, abort: Bool = false) throws {

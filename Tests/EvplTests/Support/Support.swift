@@ -467,27 +467,25 @@ let repositoryRoot: String = {
     return String(path)
 }()
 
-/// Sends this process's standard error to a file until ``finish()``, for
-/// tests that check what the library writes there. (A file, not a pipe: a
-/// writer never blocks on it.)
+/// A file that stands in for standard error, for tests that check what
+/// the library writes there (``HandlerFailures/standardErrorDescriptor``
+/// points at ``descriptor``): the process's own standard error, where
+/// other tests and the sanitizers report, is left alone.
 final class StandardErrorCapture {
-    private let saved: Int32
+    /// The file's descriptor, open for writing until ``finish()``.
+    let descriptor: Int32
     private let path = "/tmp/evpl-stderr-\(getpid())-\(UniqueName.next())"
     /// What was written, once ``finish()`` has run.
     private(set) var text = ""
 
     init() throws {
-        let file = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
-        guard file >= 0 else { throw TimedOut(what: "a file to capture standard error in (\(path))") }
-        saved = dup(STDERR_FILENO)
-        dup2(file, STDERR_FILENO)
-        close(file)
+        descriptor = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+        guard descriptor >= 0 else { throw TimedOut(what: "a file to capture standard error in (\(path))") }
     }
 
-    /// Puts standard error back and returns what was written meanwhile.
+    /// Closes the file and returns what was written to it.
     func finish() -> String {
-        dup2(saved, STDERR_FILENO)
-        close(saved)
+        close(descriptor)
         text = String(decoding: (try? fileContents(path)) ?? [], as: UTF8.self)
         unlink(path)
         return text
