@@ -94,7 +94,7 @@ extension AsyncConnection {
     nonisolated(nonsending) private func waitForRoom() async throws(EvplError) {
         let limit = connection.loop.config.sendHighWatermark
         while connection.queuedBytes > limit {
-            guard connection.isEstablished else { return }
+            guard connection.isOpen else { return }
             let wait = spareWriterWaits.popLast() ?? SuspendedTask(loop: connection.loop)
             writersWaiting.append(wait)
             defer {

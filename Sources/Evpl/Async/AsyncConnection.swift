@@ -51,14 +51,14 @@ public final class AsyncConnection {
         self.segmenter = segmenter
         self.window = max(1, window)
         inboundWait = SuspendedTask(loop: connection.loop)
-        isConnected = connection.isEstablished
+        isConnected = connection.isOpen
         connection.startPulling(window: self.window) { [unowned self] in inboundWait.resume() }
         connection.handler = { [unowned self] _, event in handle(event) }
     }
 
     deinit {
         stopConsuming()
-        if connection.isEstablished { connection.finish() }
+        if connection.isOpen { connection.finish() }
     }
 
     /// The executor of the connection's loop.

@@ -69,10 +69,6 @@ extension Connection {
     /// open or after an orderly end.
     var endError: EvplError? { isClosed ? finalError : nil }
 
-    /// Whether the connection is connected (or finishing): it can send
-    /// and, until the peer's end, receive.
-    var isEstablished: Bool { isOpen }
-
     /// Ends the connection with `error` (a stream the consumer's segmenter
     /// rejected); what waits untaken is released.
     func failPulling(_ error: EvplError) {
