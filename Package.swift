@@ -9,6 +9,9 @@ let package = Package(
     // line's dependencies (swift-argument-parser).
     products: [
         .library(name: "Evpl", targets: ["Evpl"]),
+        // TLS over any stream; its own product, so that a user who wants
+        // plain sockets links no libssl.
+        .library(name: "EvplTLS", targets: ["EvplTLS"]),
         // Runs a pool of loops as a swift-service-lifecycle Service; its own
         // product, so that Evpl itself depends on swift-log alone.
         .library(name: "EvplServiceLifecycle", targets: ["EvplServiceLifecycle"]),
@@ -26,10 +29,11 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(
             name: "Evpl",
-            dependencies: ["CEvplLinux", "CURing", "CLibAIO", "COpenSSL", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CEvplLinux", "CURing", "CLibAIO", .product(name: "Logging", package: "swift-log")],
             // Debug builds (the tests) route system calls through a fault plan; release builds call the kernel directly.
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),
+        .target(name: "EvplTLS", dependencies: ["Evpl", "COpenSSL"]),
         .target(
             name: "EvplServiceLifecycle",
             dependencies: ["Evpl", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
@@ -38,6 +42,7 @@ let package = Package(
             name: "evpl",
             dependencies: [
                 "Evpl",
+                "EvplTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -46,7 +51,7 @@ let package = Package(
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(
             name: "EvplTests",
-            dependencies: ["Evpl", "EvplServiceLifecycle", "CAllocationCounter", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["Evpl", "EvplTLS", "EvplServiceLifecycle", "CAllocationCounter", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),

@@ -2,13 +2,21 @@
 # Builds the examples and checks each against a real client: the echo
 # server echoes, the key-value server keeps its data (concurrent SETs
 # included) across a restart and across a record torn by a crash, the file server sends a file byte for
-# byte and refuses names outside its folder. Exits 1 on the first failure.
+# byte and refuses names outside its folder; none links OpenSSL. Exits 1 on the first failure.
 #
 #   Examples/check.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 swift build
 bin=$(swift build --show-bin-path)
+
+# The examples depend on the Evpl product alone, which links no OpenSSL (TLS is EvplTLS).
+for example in EchoServer KeyValueServer FileServer; do
+    if ldd "$bin/$example" | grep -E "libssl|libcrypto"; then
+        echo "$example links OpenSSL, though it depends on Evpl alone" >&2
+        exit 1
+    fi
+done
 work=$(mktemp -d)
 pids=()
 trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"' EXIT

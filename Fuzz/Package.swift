@@ -3,8 +3,9 @@
 // built with -sanitize=fuzzer,address throughout (run.sh).
 import PackageDescription
 
-func fuzzTarget(_ name: String) -> Target {
-    .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Evpl", package: "swift-evpl")])
+func fuzzTarget(_ name: String, tls: Bool = false) -> Target {
+    .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Evpl", package: "swift-evpl")]
+                          + (tls ? [.product(name: "EvplTLS", package: "swift-evpl")] : []))
 }
 
 let package = Package(
@@ -17,7 +18,7 @@ let package = Package(
         fuzzTarget("FuzzSegmenters"),
         fuzzTarget("FuzzBlockRange"),
         fuzzTarget("FuzzBlockLocation"),
-        fuzzTarget("FuzzTLSRecords"),
+        fuzzTarget("FuzzTLSRecords", tls: true),
     ],
     swiftLanguageModes: [.v6]
 )

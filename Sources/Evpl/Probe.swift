@@ -1,12 +1,12 @@
 import CEvplLinux
-import COpenSSL
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// What this machine and this build can do: every protocol, backend and
 /// block engine the library knows, each available or not, with the reason
-/// found here.
+/// found here. TLS lives in the `EvplTLS` module, which probes it
+/// (`Probe.tlsEntries()`).
 public enum Probe {
     /// One probed capability.
     public struct Entry: Sendable, Hashable {
@@ -18,9 +18,17 @@ public enum Probe {
         public var available: Bool
         /// Why not, when it cannot ("" when available).
         public var reason: String
+
+        /// An entry for a capability a module above this one probes (TLS).
+        package init(name: String, kind: String, available: Bool, reason: String) {
+            self.name = name
+            self.kind = kind
+            self.available = available
+            self.reason = reason
+        }
     }
 
-    /// Probes everything. Cheap: a few sockets, one syscall, a few paths.
+    /// Probes every transport, backend and block engine. Cheap: a few sockets, one syscall, a few paths.
     public static func entries() -> [Entry] {
         var result: [Entry] = []
         for (name, family, type) in [("tcp", AF_INET, SOCK_STREAM), ("udp", AF_INET, SOCK_DGRAM), ("unix", AF_UNIX, SOCK_STREAM)] {
@@ -45,9 +53,6 @@ public enum Probe {
         for backend in [EvplProtocol.Backend.rdmacm, .xlio] {
             result.append(Entry(name: backend.rawValue, kind: "backend", available: false, reason: unavailableReason(for: backend) ?? "not implemented in this build"))
         }
-        result.append(Entry(name: "tls", kind: "stream-layer", available: true,
-                            reason: "\(String(cString: OpenSSL_version(OPENSSL_VERSION))): TLS 1.2 and 1.3 over tcp and unix, on every backend"))
-        result.append(Entry(name: "ktls", kind: "tls-offload", available: false, reason: kernelTLSReason()))
         for engine in BlockEngine.allCases {
             let reason = engine.unavailableReason
             result.append(Entry(name: engine.rawValue, kind: "block-engine", available: reason == nil, reason: reason ?? ""))
@@ -74,26 +79,6 @@ public enum Probe {
             }
             return "libxlio.so not found (XLIO needs an NVIDIA ConnectX NIC and its user-space stack)"
         }
-    }
-
-    /// Why TLS records are not handed to the kernel (kTLS): whether the
-    /// kernel offers the `tls` upper-layer protocol, and that this build
-    /// encrypts in user space either way.
-    static func kernelTLSReason() -> String {
-        let path = "/proc/sys/net/ipv4/tcp_available_ulp"
-        var text = ""
-        if let file = fopen(path, "r") {
-            var line = [CChar](repeating: 0, count: 256)
-            if fgets(&line, Int32(line.count), file) != nil {
-                let bytes = line.prefix { $0 != 0 && $0 != 0x0A }.map { UInt8(bitPattern: $0) }
-                text = String(decoding: bytes, as: UTF8.self)
-            }
-            fclose(file)
-        }
-        if text.split(separator: " ").contains("tls") {
-            return "the kernel offers the tls ULP (\(path): \(text)), but the kTLS offload is not implemented in this build: OpenSSL encrypts in user space"
-        }
-        return "the kernel offers no tls ULP (\(path): \(text.isEmpty ? "unreadable or empty" : text)); OpenSSL encrypts in user space"
     }
 
     static func nvmePassthroughReason() -> String {

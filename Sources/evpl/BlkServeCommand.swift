@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 
 struct BlkServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

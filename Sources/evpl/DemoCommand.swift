@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,7 +74,7 @@ struct DemoCommand: ParsableCommand {
         try blockRows(widths)
         print("")
         print("unavailable here:")
-        for entry in Probe.entries() where !entry.available {
+        for entry in Probe.entries() + Probe.tlsEntries() where !entry.available {
             print("  \(entry.kind) \(entry.name): \(entry.reason)")
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 
 @main
 struct EvplCommand: ParsableCommand {

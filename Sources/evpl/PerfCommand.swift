@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 
 struct PerfCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 
 struct ProbeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,7 @@ struct ProbeCommand: ParsableCommand {
     var json = false
 
     func run() {
-        let entries = Probe.entries()
+        let entries = Probe.entries() + Probe.tlsEntries()
         if json {
             let items = entries.map { entry in
                 "{\"name\":\(JSON.string(entry.name)),\"kind\":\(JSON.string(entry.kind)),\"available\":\(entry.available),\"reason\":\(JSON.string(entry.reason))}"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Evpl
+import EvplTLS
 
 /// `--tls` and its certificates, for every stream command.
 struct TLSOptions: ParsableArguments {

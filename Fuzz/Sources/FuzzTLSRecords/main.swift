@@ -1,4 +1,5 @@
 @testable import Evpl
+import EvplTLS
 import FuzzSupport
 #if canImport(Glibc)
 import Glibc

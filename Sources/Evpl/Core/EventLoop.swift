@@ -262,7 +262,7 @@ public final class EventLoop {
     // MARK: Pool memory
 
     /// Pauses `connection`'s receiving until the pool has room again.
-    func waitForMemory(_ connection: Connection) {
+    package func waitForMemory(_ connection: Connection) {
         guard !connection.receivePauses.contains(.memory) else { return }
         statistics.memoryPauses &+= 1
         connection.pauseReceiving(.memory)

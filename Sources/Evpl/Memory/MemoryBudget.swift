@@ -33,7 +33,7 @@ public final class MemoryBudget: Sendable, Hashable, CustomStringConvertible {
     public func hasRoom(for bytes: Int) -> Bool { bytesReserved + bytes <= limit }
 
     /// Takes `bytes` from the budget; false when they do not fit.
-    func reserve(_ bytes: Int) -> Bool {
+    package func reserve(_ bytes: Int) -> Bool {
         var current = reserved.load(ordering: .relaxed)
         while current + bytes <= limit {
             let (exchanged, original) = reserved.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
@@ -44,7 +44,7 @@ public final class MemoryBudget: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Gives back `bytes` taken with ``reserve(_:)``.
-    func release(_ bytes: Int) {
+    package func release(_ bytes: Int) {
         reserved.subtract(bytes, ordering: .relaxed)
     }
 

@@ -4,20 +4,20 @@
 /// Data is read straight into pool memory (the current *fill* buffer) and
 /// handed to the user as ``ReceivedBytes`` views over these ranges, so the
 /// common case copies nothing.
-final class ReceiveQueue {
+package final class ReceiveQueue {
     @exclusivity(unchecked) private(set) var segments: [IOVec] = []
     private(set) var head = 0
     /// Bytes of `segments[head]` already consumed.
     private(set) var headConsumed = 0
     /// Unconsumed bytes.
-    private(set) var count = 0
+    package private(set) var count = 0
     private var fill: Buffer?
     private var fillOffset = 0
     private var scratch: UnsafeMutableRawPointer?
     private var scratchCapacity = 0
     unowned(unsafe) let pool: BufferPool
 
-    init(pool: BufferPool) {
+    package init(pool: BufferPool) {
         self.pool = pool
         segments.reserveCapacity(16)
     }
@@ -29,7 +29,7 @@ final class ReceiveQueue {
     /// Free space to read into, at least `minimum` bytes (capped at a whole
     /// buffer): takes a fresh buffer when the fill buffer has less left, and
     /// rewinds it when nobody references its data.
-    func writableSpace(minimum: Int = 2048) throws(EvplError) -> UnsafeMutableRawBufferPointer {
+    package func writableSpace(minimum: Int = 2048) throws(EvplError) -> UnsafeMutableRawBufferPointer {
         if let buffer = fill {
             if buffer.referenceCount == 1 {
                 fillOffset = 0
@@ -64,7 +64,7 @@ final class ReceiveQueue {
 
     /// Records that `length` bytes were written at the start of the last
     /// `writableSpace()`.
-    func commit(_ length: Int) {
+    package func commit(_ length: Int) {
         let buffer = fill.unsafelyUnwrapped
         if head < segments.count, case let last = segments[segments.count - 1], last.buffer === buffer, last.offset + last.length == fillOffset {
             segments[segments.count - 1].length += length
@@ -83,12 +83,12 @@ final class ReceiveQueue {
     }
 
     /// A view of the first `length` unconsumed bytes.
-    func view(length: Int) -> ReceivedBytes {
+    package func view(length: Int) -> ReceivedBytes {
         ReceivedBytes(queue: self, segment: head, offset: headConsumed, count: length)
     }
 
     /// Drops the first `length` bytes, releasing emptied buffers.
-    func consume(_ length: Int) {
+    package func consume(_ length: Int) {
         precondition(length <= count)
         var remaining = length
         count -= length
@@ -123,7 +123,7 @@ final class ReceiveQueue {
     }
 
     /// Releases every reference the queue holds.
-    func releaseAll() {
+    package func releaseAll() {
         consume(count)
         for index in head..<segments.count { segments[index].buffer.release() }
         segments.removeAll()

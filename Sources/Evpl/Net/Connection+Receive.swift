@@ -87,23 +87,23 @@ extension Connection {
             return
         }
         state = .connected
-        if let tls {
+        if let tls = security {
             // `connected` waits for the handshake, which starts with our ClientHello.
             tls.start()
         } else {
             handler(self, .connected)
         }
         guard state != .closed else { return }
-        if finishAfterConnect && state == .connected && tls == nil { state = .finishing }
+        if finishAfterConnect && state == .connected && security == nil { state = .finishing }
         flush()
         startReceiving()
     }
 
     /// The TLS handshake completed: reports `connected`, encrypts what was
     /// sent meanwhile, and finishes if ``finish()`` was called meanwhile.
-    func tlsEstablished() {
+    package func securityEstablished() {
         handler(self, .connected)
-        guard isOpen, let tls else { return }
+        guard isOpen, let tls = security else { return }
         do throws(EvplError) {
             try tls.sendPending()
         } catch {
@@ -121,7 +121,7 @@ extension Connection {
     /// has it, straight to delivery otherwise.
     @inline(__always)
     func wireReceived() {
-        if let tls {
+        if let tls = security {
             tls.received()
         } else {
             deliverReceived()
@@ -138,7 +138,7 @@ extension Connection {
     func resumeDelivery() {
         guard isOpen && receivePauses.isEmpty else { return }
         // Ciphertext left when the pool ran out of room for its plaintext.
-        if let tls, tls.hasBufferedInput { tls.received() }
+        if let tls = security, tls.hasBufferedInput { tls.received() }
         if receiveQueue.count > 0 { deliverReceived() }
         if inputClosePending && receivePauses.isEmpty && isOpen {
             inputClosePending = false
@@ -149,7 +149,7 @@ extension Connection {
     /// Hands the received bytes to the handler: all of them on a raw
     /// stream, each whole message with a segmenter. Stops as soon as
     /// receiving is paused; the rest waits in the queue.
-    func deliverReceived() {
+    package func deliverReceived() {
         if let pullConsumer {
             if !handshakeEnded && receiveQueue.count > 0 && timeouts.handshakeEndsWithFirstMessage { endHandshake() }
             // The bytes wait in the queue until the consumer takes them.
@@ -198,13 +198,13 @@ extension Connection {
     /// The peer's end of stream arrived: reports ``ConnectionEvent/inputClosed``
     /// and, unless the application keeps the connection open, finishes it so
     /// that everything queued is still delivered.
-    func peerFinished() {
+    package func peerFinished() {
         guard isOpen, !inputClosed else { return }
         if !receivePauses.isEmpty {
             inputClosePending = true
             return
         }
-        if let tls, !tls.closeNotifyReceived {
+        if let tls = security, !tls.closeNotifyReceived {
             // Everything decrypted before it was delivered (or waits for
             // the consumer); the missing close_notify makes the end an error.
             let moment = tls.isEstablished ? "without a close_notify" : "during the TLS handshake"

@@ -66,7 +66,7 @@ public final class Connection: PollSource {
     var token: UInt64 = 0
     var registrySlot = -1
     @exclusivity(unchecked) var sendQueue = SendQueue()
-    let receiveQueue: ReceiveQueue
+    package let receiveQueue: ReceiveQueue
     var flushQueued = false
     var readPending = false
     var disconnectQueued = false
@@ -92,7 +92,7 @@ public final class Connection: PollSource {
     /// ended inside a message, or a TLS failure whose alert goes out first).
     var closingError: EvplError?
     /// The connection ends with ``closingError`` once its queue is out.
-    var failing = false
+    package var failing = false
     /// How the queues meet the kernel: the backend (see ``StreamTransport``).
     var transport = StreamTransport.socket
     /// Set while an async consumer pulls received bytes (``AsyncConnection``):
@@ -101,9 +101,9 @@ public final class Connection: PollSource {
     /// once ``pullWindow`` bytes wait.
     var pullConsumer: (() -> Void)?
     var pullWindow = Int.max
-    /// The TLS state when the protocol names a ``TLSContext``; `nil` for a
+    /// The security layer (TLS) when the protocol names one; `nil` for a
     /// plain stream.
-    var tls: TLSSession?
+    package var security: (any StreamSecurity)?
     /// When the connection was accepted or started connecting, and when it
     /// last received or wrote a byte (the loop's clock of that iteration).
     let startedAt: UInt64
@@ -117,7 +117,7 @@ public final class Connection: PollSource {
 
     /// Where the backend puts the bytes it receives: the ciphertext queue
     /// under TLS, the receive queue itself otherwise.
-    var wireReceiveQueue: ReceiveQueue { tls?.ciphertext ?? receiveQueue }
+    var wireReceiveQueue: ReceiveQueue { security?.ciphertext ?? receiveQueue }
 
     init(loop: EventLoop, fd: Int32, protocol evplProtocol: EvplProtocol, remoteAddress: SocketAddress, state: State, handler: @escaping Handler) {
         self.loop = loop
@@ -139,14 +139,14 @@ public final class Connection: PollSource {
 
     /// Bytes queued and not yet written to the kernel (under TLS, the
     /// records, plus what was sent before the handshake ended).
-    public var queuedBytes: Int { sendQueue.count + (tls?.pendingPlaintextCount ?? 0) }
+    public var queuedBytes: Int { sendQueue.count + (security?.pendingPlaintextCount ?? 0) }
 
     /// Whether the connection has delivered, or is about to deliver, its
     /// `disconnected` event.
     public var isClosed: Bool { state == .closed }
 
     /// Connected, and not yet closed (finishing still receives).
-    var isOpen: Bool { state == .connected || state == .finishing }
+    package var isOpen: Bool { state == .connected || state == .finishing }
 
     // MARK: Sending
 
@@ -159,7 +159,7 @@ public final class Connection: PollSource {
     ///   that error.
     public func send(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         try checkSendable()
-        if let tls {
+        if let tls = security {
             try reclaimingIdleBuffers { () throws(EvplError) in try tls.checkRoom(for: bytes.count) }
             try encrypt(bytes, with: tls)
             return
@@ -200,7 +200,7 @@ public final class Connection: PollSource {
             for iovec in iovecs { iovec.release() }
             throw error
         }
-        if let tls {
+        if let tls = security {
             defer { for iovec in iovecs { iovec.release() } }
             try tls.checkRoom(for: iovecs.reduce(0) { $0 + $1.length })
             for iovec in iovecs { try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls, endsMessage: false) }
@@ -224,7 +224,7 @@ public final class Connection: PollSource {
             iovec.release()
             throw error
         }
-        if let tls {
+        if let tls = security {
             defer { iovec.release() }
             try tls.checkRoom(for: iovec.length)
             try encrypt(UnsafeRawBufferPointer(iovec.bytes), with: tls)
@@ -237,7 +237,7 @@ public final class Connection: PollSource {
     /// Encrypts a send into the send queue (the caller checked the pool
     /// has room). A failure leaves the TLS stream unusable, so the
     /// connection ends with it.
-    private func encrypt(_ bytes: UnsafeRawBufferPointer, with tls: TLSSession, endsMessage: Bool = true) throws(EvplError) {
+    private func encrypt(_ bytes: UnsafeRawBufferPointer, with tls: any StreamSecurity, endsMessage: Bool = true) throws(EvplError) {
         do throws(EvplError) {
             try tls.send(bytes)
         } catch {
@@ -256,7 +256,7 @@ public final class Connection: PollSource {
         case .connecting:
             finishAfterConnect = true
         case .connected:
-            if let tls {
+            if let tls = security {
                 guard tls.isEstablished else {
                     // Finishes once the handshake is done and what was sent during it is out.
                     finishAfterConnect = true
@@ -313,7 +313,7 @@ public final class Connection: PollSource {
         scheduleFlush()
     }
 
-    func scheduleFlush() {
+    package func scheduleFlush() {
         guard !flushQueued else { return }
         flushQueued = true
         loop.pendingFlush.append(self)
@@ -373,7 +373,7 @@ public final class Connection: PollSource {
     /// (a TLS alert that names the failure), without waiting for the peer:
     /// nothing more is read, and past ``alertFlushLimit`` it closes
     /// anyway. With nothing queued it closes at once.
-    func failAfterFlushing(_ error: EvplError) {
+    package func failAfterFlushing(_ error: EvplError) {
         guard isOpen, !failing else { return }
         guard !sendQueue.isEmpty else {
             tearDown(error: error)
@@ -394,7 +394,7 @@ public final class Connection: PollSource {
     func releaseIdleBuffers() {
         guard !delivering, pullConsumer == nil || receiveQueue.count == 0 else { return }
         receiveQueue.releaseIdleFill()
-        tls?.ciphertext.releaseIdleFill()
+        security?.ciphertext.releaseIdleFill()
         sendQueue.releaseIdleFill()
     }
 
@@ -403,7 +403,7 @@ public final class Connection: PollSource {
 
     /// Closes the socket, releases every buffer and queues the one
     /// `disconnected` event for the end of the iteration.
-    func tearDown(error: EvplError?) {
+    package func tearDown(error: EvplError?) {
         guard state != .closed else { return }
         state = .closed
         finalError = error
@@ -413,7 +413,7 @@ public final class Connection: PollSource {
         closeTransport()
         if deadlineSlot >= 0 { loop.deadlines.remove(self) }
         sendQueue.releaseAll()
-        tls?.ciphertext.releaseAll()
+        security?.ciphertext.releaseAll()
         // A handler closing from inside `received` still reads its view;
         // the delivery releases the queue when the handler returns. An
         // async consumer still takes what arrived before the end.
@@ -433,7 +433,7 @@ public final class Connection: PollSource {
         abandonTransport()
         sendQueue.releaseAll()
         receiveQueue.releaseAll()
-        tls?.ciphertext.releaseAll()
+        security?.ciphertext.releaseAll()
         handler = { _, _ in }
     }
 
@@ -443,33 +443,5 @@ public final class Connection: PollSource {
         segmenter = nil
         loop.connections.remove(self)
         handler(self, .disconnected(finalError))
-    }
-}
-
-extension Connection {
-    /// Whether the stream runs TLS (its protocol names a ``TLSContext``).
-    public var usesTLS: Bool { tls != nil }
-
-    /// The ALPN protocol the TLS handshake agreed on, if any; `nil` before
-    /// `connected` and on a plain stream.
-    public var tlsApplicationProtocol: String? {
-        guard let tls, tls.isEstablished else { return nil }
-        return tls.applicationProtocol
-    }
-
-    /// Whether the TLS handshake resumed an earlier session (a ticket this
-    /// client kept from an earlier connection; see
-    /// ``TLSConfiguration/resumesSessions``) instead of running in full;
-    /// `false` before the handshake completes and without TLS.
-    public var tlsResumed: Bool {
-        guard let tls, tls.isEstablished else { return false }
-        return tls.resumed
-    }
-
-    /// The TLS version in use (`TLSv1.3`, `TLSv1.2`); `nil` before
-    /// `connected` and on a plain stream.
-    public var tlsVersion: String? {
-        guard let tls, tls.isEstablished else { return nil }
-        return tls.version
     }
 }

@@ -177,7 +177,7 @@ extension EventLoop {
             throw EvplError(.invalidArgument, operation: "bind datagram", context: "\(evplProtocol) is not a datagram protocol")
         }
         try evplProtocol.validate(address, operation: "bind datagram")
-        try evplProtocol.validateTLS(role: .client, operation: "bind datagram")
+        try evplProtocol.validateSecurity(server: false, operation: "bind datagram")
         let backend = try evplProtocol.resolvedBackend()
         let uring = backend == .ioUring ? try ioURing() : nil
         let fd = try SocketOps.makeSocket(family: address.family, type: Int32(SOCK_DGRAM.rawValue), operation: "bind datagram", context: "\(address)")

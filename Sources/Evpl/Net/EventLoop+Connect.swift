@@ -24,7 +24,7 @@ extension EventLoop {
             throw EvplError(.invalidArgument, operation: "connect", context: "\(evplProtocol) is not a stream protocol; use bindDatagram")
         }
         try evplProtocol.validate(address, operation: "connect")
-        try evplProtocol.validateTLS(role: .client, operation: "connect")
+        try evplProtocol.validateSecurity(server: false, operation: "connect")
         if evplProtocol.transport == .inproc {
             return try connectInProcess(to: address, protocol: evplProtocol, segmenter: segmenter, handler)
         }
@@ -37,9 +37,9 @@ extension EventLoop {
         applySocketBuffers(fd)
         let connection = Connection(loop: self, fd: fd, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
         connection.segmenter = segmenter
-        if let context = evplProtocol.tls {
+        if let context = evplProtocol.security {
             do throws(EvplError) {
-                connection.tls = try TLSSession(connection: connection, context: context)
+                connection.security = try context.makeSession(for: connection)
             } catch {
                 SystemCalls.close(fd)
                 throw error
@@ -97,8 +97,8 @@ extension EventLoop {
         let peer = acceptedPeer ?? SocketOps.peerAddress(of: fd) ?? SocketAddress(storage: .unixUnnamed)
         let connection = Connection(loop: self, fd: fd, protocol: listener.evplProtocol, remoteAddress: peer, state: .connected) { _, _ in }
         do throws(EvplError) {
-            if let context = listener.evplProtocol.tls {
-                connection.tls = try TLSSession(connection: connection, context: context)
+            if let context = listener.evplProtocol.security {
+                connection.security = try context.makeSession(for: connection)
             }
             if listener.backend == .ioUring {
                 SocketOps.setBlocking(fd)
@@ -124,7 +124,7 @@ extension EventLoop {
         if timeouts.isLimited { connection.timeouts = timeouts }
         attachment.acceptHandler(connection)
         guard connection.state != .closed else { return }
-        if connection.tls == nil { connection.handler(connection, .connected) }
+        if connection.security == nil { connection.handler(connection, .connected) }
         connection.startAccepted()
     }
 }

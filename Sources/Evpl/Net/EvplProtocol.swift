@@ -40,16 +40,28 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     public var transport: Transport
     /// The requested backend.
     public var backend: Backend
-    /// TLS over the stream, when set: a server context for a listener, a
-    /// client context for a connect. The application sees plaintext, as
-    /// on any stream.
-    public var tls: TLSContext?
+    /// The security layer over the stream (a TLS context, set through
+    /// `EvplTLS`'s `EvplProtocol.init(_:backend:tls:)`), or `nil` for plain
+    /// bytes.
+    package var security: (any StreamSecurityContext)?
 
-    /// Creates a protocol choice.
-    public init(_ transport: Transport, backend: Backend = .auto, tls: TLSContext? = nil) {
+    /// Creates a protocol choice with no security layer.
+    public init(_ transport: Transport, backend: Backend = .auto) {
         self.transport = transport
         self.backend = backend
-        self.tls = tls
+    }
+
+    /// Protocols are equal when they name the same transport, backend and
+    /// security context (the same object).
+    public static func == (lhs: EvplProtocol, rhs: EvplProtocol) -> Bool {
+        lhs.transport == rhs.transport && lhs.backend == rhs.backend && lhs.security === rhs.security
+    }
+
+    /// Hashes the transport, the backend and the security context's identity.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(transport)
+        hasher.combine(backend)
+        hasher.combine(security.map { ObjectIdentifier($0) })
     }
 
     /// TCP on the best available backend.
@@ -63,7 +75,7 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
     public var isStream: Bool { transport != .udp }
 
     /// `tcp/socket`, `udp/auto`, `tcp+tls/io_uring`, ...
-    public var description: String { "\(transport.rawValue)\(tls == nil ? "" : "+tls")/\(backend.rawValue)" }
+    public var description: String { "\(transport.rawValue)\(security == nil ? "" : "+tls")/\(backend.rawValue)" }
 
     /// The backend `auto` stands for here, or an `.unavailable` error naming
     /// why the requested backend cannot be used on this machine.
@@ -101,15 +113,16 @@ public struct EvplProtocol: Sendable, Hashable, CustomStringConvertible {
         return "selects io_uring for every protocol: the kernel offers every io_uring feature the backend needs"
     }
 
-    /// Checks that TLS, when set, runs over a stream in the role the
-    /// operation plays.
-    func validateTLS(role: TLSContext.Role, operation: String) throws(EvplError) {
-        guard let tls else { return }
+    /// Checks that the security layer, when set, runs over a stream in the
+    /// role the operation plays.
+    func validateSecurity(server: Bool, operation: String) throws(EvplError) {
+        guard let security else { return }
         guard isStream else {
             throw EvplError(.unavailable, operation: operation, context: "\(self): TLS runs over stream protocols (DTLS is not implemented)")
         }
-        guard tls.role == role else {
-            throw EvplError(.invalidArgument, operation: operation, context: "\(self): a \(role == .server ? "listener" : "connect") needs a \(role) TLS context")
+        guard security.isServer == server else {
+            throw EvplError(.invalidArgument, operation: operation,
+                            context: "\(self): a \(server ? "listener" : "connect") needs a \(server ? "server" : "client") TLS context")
         }
     }
 

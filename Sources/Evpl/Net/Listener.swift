@@ -60,7 +60,7 @@ public final class Listener: Sendable {
             throw EvplError(.invalidArgument, operation: "listen", context: "\(evplProtocol) is not a stream protocol")
         }
         try evplProtocol.validate(address, operation: "listen")
-        try evplProtocol.validateTLS(role: .server, operation: "listen")
+        try evplProtocol.validateSecurity(server: true, operation: "listen")
         let backend = try evplProtocol.resolvedBackend()
         if case .inProcess(let name) = address.storage {
             self.address = address

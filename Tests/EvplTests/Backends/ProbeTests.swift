@@ -1,4 +1,5 @@
 @testable import Evpl
+@testable import EvplTLS
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +42,7 @@ struct ProbeTests {
 
     @Test("TLS is listed with the OpenSSL it runs on; kTLS is unavailable, with what the kernel offers")
     func tlsEntries() throws {
-        let entries = Probe.entries()
+        let entries = Probe.tlsEntries()
         let tls = try #require(entries.first { $0.name == "tls" })
         #expect(tls.available && tls.reason.hasPrefix("OpenSSL 3"), "\(tls.reason)")
         let kernelTLS = try #require(entries.first { $0.name == "ktls" })

@@ -1,5 +1,6 @@
 import CAllocationCounter
 import Evpl
+import EvplTLS
 import Synchronization
 import Testing
 #if canImport(Glibc)

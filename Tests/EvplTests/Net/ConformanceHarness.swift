@@ -1,4 +1,5 @@
 @testable import Evpl
+@testable import EvplTLS
 import Testing
 #if canImport(Glibc)
 import Glibc

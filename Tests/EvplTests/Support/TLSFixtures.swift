@@ -1,4 +1,5 @@
 import Evpl
+import EvplTLS
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -21,8 +21,8 @@ extension EventLoop {
                           _ handler: @escaping Connection.Handler) throws(EvplError) -> Connection {
         let connection = Connection(loop: self, fd: -1, protocol: evplProtocol, remoteAddress: address, state: .connecting, handler: handler)
         connection.segmenter = segmenter
-        if let context = evplProtocol.tls {
-            connection.tls = try TLSSession(connection: connection, context: context)
+        if let context = evplProtocol.security {
+            connection.security = try context.makeSession(for: connection)
         }
         let channel = InProcessChannel()
         let client = InProcessStream(channel: channel, side: .client, localAddress: SocketAddress(storage: .inProcess("")))
@@ -53,9 +53,9 @@ extension EventLoop {
         let listener = attachment.listener
         let connection = Connection(loop: self, fd: -1, protocol: listener.evplProtocol, remoteAddress: SocketAddress(storage: .inProcess("")),
                                     state: .connected) { _, _ in }
-        if let context = listener.evplProtocol.tls {
+        if let context = listener.evplProtocol.security {
             do throws(EvplError) {
-                connection.tls = try TLSSession(connection: connection, context: context)
+                connection.security = try context.makeSession(for: connection)
             } catch {
                 endpoint.refuse()
                 return

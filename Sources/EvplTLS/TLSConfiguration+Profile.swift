@@ -1,3 +1,5 @@
+import Evpl
+
 extension TLSConfiguration {
     /// The protocol versions, cipher suites and key exchange groups an
     /// endpoint accepts: Mozilla's server-side TLS recommendations

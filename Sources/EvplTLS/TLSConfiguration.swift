@@ -1,11 +1,12 @@
 import COpenSSL
+import Evpl
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// What a TLS endpoint presents and accepts: its certificate and key,
 /// whom it trusts, the name it expects, ALPN and versions. Turn it into a
-/// ``TLSContext`` once, then name that context in the ``EvplProtocol`` of a
+/// ``TLSContext`` once, then name that context in the `EvplProtocol` of a
 /// listener or a connect.
 public struct TLSConfiguration: Sendable {
     /// PEM data, from a file or from memory.
@@ -64,7 +65,7 @@ public struct TLSConfiguration: Sendable {
     /// offer one when the context next connects to the same server name
     /// and address: the handshake is then abbreviated (no certificate, no
     /// signature). Each ticket is offered once (RFC 8446, appendix C.4).
-    /// See ``Connection/tlsResumed``.
+    /// See `Connection.tlsResumed`.
     public var resumesSessions = true
     /// On a server, how many TLS 1.3 session tickets to send after each
     /// full handshake, each good for one resumption: OpenSSL's two by
@@ -101,7 +102,7 @@ extension TLSConfiguration {
     /// pkey -pubin -outform der | openssl dgst -sha256` prints it (base64
     /// of these bytes is HPKP's and curl's `sha256//` form).
     ///
-    /// - Throws: ``EvplError`` `.invalidArgument` when there is no
+    /// - Throws: `EvplError` `.invalidArgument` when there is no
     ///   readable certificate.
     public static func publicKeyPin(of certificate: PEM) throws(EvplError) -> [UInt8] {
         let certificates = try TLSErrors.certificates(from: certificate, operation: "public key pin")
@@ -115,7 +116,7 @@ extension TLSConfiguration {
     /// tests: a client trusts it by naming the certificate in its
     /// ``TrustRoots/certificates(_:)``.
     ///
-    /// - Throws: ``EvplError`` `.invalidArgument` with OpenSSL's reason
+    /// - Throws: `EvplError` `.invalidArgument` with OpenSSL's reason
     ///   (for instance a name that is neither a DNS name nor an address).
     public static func selfSignedIdentity(for names: [String], days: Int = 1) throws(EvplError) -> (certificateChain: PEM, privateKey: PEM) {
         guard let first = names.first else {

@@ -1,6 +1,7 @@
 import COpenSSL
+import Evpl
 
-/// OpenSSL's errors as ``EvplError``s, and the PEM parsing the context needs.
+/// OpenSSL's errors as `EvplError`s, and the PEM parsing the context needs.
 enum TLSErrors {
     /// An error whose context ends with the reasons on OpenSSL's error
     /// queue for this thread, which it empties.

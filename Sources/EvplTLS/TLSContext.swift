@@ -1,9 +1,10 @@
 import COpenSSL
+import Evpl
 
 /// A ``TLSConfiguration`` made ready for use: certificates parsed, key
 /// checked against them, trust roots loaded (OpenSSL's `SSL_CTX`). Made
 /// once and shared by every connection that names it in its
-/// ``EvplProtocol``, on any loop.
+/// `EvplProtocol`, on any loop.
 public final class TLSContext: @unchecked Sendable, Hashable {
     // Sendable because the SSL_CTX is only read after `init`: OpenSSL
     // allows SSL objects to be created from one context on many threads
@@ -35,7 +36,7 @@ public final class TLSContext: @unchecked Sendable, Hashable {
 
     /// Prepares `configuration` for `role`.
     ///
-    /// - Throws: ``EvplError`` `.invalidArgument` naming what OpenSSL
+    /// - Throws: `EvplError` `.invalidArgument` naming what OpenSSL
     ///   refused: an unreadable certificate or key, a key that does not
     ///   match the certificate, a server without a certificate, an ALPN
     ///   name that is empty or longer than 255 bytes.

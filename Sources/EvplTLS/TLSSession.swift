@@ -1,4 +1,5 @@
 import COpenSSL
+import Evpl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,7 @@ import Glibc
 /// backend then flushes like any other bytes. Plaintext is decrypted into
 /// the connection's receive queue, so segmenters, pull consumers and
 /// backpressure see a plain stream.
-final class TLSSession {
+final class TLSSession: StreamSecurity {
     /// The connection owns the session.
     unowned(unsafe) let connection: Connection
     let context: TLSContext
@@ -35,7 +36,7 @@ final class TLSSession {
     fileprivate var writeFailure: EvplError?
     /// The budget this session's OpenSSL state is charged to.
     private let chargedBudget: MemoryBudget?
-    /// What a session is charged against the process's ``MemoryBudget``:
+    /// What a session is charged against the process's `MemoryBudget`:
     /// OpenSSL's own state for one connection, which the hostile-client
     /// audit put at about 11 KB before the ClientHello and 45 KB during a
     /// handshake, with its read and write buffers.
@@ -160,7 +161,7 @@ final class TLSSession {
             do {
                 space = try connection.receiveQueue.writableSpace()
             } catch {
-                if error.code == .resourceExhausted && decrypted && connection.receivePauses.isEmpty {
+                if error.code == .resourceExhausted && decrypted && !connection.isReceivePaused {
                     // Handing over what is decrypted frees the buffers it holds.
                     decrypted = false
                     connection.deliverReceived()
@@ -197,7 +198,7 @@ final class TLSSession {
             break
         }
         // Alerts, KeyUpdates and tickets OpenSSL wrote meanwhile.
-        if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
+        if connection.hasQueuedWireBytes { connection.scheduleFlush() }
         guard connection.isOpen else { return }
         if decrypted { connection.deliverReceived() }
         if closeNotifyReceived { connection.peerFinished() }
@@ -231,7 +232,7 @@ final class TLSSession {
     private func advanceHandshake() -> Bool {
         let result = SSL_do_handshake(ssl)
         // Handshake messages (and a fatal alert) OpenSSL wrote meanwhile.
-        if !connection.sendQueue.isEmpty { connection.scheduleFlush() }
+        if connection.hasQueuedWireBytes { connection.scheduleFlush() }
         guard result == 1 else {
             if !isRetry(SSL_get_error(ssl, result)) { connection.failAfterFlushing(failure(operation: "tls handshake")) }
             return false
@@ -241,7 +242,7 @@ final class TLSSession {
             return false
         }
         isEstablished = true
-        connection.tlsEstablished()
+        connection.securityEstablished()
         return connection.isOpen
     }
 
@@ -258,16 +259,16 @@ final class TLSSession {
     /// pool could not hold: the stream stays usable and the caller can
     /// retry once the queue drains, as without TLS.
     ///
-    /// - Throws: ``EvplError`` `.resourceExhausted`.
+    /// - Throws: `EvplError` `.resourceExhausted`.
     func checkRoom(for count: Int) throws(EvplError) {
         guard isEstablished else { return }
-        try connection.sendQueue.checkRoom(for: Self.ciphertextBound(for: count), in: connection.loop.bufferPool)
+        try connection.checkWireRoom(for: Self.ciphertextBound(for: count))
     }
 
     /// Encrypts `bytes` into the send queue, or keeps them for the end of
     /// the handshake.
     ///
-    /// - Throws: ``EvplError`` `.resourceExhausted` when the pool cannot
+    /// - Throws: `EvplError` `.resourceExhausted` when the pool cannot
     ///   hold the records (the stream is then unusable: the caller tears
     ///   the connection down), `.tls` when OpenSSL fails.
     func send(_ bytes: UnsafeRawBufferPointer) throws(EvplError) {
@@ -370,7 +371,7 @@ private func writeCiphertext(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>
     let session = session(of: bio)
     let connection = session.connection
     do {
-        try connection.sendQueue.append(copying: UnsafeRawBufferPointer(start: data, count: length), pool: connection.loop.bufferPool, trackMessage: false)
+        try connection.queueWireBytes(copying: UnsafeRawBufferPointer(start: data, count: length))
     } catch {
         session.writeFailure = error
         return 0
