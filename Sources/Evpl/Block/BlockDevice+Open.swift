@@ -42,7 +42,7 @@ extension EventLoop {
         var flags = O_RDWR | O_CLOEXEC
         if direct { flags |= CEVPL_O_DIRECT }
         if size != nil { flags |= O_CREAT }
-        let fd = Glibc.open(path, flags, 0o644)
+        let fd = SystemCalls.open(path, flags, 0o644)
         guard fd >= 0 else { throw EvplError.lastErrno("open", context: path) }
         if let size {
             var status = stat()

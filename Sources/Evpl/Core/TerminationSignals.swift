@@ -33,7 +33,7 @@ public final class TerminationSignals: Sendable {
     @discardableResult
     public func wait(timeoutMilliseconds: Int32 = -1) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ready = Glibc.poll(&entry, 1, timeoutMilliseconds)
+        let ready = SystemCalls.poll(&entry, 1, timeoutMilliseconds)
         guard ready > 0 else { return false }
         var info = [UInt8](repeating: 0, count: 128)
         _ = Glibc.read(fd, &info, info.count)

@@ -315,7 +315,7 @@ final class ListenerCore: Sendable {
     /// Waits until a loop attaches (true) or the listener closes (false).
     private func waitForAttachment() -> Bool {
         var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0), pollfd(fd: attachedFD, events: Int16(POLLIN), revents: 0)]
-        while Glibc.poll(&fds, 2, -1) < 0 {
+        while SystemCalls.poll(&fds, 2, -1) < 0 {
             if Glibc.errno != EINTR { return false }
         }
         if fds[0].revents != 0 { return false }

@@ -69,4 +69,8 @@ enum SystemCall: Hashable, Sendable, CaseIterable {
     case uringRegisterBuffers
     /// `io_setup(2)` of the libaio engine.
     case ioSetup
+    /// `open(2)` of a block device or file.
+    case open
+    /// `poll(2)` of a listener's acceptor thread and of ``TerminationSignals``.
+    case poll
 }

@@ -36,6 +36,27 @@ extension SystemCalls {
         return Glibc.listen(fd, backlog)
     }
 
+    /// `open(2)`.
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
+        #if EVPL_FAULT_INJECTION
+        if let code = FaultPlan.failure(of: .open) { errno = code; return -1 }
+        #endif
+        return Glibc.open(path, flags, mode)
+    }
+
+    /// `poll(2)` of the threads that wait on a few descriptors (acceptors,
+    /// signals). `EFAULT` and `EINVAL` would mean a bad array: a bug.
+    static func poll(_ fds: UnsafeMutablePointer<pollfd>, _ count: Int, _ timeoutMilliseconds: Int32) -> Int32 {
+        #if EVPL_FAULT_INJECTION
+        if let code = FaultPlan.failure(of: .poll) { errno = code; return -1 }
+        #endif
+        let ready = Glibc.poll(fds, nfds_t(count), timeoutMilliseconds)
+        if ready < 0 && (Glibc.errno == EFAULT || Glibc.errno == EINVAL) {
+            stopWithMessage("poll of a descriptor array the library built wrong")
+        }
+        return ready
+    }
+
     /// `eventfd(2)`.
     static func eventfd(_ initial: UInt32, _ flags: Int32) -> Int32 {
         #if EVPL_FAULT_INJECTION

@@ -52,6 +52,19 @@ struct SetUpFailureTests {
         expectNoLeaks(loop)
     }
 
+    @Test("a wait for termination signals whose poll fails returns at once, reporting no signal")
+    func terminationWaitPollFailure() throws {
+        let signals = try TerminationSignals()
+        let plan = FaultPlan()
+        plan.inject(.error(ENOMEM), on: .poll, at: 1)
+        let start = MonotonicClock.nanoseconds()
+        let arrived = plan.installed { signals.wait(timeoutMilliseconds: 60_000) }
+        #expect(!arrived)
+        #expect(plan.faultsInjected(into: .poll) == 1)
+        // Not the minute it would have waited for a signal.
+        #expect(MonotonicClock.nanoseconds() - start < 30_000_000_000)
+    }
+
     @Test("a thread pool whose second thread or loop cannot start stops the first and throws")
     func threadPoolSetUp() {
         expectFails(.threadCreate, with: EAGAIN, at: 2, in: "pthread_create") {
@@ -148,6 +161,7 @@ struct SetUpFailureTests {
     func blockEngineSetUp() throws {
         let loop = try makeLoop()
         let file = ScratchFile()
+        expectFails(.open, with: ENFILE, in: "open") { _ = try loop.openBlockDevice(file.path, engine: .psync, create: 4096) }
         expectFails(.eventfd, with: EMFILE, in: "eventfd") { _ = try loop.openBlockDevice(file.path, engine: .psync, create: 4096) }
         expectFails(.eventfd, with: EMFILE, at: 2, in: "eventfd") { _ = try loop.openBlockDevice(file.path, engine: .psync) }
         expectFails(.ioSetup, with: EAGAIN, in: "io_setup") { _ = try loop.openBlockDevice(file.path, engine: .libaio) }

@@ -13,7 +13,7 @@ enum SocketAcceptor {
     static func run(listenFD: Int32, stopFD: Int32, logger: Logger, deliver: (Int32, SocketAddress?) -> Void) {
         var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         while true {
-            let ready = Glibc.poll(&fds, 2, -1)
+            let ready = SystemCalls.poll(&fds, 2, -1)
             if ready < 0 {
                 if Glibc.errno == EINTR { continue }
                 logger.error("accepting stopped", metadata: ["error": "\(EvplError.lastErrno("poll"))"])
