@@ -41,7 +41,8 @@ public final class EventLoop {
     @exclusivity(unchecked) var pendingReads = IterationQueue<PollSource>()
     @exclusivity(unchecked) var pendingDisconnects: [Connection] = []
     @exclusivity(unchecked) var pendingDatagramFlush = IterationQueue<DatagramEndpoint>()
-    @exclusivity(unchecked) var connections = ConnectionRegistry()
+    /// Every open connection of the loop (touched when one opens or closes).
+    var connections = ConnectionRegistry()
     /// Block requests submitted on this loop and not yet completed.
     @exclusivity(unchecked) var blockRequestsPending = 0
     /// Set while a graceful shutdown runs.
@@ -61,7 +62,7 @@ public final class EventLoop {
     @exclusivity(unchecked) var datagramMemoryWaiters: [DatagramEndpoint] = []
     /// The io_uring side of every datagram endpoint bound here, weakly: an
     /// endpoint may outlive its loop, but the pool buffers it holds may not.
-    @exclusivity(unchecked) var uringDatagrams: [WeakURingDatagram] = []
+    var uringDatagrams: [WeakURingDatagram] = []
     var attachments: [UInt64: ListenerAttachment] = [:]
     @exclusivity(unchecked) var remoteTasks: [EventLoopRemote.Task] = []
     /// Where other loops give back this pool's buffers they borrowed.
