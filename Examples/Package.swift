@@ -15,6 +15,7 @@ let package = Package(
         .target(name: "KeyValueLog", dependencies: [.product(name: "Evpl", package: "swift-evpl")], path: "KeyValueLog"),
         example("EchoServer"), example("KeyValueServer", using: ["KeyValueLog"]), example("FileServer"),
         example("AsyncEchoServer"), example("AsyncKeyValueServer", using: ["KeyValueLog"]), example("AsyncFileServer"),
+        example("RangeServer"),
     ],
     swiftLanguageModes: [.v6]
 )
