@@ -2,7 +2,7 @@ import Evpl
 
 extension Connection {
     /// The connection's TLS session, when its protocol names a ``TLSContext``.
-    var tlsSession: TLSSession? { security as? TLSSession }
+    var tlsSession: TLSSession? { streamSecurity as? TLSSession }
 
     /// Whether the stream runs TLS (its protocol names a ``TLSContext``).
     public var usesTLS: Bool { tlsSession != nil }

@@ -138,7 +138,7 @@ final class TLSSession: StreamSecurity {
 
     /// Whether there is input to decrypt: ciphertext not yet given to
     /// OpenSSL, or a record OpenSSL holds (read, not yet decrypted out).
-    var hasBufferedInput: Bool { ciphertext.count > 0 || SSL_has_pending(ssl) != 0 }
+    var hasBufferedInput: Bool { ciphertext.unconsumedBytes > 0 || SSL_has_pending(ssl) != 0 }
 
     /// Starts a client's handshake: its ClientHello goes into the send queue.
     func start() {
@@ -156,7 +156,7 @@ final class TLSSession: StreamSecurity {
     func received() {
         if !isEstablished && !advanceHandshake() { return }
         var decrypted = false
-        while connection.isOpen && !closeNotifyReceived && !connection.failing && hasBufferedInput {
+        while connection.isOpen && !closeNotifyReceived && !connection.isFailing && hasBufferedInput {
             let space: UnsafeMutableRawBufferPointer
             do {
                 space = try connection.receiveQueue.writableSpace()
@@ -180,7 +180,7 @@ final class TLSSession: StreamSecurity {
                 connection.receiveQueue.commit(Int(count))
                 decrypted = true
                 // Nothing left to decrypt: spare OpenSSL the read that would only say so.
-                if ciphertext.count == 0 && SSL_has_pending(ssl) == 0 { break }
+                if ciphertext.unconsumedBytes == 0 && SSL_has_pending(ssl) == 0 { break }
                 continue
             }
             if floodRefused {
@@ -384,11 +384,11 @@ private func readCiphertext(_ bio: OpaquePointer?, _ buffer: UnsafeMutablePointe
     cevpl_bio_clear_retry(bio)
     let session = session(of: bio)
     let queue = session.ciphertext
-    guard queue.count > 0, !session.floodRefused else {
+    guard queue.unconsumedBytes > 0, !session.floodRefused else {
         cevpl_bio_set_retry_read(bio)
         return 0
     }
-    let count = min(length, queue.count)
+    let count = min(length, queue.unconsumedBytes)
     queue.view(length: count).copyBytes(to: UnsafeMutableRawBufferPointer(start: buffer, count: count))
     queue.consume(count)
     read?.pointee = count

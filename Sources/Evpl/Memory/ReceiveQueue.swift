@@ -10,7 +10,11 @@ package final class ReceiveQueue {
     /// Bytes of `segments[head]` already consumed.
     private(set) var headConsumed = 0
     /// Unconsumed bytes.
-    package private(set) var count = 0
+    private(set) var count = 0
+    /// ``count``, for a security layer in another module. The stored
+    /// property stays internal: a `package` one would be reached through
+    /// dynamic exclusivity checks on every I/O.
+    package var unconsumedBytes: Int { count }
     private var fill: Buffer?
     private var fillOffset = 0
     private var scratch: UnsafeMutableRawPointer?

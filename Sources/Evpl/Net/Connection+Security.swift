@@ -1,4 +1,14 @@
+// The stored properties these read stay internal: a `package` stored
+// property of a class is reached through dynamic exclusivity checks, which
+// the hot path would pay on every I/O.
 extension Connection {
+    /// The connection's security layer, if its protocol names one.
+    package var streamSecurity: (any StreamSecurity)? { security }
+
+    /// Whether the connection is ending with an error whose alert or last
+    /// bytes are still being flushed.
+    package var isFailing: Bool { failing }
+
     /// Whether receiving is paused for any reason (a ``StreamSecurity``
     /// stops decrypting then, and the ciphertext waits).
     package var isReceivePaused: Bool { !receivePauses.isEmpty }

@@ -92,7 +92,7 @@ public final class Connection: PollSource {
     /// ended inside a message, or a TLS failure whose alert goes out first).
     var closingError: EvplError?
     /// The connection ends with ``closingError`` once its queue is out.
-    package var failing = false
+    var failing = false
     /// How the queues meet the kernel: the backend (see ``StreamTransport``).
     var transport = StreamTransport.socket
     /// Set while an async consumer pulls received bytes (``AsyncConnection``):
@@ -103,7 +103,7 @@ public final class Connection: PollSource {
     var pullWindow = Int.max
     /// The security layer (TLS) when the protocol names one; `nil` for a
     /// plain stream.
-    package var security: (any StreamSecurity)?
+    var security: (any StreamSecurity)?
     /// When the connection was accepted or started connecting, and when it
     /// last received or wrote a byte (the loop's clock of that iteration).
     let startedAt: UInt64
