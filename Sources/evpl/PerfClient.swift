@@ -34,6 +34,13 @@ struct PerfPlan: Sendable {
     var cpu: Int? = nil
     /// Drive stream connections with callbacks or with a task each.
     var api: API = .callbacks
+    /// Requests a second in all, sent on a schedule whatever the replies
+    /// do (open loop, pingpong only); `nil` keeps `depth` in flight instead.
+    var rate: Double? = nil
+    /// How the scheduled requests are spaced.
+    var arrivals: Arrivals = .fixed
+    /// The server's process, whose CPU time the result reports.
+    var serverPID: Int32? = nil
 }
 
 /// A perf run's outcome.
@@ -42,6 +49,9 @@ struct PerfResult: Sendable {
     var bytes: UInt64
     var seconds: Double
     var latency: LatencyHistogram
+    /// CPU time this process and the server's used during the run, when known.
+    var clientCPUNanoseconds: UInt64? = nil
+    var serverCPUNanoseconds: UInt64? = nil
 
     var operationsPerSecond: Double { Double(operations) / seconds }
     var bytesPerSecond: Double { Double(bytes) / seconds }
@@ -83,6 +93,9 @@ enum PerfClient {
         if plan.api == .async && !plan.evplProtocol.isStream {
             throw EvplError(.invalidArgument, operation: "perf", context: "the async API drives stream protocols (tcp, unix)")
         }
+        if let rate = plan.rate, !(rate > 0) || plan.mode != .pingpong || plan.api != .callbacks {
+            throw EvplError(.invalidArgument, operation: "perf", context: "--rate needs a positive rate, pingpong mode and the callbacks API")
+        }
         if !plan.evplProtocol.isStream && plan.size > 65_000 {
             throw EvplError(.invalidArgument, operation: "perf", context: "udp messages are at most 65000 bytes")
         }
@@ -98,7 +111,7 @@ enum PerfClient {
             let thread = PerfClientThread(loop: loop, plan: plan, counter: counters[index])
             thread.onFailure = { error in failure.withLock { if $0 == nil { $0 = error } } }
             do throws(EvplError) {
-                try thread.open(connections: share)
+                try thread.open(connections: share, rateShare: Double(share) / Double(plan.connections))
             } catch {
                 failure.withLock { $0 = error }
             }
@@ -111,6 +124,8 @@ enum PerfClient {
                 total.latency.merge(thread.latency)
             }
         }
+        let clientCPUAtStart = ProcessCPU.nanoseconds(of: getpid())
+        let serverCPUAtStart = plan.serverPID.flatMap { ProcessCPU.nanoseconds(of: $0) }
         let start = MonotonicClock.nanoseconds()
         let end = start + UInt64(plan.durationSeconds * 1e9)
         var lastReport = start
@@ -147,10 +162,14 @@ enum PerfClient {
             }
         }
         let elapsed = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        let serverCPUAtEnd = plan.serverPID.flatMap { ProcessCPU.nanoseconds(of: $0) }
+        let clientCPUAtEnd = ProcessCPU.nanoseconds(of: getpid())
         pool.stop()
         if let error = failure.withLock({ $0 }) { throw error }
         var result = totals.withLock { $0 }
         result.seconds = elapsed
+        if let before = clientCPUAtStart, let after = clientCPUAtEnd { result.clientCPUNanoseconds = after - before }
+        if let before = serverCPUAtStart, let after = serverCPUAtEnd, after >= before { result.serverCPUNanoseconds = after - before }
         return result
     }
 }
@@ -170,6 +189,11 @@ final class PerfClientThread {
     private let payload: UnsafeMutableRawBufferPointer
     private var streamPayload: [IOVec] = []
     private var flows: [PerfFlow] = []
+    /// The open-loop schedule (``PerfPlan/rate``), its share of the rate,
+    /// the loop pass that sends what falls due, and whose turn is next.
+    private var schedule: PacedSchedule?
+    private var pacer: Deferral?
+    private var nextFlow = 0
     /// Hears why a connection ended before the run did (refused, reset,
     /// a TLS handshake that failed); the pool's own stop is not reported.
     var onFailure: (EvplError) -> Void = { _ in }
@@ -186,8 +210,21 @@ final class PerfClientThread {
         payload.deallocate()
     }
 
-    func open(connections: Int) throws(EvplError) {
+    func open(connections: Int, rateShare: Double) throws(EvplError) {
         publisher = try loop.addTimer(every: Self.publishInterval) { [unowned self] _ in publishLatency() }
+        if let rate = plan.rate, rateShare > 0 {
+            // The client polls, so that its own wake-ups do not delay the
+            // schedule: the latencies measured are the server's.
+            loop.pin()
+            schedule = PacedSchedule(rate: rate * rateShare, arrivals: plan.arrivals, start: MonotonicClock.nanoseconds(),
+                                     seed: UInt64(truncatingIfNeeded: ObjectIdentifier(self).hashValue))
+            let pacer = loop.makeDeferral { [unowned self] deferral in
+                sendDueRequests()
+                deferral.arm()
+            }
+            pacer.arm()
+            self.pacer = pacer
+        }
         if plan.mode == .stream {
             var remaining = plan.size
             while remaining > 0 {
@@ -212,13 +249,32 @@ final class PerfClientThread {
                     flow.datagramReceived(endpoint, bytes)
                 }
                 flow.endpoint = endpoint
-                for _ in 0..<plan.depth { flow.sendDatagram(endpoint) }
+                if plan.rate == nil {
+                    for _ in 0..<plan.depth { flow.sendDatagram(endpoint) }
+                }
             }
         }
     }
 
+    /// Sends every request whose scheduled time has come, each on the
+    /// next connection that is up, stamped with its scheduled time.
+    private func sendDueRequests() {
+        guard var schedule else { return }
+        let now = MonotonicClock.nanoseconds()
+        while schedule.next <= now {
+            for _ in 0..<flows.count {
+                let flow = flows[nextFlow]
+                nextFlow = (nextFlow + 1) % flows.count
+                if flow.sendScheduled(at: schedule.next) { break }
+            }
+            schedule.advance()
+        }
+        self.schedule = schedule
+    }
+
     func finish() {
         publisher?.cancel()
+        pacer = nil
         publishLatency()
         for flow in flows { flow.endpoint?.close() }
         for iovec in streamPayload { iovec.release() }
@@ -256,14 +312,32 @@ final class PerfClientThread {
     final class PerfFlow {
         unowned let thread: PerfClientThread
         var endpoint: DatagramEndpoint?
+        /// When each request in flight was sent (or scheduled), oldest at `head`.
         private var sentAt: [UInt64]
         private var head = 0
         private var inFlight = 0
         private var pendingBytes = 0
+        /// The connection once it is up (paced mode sends on it from the schedule).
+        private var connection: Connection?
+        private var paced: Bool { thread.plan.rate != nil }
 
         init(thread: PerfClientThread) {
             self.thread = thread
-            sentAt = Array(repeating: 0, count: thread.plan.depth)
+            sentAt = Array(repeating: 0, count: thread.plan.rate == nil ? thread.plan.depth : 1024)
+        }
+
+        /// Sends one scheduled request, stamped with the time it was due;
+        /// false when the flow cannot send (not connected yet, or gone).
+        func sendScheduled(at scheduled: UInt64) -> Bool {
+            if let endpoint {
+                try? endpoint.send(to: thread.plan.address, copying: UnsafeRawBufferPointer(thread.payload))
+            } else if let connection, !connection.isClosed {
+                do { try connection.send(copying: UnsafeRawBufferPointer(thread.payload)) } catch { return false }
+            } else {
+                return false
+            }
+            stamp(at: scheduled)
+            return true
         }
 
         /// Opens the flow's stream connection; in handshake mode, the
@@ -284,6 +358,7 @@ final class PerfClientThread {
                     try connection.send(PerfHandshake.bytes(plan.mode == .stream ? PerfHandshake.stream : PerfHandshake.ping))
                     switch plan.mode {
                     case .stream: try fill(connection)
+                    case .pingpong where paced: self.connection = connection
                     case .pingpong: for _ in 0..<plan.depth { try sendRequest(connection) }
                     case .handshake: try connection.send(copying: UnsafeRawBufferPointer(thread.payload))
                     }
@@ -304,6 +379,7 @@ final class PerfClientThread {
                 while pendingBytes >= size {
                     pendingBytes -= size
                     completeRequest()
+                    if paced { continue }
                     do { try sendRequest(connection) } catch { connection.close() }
                 }
             case .writable:
@@ -377,13 +453,17 @@ final class PerfClientThread {
         func datagramReceived(_ endpoint: DatagramEndpoint, _ bytes: ReceivedBytes) {
             guard inFlight > 0 else { return }
             completeRequest()
-            sendDatagram(endpoint)
+            if !paced { sendDatagram(endpoint) }
         }
 
         @inline(__always)
-        private func stamp() {
-            let depth = sentAt.count
-            sentAt[(head + inFlight) % depth] = MonotonicClock.nanoseconds()
+        private func stamp(at time: UInt64 = MonotonicClock.nanoseconds()) {
+            if inFlight == sentAt.count {
+                // Paced requests outrun the replies: twice the room, oldest first.
+                sentAt = (0..<inFlight).map { sentAt[(head + $0) % inFlight] } + Array(repeating: 0, count: inFlight)
+                head = 0
+            }
+            sentAt[(head + inFlight) % sentAt.count] = time
             inFlight += 1
         }
 

@@ -42,12 +42,18 @@ struct PerfClientCommand: ParsableCommand {
     @Option(help: "callbacks (handlers on the loop) or async (a task per connection).")
     var api: API = .callbacks
 
+    @Option(help: "The server's process ID, whose CPU time per operation is reported; by default the process that listens on --port or --path here, if any.")
+    var serverPid: Int32?
+
     func run() throws {
         let address = try failing { try endpoint.address(defaultPath: "/tmp/evpl-perf.sock") }
         guard endpoint.protocol == .unix || endpoint.port != 0 else {
             throw ValidationError("--port is required for \(endpoint.protocol.rawValue)")
         }
-        try workload.run(workload.plan(evplProtocol: try endpoint.evplProtocol(role: .client), address: address, threads: threads, api: api))
+        var plan = workload.plan(evplProtocol: try endpoint.evplProtocol(role: .client), address: address, threads: threads, api: api)
+        plan.serverPID = serverPid ?? ProcessCPU.listener(port: endpoint.protocol == .unix ? nil : endpoint.port,
+                                                          path: endpoint.protocol == .unix ? endpoint.path ?? "/tmp/evpl-perf.sock" : nil)
+        try workload.run(plan)
     }
 }
 
@@ -68,12 +74,18 @@ struct PerfWorkloadOptions: ParsableArguments {
     @Option(help: "Seconds to run.")
     var duration: Double = 5
 
+    @Option(help: "Open loop (pingpong): requests a second over all connections, sent on schedule whatever the replies do; latency counts from the scheduled time, so a stall is not hidden. The client polls to keep the schedule.")
+    var rate: Double?
+
+    @Option(help: "With --rate: fixed (evenly spaced) or poisson (independent arrivals) intervals.")
+    var arrivals: Arrivals = .fixed
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     func plan(evplProtocol: EvplProtocol, address: SocketAddress, threads: Int = 1, api: API = .callbacks, cpu: Int? = nil) -> PerfPlan {
         PerfPlan(evplProtocol: evplProtocol, address: address, mode: mode, size: size, depth: depth, connections: connections, threads: threads,
-                 durationSeconds: duration, cpu: cpu, api: api)
+                 durationSeconds: duration, cpu: cpu, api: api, rate: rate, arrivals: arrivals)
     }
 
     /// Runs `plan`, with a progress line a second unless `--json`, then the report.
@@ -93,7 +105,23 @@ extension PerfMode: ExpressibleByArgument {}
 /// Formats perf results.
 enum PerfReport {
     static func json(_ result: PerfResult) -> String {
-        "{\"ops_per_sec\":\(JSON.number(result.operationsPerSecond)),\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond)),\"operations\":\(result.operations),\"seconds\":\(JSON.number(result.seconds)),\"latency_ns\":\(latencyJSON(result.latency))}"
+        var fields = [
+            "\"ops_per_sec\":\(JSON.number(result.operationsPerSecond))", "\"bytes_per_sec\":\(JSON.number(result.bytesPerSecond))",
+            "\"operations\":\(result.operations)", "\"seconds\":\(JSON.number(result.seconds))", "\"latency_ns\":\(latencyJSON(result.latency))",
+        ]
+        if let cpu = result.clientCPUNanoseconds {
+            fields.append("\"client_cpu_ns_per_op\":\(JSON.number(perOperation(cpu, result)))")
+        }
+        if let cpu = result.serverCPUNanoseconds {
+            fields.append("\"server_cpu_ns_per_op\":\(JSON.number(perOperation(cpu, result)))")
+            fields.append("\"server_cpu_share\":\(JSON.number(Double(cpu) / 1e9 / result.seconds))")
+        }
+        return "{\(fields.joined(separator: ","))}"
+    }
+
+    /// CPU nanoseconds per completed operation (0 when none completed).
+    static func perOperation(_ nanoseconds: UInt64, _ result: PerfResult) -> Double {
+        result.operations == 0 ? 0 : Double(nanoseconds) / Double(result.operations)
     }
 
     /// `{"min":…,"mean":…,"p50":…,"p99":…,"p999":…,"max":…}` in nanoseconds.
@@ -114,8 +142,16 @@ enum PerfReport {
         lines.append("ops/s \(Int(result.operationsPerSecond.rounded()))  Gbit/s \(format2(result.gigabitsPerSecond))")
         if result.latency.count > 0 {
             let latency = result.latency
-            lines.append("latency min \(microseconds(latency.min)) mean \(microseconds(UInt64(latency.mean))) p50 \(microseconds(latency.value(atQuantile: 0.5))) p99 \(microseconds(latency.value(atQuantile: 0.99))) p99.9 \(microseconds(latency.value(atQuantile: 0.999))) max \(microseconds(latency.max))")
+            lines.append("latency\(plan.rate == nil ? "" : " (from the schedule)") min \(microseconds(latency.min)) mean \(microseconds(UInt64(latency.mean))) p50 \(microseconds(latency.value(atQuantile: 0.5))) p99 \(microseconds(latency.value(atQuantile: 0.99))) p99.9 \(microseconds(latency.value(atQuantile: 0.999))) max \(microseconds(latency.max))")
         }
+        var cpu: [String] = []
+        if let client = result.clientCPUNanoseconds {
+            cpu.append("client \(microseconds(UInt64(perOperation(client, result))))/op")
+        }
+        if let server = result.serverCPUNanoseconds {
+            cpu.append("server \(microseconds(UInt64(perOperation(server, result))))/op (\(format1(Double(server) / 1e7 / result.seconds))% of a CPU)")
+        }
+        if !cpu.isEmpty { lines.append("cpu " + cpu.joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }
 

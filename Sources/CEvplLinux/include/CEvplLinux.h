@@ -67,6 +67,10 @@ void cevpl_set_current_loop(void *loop, void (*release)(void *));
 /// Sets the calling thread's name (at most 15 bytes are kept).
 void cevpl_set_thread_name(const char *name);
 
+/// Sets the calling thread's timer slack (how late the kernel may fire its
+/// timers, 50 us by default) to `nanoseconds`; returns 0 or -1 with errno.
+int cevpl_set_timer_slack(unsigned long nanoseconds);
+
 /// Blocks SIGINT and SIGTERM in the calling thread and returns a signalfd
 /// that reports them, or -1 with errno set.
 int cevpl_signalfd_for_termination(void);

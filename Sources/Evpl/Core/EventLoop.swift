@@ -10,11 +10,12 @@ import Glibc
 /// An iteration fires expired timers, polls epoll (or, once the loop has an
 /// io_uring, submits and reaps the ring, which also watches the epoll set),
 /// runs deferrals and flushes queued sends. The **hybrid wait** then decides
-/// how to wait: while activity was seen within ``EvplConfig/spinNanoseconds``
-/// (or while ``pin()`` is held) the loop polls again without sleeping;
-/// otherwise it sleeps, in `epoll_wait` or `io_uring_enter`, until the next
-/// timer. An idle loop therefore uses no CPU, and a busy one never pays a
-/// wake-up.
+/// how to wait: poll again at once (spin), or sleep in `epoll_wait` or
+/// `io_uring_enter` until the next timer or event. The ``WaitPolicy``
+/// (``EvplConfig/waitPolicy``) makes the choice: by default the loop spins
+/// for a while after any activity, so that a busy loop never pays a
+/// wake-up, and sleeps after it, so that an idle one uses no CPU.
+/// ``pin()`` forces polling.
 ///
 /// `EventLoop` is not `Sendable`. Other threads reach it through ``remote``.
 public final class EventLoop {
@@ -82,6 +83,8 @@ public final class EventLoop {
     private var lastIterationEnd: UInt64 = 0
     private var lastEpollPoll: UInt64 = 0
     private var nextTimeoutNanoseconds: Int64 = 0
+    /// The deadline of the sleep the wait policy chose last, 0 for none.
+    private var sleepDeadline: UInt64 = 0
     /// The clock as ``fireExpiredTimers()`` last read it (this iteration's,
     /// whenever a timer is scheduled).
     @exclusivity(unchecked) var timersCheckedAt: UInt64 = 0
@@ -168,7 +171,13 @@ public final class EventLoop {
         self.bufferReturns = BufferReturns()
         bufferPool.lendingReturns = bufferReturns
         self.epoll = try EpollSet(capacity: resolved.maxEventsPerPoll)
-        self.hybridWait = HybridWait(spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields)
+        if resolved.waitPolicy == .adaptive {
+            // Its sleeps end just before an expected arrival: the kernel's
+            // default slack would fire them up to 50 us late.
+            _ = cevpl_set_timer_slack(1_000)
+        }
+        self.hybridWait = HybridWait(policy: resolved.waitPolicy, spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields,
+                                     idleSpinShare: resolved.idleSpinShare)
         self.ownerThread = pthread_self()
         self.executor = EventLoopExecutor(remote: remote, ownerThread: ownerThread, logger: logger)
         self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
@@ -176,7 +185,7 @@ public final class EventLoop {
         bufferPool.trimScheduler = { [unowned self] in schedulePoolTrim() }
         executor.loop = self
         becomeCurrent()
-        logger.debug("loop ready", metadata: ["buffer-size": "\(resolved.bufferSize)", "spin-ns": "\(resolved.spinNanoseconds)"])
+        logger.debug("loop ready", metadata: ["buffer-size": "\(resolved.bufferSize)", "wait": "\(resolved.waitPolicy)", "spin-ns": "\(resolved.spinNanoseconds)"])
     }
 
     deinit {
@@ -216,8 +225,9 @@ public final class EventLoop {
         guard failure == nil else { return }
         becomeCurrent()
         statistics.iterations &+= 1
-        var active = fireExpiredTimers()
-        let mustPoll = active || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
+        let timersFired = fireExpiredTimers()
+        var active = false
+        let mustPoll = timersFired || hasPendingWork || pinCount > 0 || (uring?.hasWork ?? false)
         var timeout = mustPoll ? 0 : boundedByTimers(nextTimeoutNanoseconds)
         if timeout != 0 && !remote.prepareToSleep() { timeout = 0 }
         if timeout != 0 { statistics.sleeps &+= 1 } else { statistics.spins &+= 1 }
@@ -242,7 +252,8 @@ public final class EventLoop {
         }
         if timeout != 0 {
             remote.awake()
-            active = true  // a wake from sleep starts a new busy period
+            if sleepDeadline != 0 { noteWake() }
+            if hybridWait.wakeStartsBusyPeriod { active = true }
         }
         if remote.hasQueuedTasks {
             handleRemoteWake(eventFDFired: false)
@@ -257,7 +268,7 @@ public final class EventLoop {
         if (!memoryWaiters.isEmpty || !datagramMemoryWaiters.isEmpty) && bufferPool.hasRoom { resumeMemoryWaiters() }
         if gracefulShutdown != nil { continueGracefulShutdown() }
         deliverOwedEdges()
-        decideNextWait(active: active)
+        decideNextWait(active: active || timersFired, timersOnly: timersFired && !active)
     }
 
     // MARK: Pool memory
@@ -412,10 +423,10 @@ public final class EventLoop {
     /// keeps it iterating, the epoll set is polled at most this often.
     private static let epollPollInterval: UInt64 = 5_000
 
-    private func decideNextWait(active: Bool) {
+    private func decideNextWait(active: Bool, timersOnly: Bool) {
         let now = MonotonicClock.nanoseconds()
         lastIterationEnd = now
-        switch hybridWait.decide(now: now, active: active, hasWork: hasPendingWork || (uring?.hasWork ?? false),
+        switch hybridWait.decide(now: now, active: active, timersOnly: timersOnly, hasWork: hasPendingWork || (uring?.hasWork ?? false),
                                  pinned: pinCount > 0, nextTimer: timers.nextDeadline) {
         case .poll:
             nextTimeoutNanoseconds = 0
@@ -424,9 +435,18 @@ public final class EventLoop {
             if yield { sched_yield() }
         case .sleep(let deadline?):
             nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
+            sleepDeadline = deadline
         case .sleep(nil):
             nextTimeoutNanoseconds = -1
         }
+    }
+
+    /// After a sleep with a deadline: a wake at or past the deadline (no
+    /// event came first) tells the wait policy how late a wake-up is here.
+    private func noteWake() {
+        let woke = MonotonicClock.nanoseconds()
+        if woke >= sleepDeadline { hybridWait.recordWake(late: woke - sleepDeadline) }
+        sleepDeadline = 0
     }
 
     /// Traps, in release builds too, when called off the loop's thread: a

@@ -46,9 +46,22 @@ public struct EvplConfig: Sendable, Hashable {
     /// Free pool memory each loop keeps resident after a load; memory that
     /// stays free beyond it for a second goes back to the kernel.
     public var poolIdleBytes: Int = 8 << 20
+    /// How a loop waits when it finds nothing to do. ``WaitPolicy/fixed``
+    /// (the default) spins for ``spinNanoseconds`` after any activity;
+    /// ``WaitPolicy/adaptive`` learns from the loop's history whether
+    /// spinning pays, and will become the default once it meets its
+    /// measured targets (see the hybrid-wait article).
+    public var waitPolicy: WaitPolicy = .fixed
     /// How long, in nanoseconds, a loop keeps polling without sleeping after it
-    /// last saw activity. 0 disables spinning: the loop sleeps whenever idle.
+    /// last saw activity: the window of ``WaitPolicy/fixed``, the most
+    /// ``WaitPolicy/adaptive`` spins. 0 disables spinning: the loop sleeps
+    /// whenever idle, whatever the policy.
     public var spinNanoseconds: UInt64 = 200_000
+    /// Under ``WaitPolicy/adaptive``, the largest share of a loop's time
+    /// (0 to 1) that spins finding nothing may take; past it the spin
+    /// window halves until the waste falls back under. An idle server with
+    /// many loops burns at most this share of a CPU per loop.
+    public var idleSpinShare: Double = 0.05
     /// Whether a spinning loop yields its CPU on each idle pass, so a peer on
     /// the same CPU still runs while this loop waits for it.
     public var spinYields: Bool = true
@@ -108,7 +121,9 @@ public struct EvplConfig: Sendable, Hashable {
         ("EVPL_POOL_MAX_BYTES", "ceiling on each loop's buffer pool, in bytes (default: physical memory / 8)"),
         ("EVPL_PROCESS_POOL_MAX_BYTES", "pool memory all loops of the process share, in bytes (default: a quarter of physical memory, the cgroup limit or ulimit -v, whichever is least)"),
         ("EVPL_POOL_IDLE_BYTES", "free pool memory kept resident after a load, in bytes"),
-        ("EVPL_SPIN_NS", "hybrid-wait spin window in ns (0 = never spin)"),
+        ("EVPL_WAIT_POLICY", "how an idle loop waits: adaptive (learns whether spinning pays), fixed (spins EVPL_SPIN_NS after activity) or sleep"),
+        ("EVPL_SPIN_NS", "the fixed policy's spin window, the most the adaptive one spins, in ns (0 = never spin)"),
+        ("EVPL_IDLE_SPIN_SHARE", "percent of a loop's time the adaptive policy may spend spinning in vain (0...100)"),
         ("EVPL_SPIN_YIELD", "yield the CPU while spinning (0 or 1)"),
         ("EVPL_SEND_LOW_WATERMARK", "bytes below which writable fires and receiving resumes"),
         ("EVPL_SEND_HIGH_WATERMARK", "queued send bytes above which receiving pauses"),
@@ -141,6 +156,15 @@ public struct EvplConfig: Sendable, Hashable {
         }
         if let text = environment["EVPL_POOL_IDLE_BYTES"] {
             config.poolIdleBytes = try parse(text, "EVPL_POOL_IDLE_BYTES", 0...Int.max)
+        }
+        if let text = environment["EVPL_WAIT_POLICY"] {
+            guard let policy = WaitPolicy(rawValue: String(text.trimmingSpaces())) else {
+                throw EvplError(.invalidArgument, operation: "config", context: "EVPL_WAIT_POLICY=\(text) (expected adaptive, fixed or sleep)")
+            }
+            config.waitPolicy = policy
+        }
+        if let text = environment["EVPL_IDLE_SPIN_SHARE"] {
+            config.idleSpinShare = Double(try parse(text, "EVPL_IDLE_SPIN_SHARE", 0...100)) / 100
         }
         if let text = environment["EVPL_SPIN_NS"] {
             config.spinNanoseconds = UInt64(try parse(text, "EVPL_SPIN_NS", 0...60_000_000_000))
@@ -195,6 +219,7 @@ public struct EvplConfig: Sendable, Hashable {
         try check((1...65536).contains(buffersPerSlab), "buffersPerSlab", buffersPerSlab)
         try check(poolMaxBytes >= bufferSize, "poolMaxBytes", poolMaxBytes)
         try check(poolIdleBytes >= 0, "poolIdleBytes", poolIdleBytes)
+        try check((0...1).contains(idleSpinShare), "idleSpinShare", idleSpinShare)
         try check((0...(1 << 30)).contains(socketBufferBytes), "socketBufferBytes", socketBufferBytes)
         try check(sendLowWatermark > 0, "sendLowWatermark", sendLowWatermark)
         try check(sendHighWatermark >= sendLowWatermark, "sendHighWatermark", sendHighWatermark)

@@ -1,5 +1,8 @@
 @testable import Evpl
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The hybrid wait's decision on a made-up clock: no sleeping, no timing.
 @Suite("Hybrid wait policy")
@@ -35,5 +38,262 @@ struct HybridWaitTests {
         var busy = HybridWait(spinNanoseconds: 200_000, spinYields: false)
         #expect(busy.decide(now: 1_000, active: true, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
         #expect(busy.decide(now: 2_000, active: false, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
+    }
+}
+
+/// The adaptive policy on made-up clocks and arrival traces: what it learns
+/// from gaps, wake-ups and pace, and what it costs against the fixed window
+/// and against never spinning when a simulated loop serves the trace.
+@Suite("Adaptive wait policy")
+struct AdaptiveWaitTests {
+    static let microsecond: UInt64 = 1_000
+
+    /// A policy that has served `count` idle gaps of `gap` nanoseconds.
+    private func trained(gap: UInt64, count: Int = 64, maximumSpin: UInt64 = 200_000) -> HybridWait {
+        var wait = HybridWait(policy: .adaptive, spinNanoseconds: maximumSpin, spinYields: false)
+        var now: UInt64 = 1_000_000
+        _ = wait.decide(now: now, active: true, hasWork: false, pinned: false, nextTimer: .max)
+        for index in 0..<count {
+            // Irregular enough that no pace is expected: each gap within ±25%.
+            let jitter = gap / 4 * UInt64(index % 3) / 2
+            _ = wait.decide(now: now + 1, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            now += gap - gap / 4 + jitter
+            _ = wait.decide(now: now, active: true, hasWork: false, pinned: false, nextTimer: .max)
+        }
+        return wait
+    }
+
+    @Test("every gap lands in a bucket whose bounds hold it, four to a power of two")
+    func buckets() {
+        var gap: UInt64 = 0
+        while gap < 4_000_000_000 {
+            let index = AdaptiveWait.bucket(of: gap)
+            let (low, high) = AdaptiveWait.bounds(of: index)
+            #expect(index == AdaptiveWait.buckets - 1 || (low <= gap && gap < high), "\(gap) in \(index): \(low)..<\(high)")
+            gap = gap < 10_000 ? gap + 333 : gap + gap / 7
+        }
+        #expect(AdaptiveWait.bounds(of: AdaptiveWait.bucket(of: 100_000)) == (96_000, 112_000))
+    }
+
+    @Test("with no history it spins for the first guess of a wake-up's cost (the ski-rental choice), never past the configured most; EVPL_SPIN_NS=0 never spins")
+    func startingWindow() {
+        let fresh = HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: true)
+        #expect(fresh.adaptive.spinWindow == AdaptiveWait.minimumWakeCost)
+        let capped = HybridWait(policy: .adaptive, spinNanoseconds: 10_000, spinYields: true)
+        #expect(capped.adaptive.spinWindow == 10_000)
+        var never = HybridWait(policy: .adaptive, spinNanoseconds: 0, spinYields: true)
+        #expect(never.policy == .sleep)
+        #expect(never.decide(now: 5, active: true, hasWork: false, pinned: false, nextTimer: .max) == .sleep(until: nil))
+    }
+
+    @Test("gaps far longer than a wake-up make it sleep as soon as an iteration finds nothing; gaps of a few microseconds make it spin across them")
+    func windowFollowsGaps() {
+        var slow = trained(gap: 1_000 * Self.microsecond)
+        #expect(slow.adaptive.spinWindow == 0)
+        #expect(slow.decide(now: 900_000_000, active: true, hasWork: false, pinned: false, nextTimer: .max) == .sleep(until: nil))
+
+        var fast = trained(gap: 8 * Self.microsecond)
+        #expect(fast.adaptive.spinWindow >= 8 * Self.microsecond && fast.adaptive.spinWindow <= 32 * Self.microsecond, "\(fast.adaptive.spinWindow)")
+        let now: UInt64 = 900_000_000
+        #expect(fast.decide(now: now, active: true, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
+        #expect(fast.decide(now: now + 5 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
+        #expect(fast.decide(now: now + 100 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: 950_000_000)
+            == .sleep(until: 950_000_000))
+
+        // The load changes: the histogram follows within a few decays.
+        var changed = fast
+        var clock: UInt64 = 1_000_000_000
+        for _ in 0..<256 {
+            _ = changed.decide(now: clock + 1, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            clock += (900 + clock % 200) * Self.microsecond
+            _ = changed.decide(now: clock, active: true, hasWork: false, pinned: false, nextTimer: .max)
+        }
+        #expect(changed.adaptive.spinWindow == 0)
+    }
+
+    @Test("a sleep that wakes late at its deadline is a sample of the timer's lateness: the margin kept before an expected arrival follows it, and a late timer raises what a wake-up is taken to cost")
+    func wakeSamples() {
+        var wait = HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false)
+        #expect(wait.adaptive.timerLateness == AdaptiveWait.initialTimerLateness)
+        for _ in 0..<64 { wait.recordWake(late: 2 * Self.microsecond) }
+        #expect(wait.adaptive.timerLateness < 3 * Self.microsecond)
+        #expect(wait.adaptive.wakeCost == AdaptiveWait.minimumWakeCost)
+        let precise = Self.paced(wait, every: 1_000 * Self.microsecond)
+        for _ in 0..<64 { wait.recordWake(late: 80 * Self.microsecond) }
+        #expect(wait.adaptive.wakeCost > 70 * Self.microsecond)
+        let sloppy = Self.paced(wait, every: 1_000 * Self.microsecond)
+        #expect(precise.adaptive.arrivalMargin < 10 * Self.microsecond, "\(precise.adaptive.arrivalMargin)")
+        #expect(sloppy.adaptive.arrivalMargin > 100 * Self.microsecond, "\(sloppy.adaptive.arrivalMargin)")
+        #expect(!HybridWait(policy: .adaptive, spinNanoseconds: 1, spinYields: true).wakeStartsBusyPeriod)
+        #expect(HybridWait(policy: .fixed, spinNanoseconds: 1, spinYields: true).wakeStartsBusyPeriod)
+    }
+
+    @Test("two loops in a conversation that both sleep see gaps of about two wake-ups, and start spinning across them")
+    func conversationEscapesSleep() {
+        let bothAsleep = trained(gap: 2 * AdaptiveWait.minimumWakeCost + 10 * Self.microsecond)
+        #expect(bothAsleep.adaptive.spinWindow > 2 * AdaptiveWait.minimumWakeCost + 10 * Self.microsecond, "\(bothAsleep.adaptive.spinWindow)")
+        var paced = trained(gap: 5 * AdaptiveWait.minimumWakeCost)
+        #expect(paced.adaptive.spinWindow == 0)
+        // With no window the loop sleeps straight after each activity, with
+        // no idle pass between: the gaps still count, and shorter ones
+        // bring the spin back.
+        var now: UInt64 = 5_000_000_000
+        for _ in 0..<256 {
+            #expect(paced.decide(now: now, active: true, hasWork: false, pinned: false, nextTimer: .max) == .sleep(until: nil) || paced.adaptive.spinWindow > 0)
+            now += 50 * Self.microsecond
+        }
+        #expect(paced.adaptive.spinWindow > 50 * Self.microsecond, "\(paced.adaptive.spinWindow)")
+    }
+
+    /// `wait` after serving arrivals exactly `every` nanoseconds apart.
+    static func paced(_ wait: HybridWait, every period: UInt64) -> HybridWait {
+        var wait = wait
+        var arrival: UInt64 = 10_000_000
+        for _ in 0..<(AdaptiveWait.paceSamples + 2) {
+            _ = wait.decide(now: arrival, active: true, hasWork: false, pinned: false, nextTimer: .max)
+            _ = wait.decide(now: arrival + 10 * microsecond, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            arrival += period
+        }
+        return wait
+    }
+
+    @Test("arrivals at a steady pace: it sleeps until shortly before the next is due and spins across it; an irregular pace expects nothing")
+    func pace() {
+        var wait = HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false)
+        let period = 500 * Self.microsecond
+        var arrival: UInt64 = 10_000_000
+        for _ in 0..<(AdaptiveWait.paceSamples + 2) {
+            _ = wait.decide(now: arrival, active: true, hasWork: false, pinned: false, nextTimer: .max)
+            _ = wait.decide(now: arrival + 10 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            arrival += period
+        }
+        let last = arrival - period
+        #expect(wait.adaptive.expectedArrival == last + period)
+        let margin = wait.adaptive.arrivalMargin
+        #expect(margin > 0 && margin < period / 4, "\(margin)")
+        #expect(wait.decide(now: last + 300 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            == .sleep(until: last + period - margin))
+        // A timer earlier than that still comes first.
+        #expect(wait.decide(now: last + 300 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: last + 350 * Self.microsecond)
+            == .sleep(until: last + 350 * Self.microsecond))
+        #expect(wait.decide(now: last + period - margin / 2, active: false, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
+        // Past the margin with nothing: the pace is lost, the loop sleeps.
+        #expect(wait.decide(now: last + period + margin, active: false, hasWork: false, pinned: false, nextTimer: .max) == .sleep(until: nil))
+
+        var irregular = HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false)
+        var clock: UInt64 = 10_000_000
+        for index in 0..<32 {
+            _ = irregular.decide(now: clock, active: true, hasWork: false, pinned: false, nextTimer: .max)
+            _ = irregular.decide(now: clock + 10 * Self.microsecond, active: false, hasWork: false, pinned: false, nextTimer: .max)
+            clock += UInt64([200, 900, 450, 1_300][index % 4]) * Self.microsecond
+        }
+        #expect(irregular.adaptive.expectedArrival == 0)
+    }
+
+    @Test("spins that find nothing stay within the idle spin share: the window halves while they take more")
+    func idleBudget() {
+        var wait = HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false, idleSpinShare: 0.01)
+        var adaptive = wait.adaptive
+        let window = adaptive.spinWindow
+        // A period's budget is 1 ms; each wasted spin costs the window (30 us).
+        for index in 0..<40 { adaptive.recordWastedSpin(window, at: 1_000_000 + UInt64(index) * 1_000_000) }
+        #expect(adaptive.throttle >= 1 && adaptive.spinWindow <= window / 2, "\(adaptive.throttle)")
+        // Quiet periods lift the throttle again.
+        var now: UInt64 = 10_000_000_000
+        for _ in 0..<64 {
+            adaptive.recordWastedSpin(0, at: now)
+            now += 200_000_000
+        }
+        #expect(adaptive.throttle == 0)
+        _ = wait.decide(now: 1, active: true, hasWork: false, pinned: false, nextTimer: .max)
+    }
+
+    @Test("served by a simulated loop: steady 1,000/s costs about what never spinning costs; gaps of 10 us are spun across like the fixed window; 20,000/s Poisson stays within both")
+    func simulatedTraces() {
+        let steady = Trace.steady(every: 1_000 * Self.microsecond, count: 3_000)
+        let sleep = Trace.simulate(steady, policy: .sleep)
+        let adaptive = Trace.simulate(steady, policy: .adaptive)
+        #expect(adaptive.cpuShare <= sleep.cpuShare * 1.5, "adaptive \(adaptive) sleep \(sleep)")
+        #expect(adaptive.p99 <= sleep.p99, "adaptive \(adaptive) sleep \(sleep)")
+
+        let closed = Trace.steady(every: 10 * Self.microsecond, count: 20_000, jitter: 4 * Self.microsecond)
+        let fixedClosed = Trace.simulate(closed, policy: .fixed)
+        let adaptiveClosed = Trace.simulate(closed, policy: .adaptive)
+        #expect(adaptiveClosed.p99 <= fixedClosed.p99 + Self.microsecond, "adaptive \(adaptiveClosed) fixed \(fixedClosed)")
+
+        let poisson = Trace.poisson(rate: 20_000, count: 20_000)
+        let fixedPoisson = Trace.simulate(poisson, policy: .fixed)
+        let sleepPoisson = Trace.simulate(poisson, policy: .sleep)
+        let adaptivePoisson = Trace.simulate(poisson, policy: .adaptive)
+        #expect(adaptivePoisson.cpuShare <= fixedPoisson.cpuShare, "adaptive \(adaptivePoisson) fixed \(fixedPoisson)")
+        #expect(adaptivePoisson.p99 <= sleepPoisson.p99, "adaptive \(adaptivePoisson) sleep \(sleepPoisson)")
+    }
+}
+
+/// Arrival traces, and a loop that serves one under a wait policy: each
+/// arrival takes `work` of CPU, a polling pass `pass`, an event that finds
+/// the loop asleep waits `wake` before it runs, and a timer fires `timerLate`
+/// after its deadline.
+enum Trace {
+    struct Outcome: CustomStringConvertible {
+        var cpuShare: Double
+        var p50: UInt64
+        var p99: UInt64
+        var description: String { "cpu \(Int(cpuShare * 1000) / 10)% p50 \(p50 / 1000)us p99 \(p99 / 1000)us" }
+    }
+
+    static func steady(every interval: UInt64, count: Int, jitter: UInt64 = 0) -> [UInt64] {
+        var random: UInt64 = 0x9E37_79B9_7F4A_7C15
+        return (0..<count).map { index in
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return 1_000_000 + UInt64(index) * interval + (jitter == 0 ? 0 : (random >> 33) % jitter)
+        }
+    }
+
+    static func poisson(rate: Double, count: Int) -> [UInt64] {
+        var random: UInt64 = 0x2545_F491_4F6C_DD1D
+        var time: Double = 1e6
+        return (0..<count).map { _ in
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let uniform = Double(random >> 11) / Double(1 << 53)
+            time += -log(1 - uniform) / rate * 1e9
+            return UInt64(time)
+        }
+    }
+
+    static func simulate(_ arrivals: [UInt64], policy: WaitPolicy, work: UInt64 = 5_000, pass: UInt64 = 500,
+                         wake: UInt64 = 30_000, timerLate: UInt64 = 5_000) -> Outcome {
+        var wait = HybridWait(policy: policy, spinNanoseconds: 200_000, spinYields: false)
+        var now = arrivals[0]
+        var next = 0
+        var cpu: UInt64 = 0
+        var latencies: [UInt64] = []
+        var decision = HybridWait.Decision.spin(yield: false)
+        while next < arrivals.count {
+            switch decision {
+            case .poll, .spin:
+                now += pass
+                cpu += pass
+            case .sleep(let deadline):
+                if let deadline, deadline < arrivals[next] {
+                    now = max(now, deadline) + timerLate
+                    wait.recordWake(late: timerLate)
+                } else {
+                    now = max(now, arrivals[next]) + wake
+                }
+            }
+            var active = false
+            while next < arrivals.count && arrivals[next] <= now {
+                now += work
+                cpu += work
+                latencies.append(now - arrivals[next])
+                next += 1
+                active = true
+            }
+            decision = wait.decide(now: now, active: active, hasWork: false, pinned: false, nextTimer: .max)
+        }
+        latencies.sort()
+        let elapsed = Double(now - arrivals[0])
+        return Outcome(cpuShare: Double(cpu) / elapsed, p50: latencies[latencies.count / 2], p99: latencies[latencies.count * 99 / 100])
     }
 }

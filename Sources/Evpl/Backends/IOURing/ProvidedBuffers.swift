@@ -14,6 +14,9 @@ final class ProvidedBuffers {
     private unowned(unsafe) let uring: URing
     private unowned(unsafe) let pool: BufferPool
     private let ring: UnsafeMutablePointer<io_uring_buf_ring>
+    /// The io_uring the ring is registered with, kept so that the deinit,
+    /// which runs inside the `URing`'s own, does not reach back into it.
+    private let uringRing: UnsafeMutablePointer<io_uring>
     private let entries: Int
     private let slots: UnsafeMutablePointer<Buffer?>
     @exclusivity(unchecked) private var emptySlots: [UInt16] = []
@@ -28,6 +31,7 @@ final class ProvidedBuffers {
             throw EvplError(errno: error, operation: "io_uring_register_buf_ring", context: "\(entries) entries")
         }
         self.ring = ring
+        uringRing = uring.ring
         slots = .allocate(capacity: entries)
         slots.initialize(repeating: nil, count: entries)
         emptySlots = (0..<UInt16(truncatingIfNeeded: entries)).reversed()
@@ -35,7 +39,7 @@ final class ProvidedBuffers {
     }
 
     deinit {
-        cevpl_uring_unregister_buffer_ring(uring.ring, ring, UInt32(entries), group)
+        cevpl_uring_unregister_buffer_ring(uringRing, ring, UInt32(entries), group)
         for index in 0..<entries {
             if let buffer = slots[index] {
                 pool.buffersLentToKernel -= 1
