@@ -319,10 +319,12 @@ final class PerfClientThread {
         private var pendingBytes = 0
         /// The connection once it is up (paced mode sends on it from the schedule).
         private var connection: Connection?
-        private var paced: Bool { thread.plan.rate != nil }
+        /// Requests go out on the thread's schedule, not when replies come.
+        private let paced: Bool
 
         init(thread: PerfClientThread) {
             self.thread = thread
+            paced = thread.plan.rate != nil
             sentAt = Array(repeating: 0, count: thread.plan.rate == nil ? thread.plan.depth : 1024)
         }
 

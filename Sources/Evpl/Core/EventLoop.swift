@@ -85,6 +85,10 @@ public final class EventLoop {
     private var nextTimeoutNanoseconds: Int64 = 0
     /// The deadline of the sleep the wait policy chose last, 0 for none.
     private var sleepDeadline: UInt64 = 0
+    /// What the wait policy wants told, copied out of it so that the
+    /// iteration reads two flags rather than the policy's whole state.
+    private let wakeStartsBusyPeriod: Bool
+    private let learnsFromWakes: Bool
     /// The clock as ``fireExpiredTimers()`` last read it (this iteration's,
     /// whenever a timer is scheduled).
     @exclusivity(unchecked) var timersCheckedAt: UInt64 = 0
@@ -176,8 +180,11 @@ public final class EventLoop {
             // default slack would fire them up to 50 us late.
             _ = cevpl_set_timer_slack(1_000)
         }
-        self.hybridWait = HybridWait(policy: resolved.waitPolicy, spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields,
-                                     idleSpinShare: resolved.idleSpinShare)
+        let hybridWait = HybridWait(policy: resolved.waitPolicy, spinNanoseconds: resolved.spinNanoseconds, spinYields: resolved.spinYields,
+                                    idleSpinShare: resolved.idleSpinShare)
+        self.hybridWait = hybridWait
+        wakeStartsBusyPeriod = hybridWait.wakeStartsBusyPeriod
+        learnsFromWakes = hybridWait.policy == .adaptive
         self.ownerThread = pthread_self()
         self.executor = EventLoopExecutor(remote: remote, ownerThread: ownerThread, logger: logger)
         self.iovecScratch = .allocate(capacity: Int(cevpl_iov_max()))
@@ -253,7 +260,7 @@ public final class EventLoop {
         if timeout != 0 {
             remote.awake()
             if sleepDeadline != 0 { noteWake() }
-            if hybridWait.wakeStartsBusyPeriod { active = true }
+            if wakeStartsBusyPeriod { active = true }
         }
         if remote.hasQueuedTasks {
             handleRemoteWake(eventFDFired: false)
@@ -435,7 +442,8 @@ public final class EventLoop {
             if yield { sched_yield() }
         case .sleep(let deadline?):
             nextTimeoutNanoseconds = deadline > now ? Int64(deadline - now) : 0
-            sleepDeadline = deadline
+            // Only the adaptive policy learns from how late a wake is.
+            if learnsFromWakes { sleepDeadline = deadline }
         case .sleep(nil):
             nextTimeoutNanoseconds = -1
         }

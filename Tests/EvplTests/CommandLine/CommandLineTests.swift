@@ -63,6 +63,32 @@ struct CommandLineTests {
         #expect(server.terminate() == 0)
     }
 
+    @Test("evpl perf client --rate sends on its schedule whatever the replies do, finds the server by its port and reports both sides' CPU per request; it refuses a rate outside ping-pong")
+    func pacedClient() throws {
+        let server = try EvplServer(["perf", "server", "--port", "0"])
+        let port = String(server.address.description.split(separator: ":").last!)
+        func field(_ name: String, _ output: String) -> Double? {
+            output.split(separator: "\"\(name)\":").dropFirst().first.flatMap { Double($0.prefix { "0123456789.e+-".contains($0) }) }
+        }
+        for arrivals in ["fixed", "poisson"] {
+            let (status, output) = try runEvpl(["perf", "client", "--port", port, "--rate", "2000", "--arrivals", arrivals, "--connections", "2",
+                                                "--duration", "1", "--json"])
+            try #require(status == 0, "\(output)")
+            let rate = field("ops_per_sec", output) ?? 0
+            // Open loop: the schedule sets the rate, not the round trip.
+            #expect(rate > 1_600 && rate < 2_400, "\(arrivals): \(output)")
+            let serverCPU = field("server_cpu_ns_per_op", output) ?? 0
+            let share = field("server_cpu_share", output) ?? -1
+            #expect(serverCPU > 0 && share > 0 && share < 1.5, "\(arrivals): \(output)")
+            #expect((field("client_cpu_ns_per_op", output) ?? 0) > 0, "\(arrivals): \(output)")
+        }
+        let text = try runEvpl(["perf", "client", "--port", port, "--rate", "500", "--duration", "0.5", "--server-pid", "\(server.pid)"])
+        #expect(text.status == 0 && text.output.contains("latency (from the schedule)") && text.output.contains("server "), "\(text.output)")
+        let refused = try runEvpl(["perf", "client", "--port", port, "--rate", "500", "--mode", "stream", "--duration", "0.2"])
+        #expect(refused.status == 1, "stream mode has no schedule: \(refused.output)")
+        #expect(server.terminate() == 0)
+    }
+
     @Test("evpl perf local runs both ends in one process over inproc, unix and tcp, in both modes, and reports round trips or bytes; --cpus takes two CPU numbers")
     func perfLocal() throws {
         for transport in ["inproc", "unix", "tcp"] {
