@@ -90,6 +90,9 @@ struct AdaptiveWait {
             for index in gaps.indices { gaps[index] *= 0.5 }
         }
         recordArrival(at: now)
+        // A throttled window may waste nothing more to be judged by: a
+        // period gone by lifts the throttle as a quiet one does.
+        if throttle > 0 && now &- periodStart > Self.budgetPeriod { recordWastedSpin(0, at: now) }
         // The choice is worth redoing every few gaps, not on each.
         if gapsSinceDecay % 4 == 0 { chooseWindow() }
     }

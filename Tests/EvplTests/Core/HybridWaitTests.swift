@@ -205,6 +205,16 @@ struct AdaptiveWaitTests {
             now += 200_000_000
         }
         #expect(adaptive.throttle == 0)
+        // Throttled to no window, it wastes nothing more; gaps in later
+        // periods lift the throttle all the same.
+        for index in 0..<40 { adaptive.recordWastedSpin(window, at: now + UInt64(index) * 1_000_000) }
+        #expect(adaptive.throttle >= 1)
+        now += 1_000_000_000
+        for _ in 0..<64 {
+            adaptive.recordGap(8_000, endingAt: now)
+            now += 200_000_000
+        }
+        #expect(adaptive.throttle == 0)
         _ = wait.decide(now: 1, active: true, hasWork: false, pinned: false, nextTimer: .max)
     }
 
