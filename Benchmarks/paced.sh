@@ -6,7 +6,10 @@
 #
 #   Benchmarks/paced.sh [--runs N] [--seconds S] [--policies "adaptive fixed sleep"]
 #                       [--backends "socket io_uring"] [--loads "1000:1:fixed ..."]
+#                       [--client-backend socket]
 #
+# The backends are the server's; the client, the instrument, keeps one
+# backend for every row (sockets unless told).
 # A load is RATE:CONNECTIONS:ARRIVALS (fixed or poisson). Prints a markdown
 # table of medians over the runs, policies side by side for each load.
 set -euo pipefail
@@ -16,6 +19,7 @@ RUNS=3
 SECS=3
 POLICIES="adaptive fixed sleep"
 BACKENDS="socket io_uring"
+CLIENT_BACKEND=socket
 LOADS="1000:1:fixed 1000:1:poisson 5000:1:fixed 5000:1:poisson 20000:1:poisson 100000:64:poisson"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,7 +28,8 @@ while [ $# -gt 0 ]; do
         --policies) POLICIES=$2; shift ;;
         --backends) BACKENDS=$2; shift ;;
         --loads) LOADS=$2; shift ;;
-        *) echo "usage: $0 [--runs N] [--seconds S] [--policies P] [--backends B] [--loads L]" >&2; exit 2 ;;
+        --client-backend) CLIENT_BACKEND=$2; shift ;;
+        *) echo "usage: $0 [--runs N] [--seconds S] [--policies P] [--backends B] [--loads L] [--client-backend B]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -37,7 +42,7 @@ paced() {
     EVPL_WAIT_POLICY=$1 taskset -c 0 "$EVPL" perf server --backend "$2" --port "$6" >"$log" & local pid=$!
     wait_listening "$log"
     local json
-    json=$(taskset -c 1 "$EVPL" perf client --backend "$2" --port "$6" --server-pid "$pid" --rate "$3" --connections "$4" \
+    json=$(taskset -c 1 "$EVPL" perf client --backend "$CLIENT_BACKEND" --port "$6" --server-pid "$pid" --rate "$3" --connections "$4" \
         --arrivals "$5" --duration "$SECS" --json)
     stop_server $pid; rm -f "$log"
     python3 -c '

@@ -2,32 +2,35 @@
 /// it chooses from it. A pure value over the times it is given.
 ///
 /// - **The gaps.** Each idle gap (from the end of the last active iteration
-///   to the next activity) goes into a histogram of microseconds, four
-///   buckets to each power of two, halved every ``decayEvery`` gaps so that
-///   it follows the load.
+///   to the next activity) goes into a ``DurationHistogram``.
 /// - **The wake-up cost.** When a sleep with a deadline ends at its
-///   deadline, how late it woke is a sample of the timer's lateness here; a
-///   moving average of those samples, ``initialTimerLateness`` until the
-///   first. An event that finds the loop asleep pays at least
-///   ``minimumWakeCost`` more (another CPU's interrupt and the scheduler's
-///   wake-up, tens of microseconds on a virtual machine), or the timer's
-///   lateness when that is more.
+///   deadline, how late it woke is a sample of the timer's lateness here: a
+///   moving average of the samples (``initialTimerLateness`` until the
+///   first), and their ``wakeAheadShare`` percentile. An event that finds
+///   the loop asleep is taken to pay at least ``minimumWakeCost`` more
+///   (another CPU's interrupt and the scheduler's wake-up, tens of
+///   microseconds on a virtual machine), or the timer's average lateness
+///   when that is more.
 /// - **The spin window.** When the 90th percentile gap is within
 ///   ``spinFactor`` wake-ups, the loop spins across twice that gap (at most
-///   ``maximumSpin``): a loop in a
-///   conversation, whose every gap a wake-up would lengthen by a large
-///   part, never sleeps between messages. Two loops that talk to each
-///   other and both sleep see gaps of two wake-ups, which is inside the
-///   rule, so they start spinning and their gaps shrink to the work
-///   itself. Longer gaps make the loop sleep as soon as an iteration finds
-///   nothing. With no history the window is one wake-up (the ski-rental
-///   choice, never worse than twice the best). Spins that end in a sleep
-///   without finding anything count as waste; while the waste over the last
-///   ``budgetPeriod`` exceeds the idle spin share, the window halves.
-/// - **The pace.** When the last ``paceSamples`` arrivals (an activity that
-///   ended an idle gap) came at a steady interval, the next is expected one
-///   interval after the last: the loop sleeps until shortly before it, and
-///   spins across it.
+///   ``maximumSpin``): a loop in a conversation, whose every gap a wake-up
+///   would lengthen by a large part, never sleeps between messages. Two
+///   loops that talk to each other and both sleep see gaps of two
+///   wake-ups, which is inside the rule, so they start spinning and their
+///   gaps shrink to the work itself. Longer gaps make the loop sleep as
+///   soon as an iteration finds nothing. With no history the window is one
+///   wake-up (the ski-rental choice, never worse than twice the best).
+///   Spins that end in a sleep without finding anything count as waste;
+///   while the waste over the last ``budgetPeriod`` exceeds the idle spin
+///   share, the window halves.
+/// - **The pace.** When arrivals come at a steady pace (``ArrivalPace``)
+///   of at most ``paceFactor`` wake-ups, the loop sleeps on a timer until
+///   shortly before the next is due (late timer wakes, at the
+///   ``wakeAheadShare`` percentile, plus the pace's jitter, and never more
+///   than ``paceSpinShare`` of the interval) and spins across it. A lighter
+///   load leaves the loop asleep between arrivals: a wake-up then takes
+///   little of its time, and the spin before each arrival would cost more
+///   CPU than sleeping does.
 struct AdaptiveWait {
     /// The first guess of a wake-up's cost, in nanoseconds, and the least
     /// an event that finds the loop asleep is taken to pay.
@@ -40,21 +43,29 @@ struct AdaptiveWait {
     static let decayEvery = 32
     /// The period over which spin waste is held to the budget.
     static let budgetPeriod: UInt64 = 100_000_000
-    /// Arrivals whose intervals decide whether the pace is steady.
-    static let paceSamples = 8
-    /// Histogram buckets: gaps under 1 us, 1, 2 and 3 us, then four to each
-    /// power of two up to 2^21 us (a second or two; longer gaps share the last).
-    static let buckets = 80
+    /// The share of timer wakes that come early enough to spin for an
+    /// expected arrival.
+    static let wakeAheadShare = 0.995
+    /// The most of each interval of a pace the loop spins for its arrival.
+    static let paceSpinShare = 0.4
+    /// Paces up to this many wake-ups apart are spun for.
+    static let paceFactor: UInt64 = 8
+    /// The least the loop spins past an expected arrival before it sleeps.
+    static let minimumGrace: UInt64 = 10_000
 
     /// The most the window may be (``EvplConfig/spinNanoseconds``).
     let maximumSpin: UInt64
     /// The share of time spins that find nothing may take.
     let idleSpinShare: Double
 
-    private var gaps = [Double](repeating: 0, count: AdaptiveWait.buckets)
-    private var gapsSinceDecay = 0
+    private var gaps = DurationHistogram(decayEvery: AdaptiveWait.decayEvery)
+    /// How late recent timer wakes were.
+    private var lateness = DurationHistogram(decayEvery: 256)
     /// The moving average of how late timer wakes were, in nanoseconds.
     private(set) var timerLateness = AdaptiveWait.initialTimerLateness
+    /// How late a timer wakes at the ``wakeAheadShare`` percentile: a loop
+    /// that sleeps until an expected arrival wakes this much before it.
+    private(set) var lateTimerWake = AdaptiveWait.initialTimerLateness
     /// What an event that finds the loop asleep is taken to pay.
     var wakeCost: UInt64 { max(Self.minimumWakeCost, timerLateness) }
     /// The window the gaps call for, before the budget's throttle.
@@ -66,14 +77,14 @@ struct AdaptiveWait {
     /// Spin time that ended in a sleep, in the current budget period.
     private var wastedSpin: UInt64 = 0
     private var periodStart: UInt64 = 0
-    /// Intervals between recent arrivals (a ring) and the last arrival.
-    private var intervals = [UInt64](repeating: 0, count: AdaptiveWait.paceSamples)
-    private var intervalCount = 0
-    private var lastArrival: UInt64 = 0
-    /// When the next arrival is due, while the pace is steady; 0 otherwise.
+    /// The pace of recent arrivals.
+    private(set) var pace = ArrivalPace()
+    /// When the next arrival is due, while a pace is followed; 0 otherwise.
     private(set) var expectedArrival: UInt64 = 0
-    /// How far around ``expectedArrival`` the loop spins for it.
+    /// How long before ``expectedArrival`` the loop starts to spin for it.
     private(set) var arrivalMargin: UInt64 = 0
+    /// How long past ``expectedArrival`` the loop spins before it sleeps.
+    private(set) var arrivalGrace: UInt64 = 0
 
     init(maximumSpin: UInt64, idleSpinShare: Double) {
         self.maximumSpin = maximumSpin
@@ -81,27 +92,29 @@ struct AdaptiveWait {
         chosenWindow = min(maximumSpin, Self.minimumWakeCost)
     }
 
-    /// Records an idle gap of `gap` nanoseconds that activity ended at `now`.
-    mutating func recordGap(_ gap: UInt64, endingAt now: UInt64) {
-        gaps[Self.bucket(of: gap)] += 1
-        gapsSinceDecay += 1
-        if gapsSinceDecay == Self.decayEvery {
-            gapsSinceDecay = 0
-            for index in gaps.indices { gaps[index] *= 0.5 }
-        }
-        recordArrival(at: now)
+    /// Records an idle gap of `gap` nanoseconds, ended by activity that
+    /// arrived at `arrival` (as far as the loop can tell).
+    mutating func recordGap(_ gap: UInt64, arrivedAt arrival: UInt64) {
+        gaps.record(gap)
+        // Gaps shorter than a wake-up are a conversation (or the rest of
+        // a burst, such as the completion of its reply), not arrivals to pace.
+        if gap >= wakeCost { recordArrival(at: arrival) }
         // A throttled window may waste nothing more to be judged by: a
         // period gone by lifts the throttle as a quiet one does.
-        if throttle > 0 && now &- periodStart > Self.budgetPeriod { recordWastedSpin(0, at: now) }
+        if throttle > 0 && arrival &- periodStart > Self.budgetPeriod { recordWastedSpin(0, at: arrival) }
         // The choice is worth redoing every few gaps, not on each.
-        if gapsSinceDecay % 4 == 0 { chooseWindow() }
+        if gaps.sinceDecay % 4 == 0 { chooseWindow() }
     }
 
     /// Records that a sleep meant to end at its deadline woke `late`
     /// nanoseconds after it.
     mutating func recordWake(late: UInt64) {
-        let sample = min(late, 1_000_000)
+        // A stall of the machine says little of the next wake: each sample
+        // moves the average by at most its own size again.
+        let sample = min(late, 2 * timerLateness + 10_000)
         timerLateness = (timerLateness * 7 + sample) / 8
+        lateness.record(late)
+        lateTimerWake = lateness.percentile(Self.wakeAheadShare) ?? late
     }
 
     /// Records `spent` nanoseconds of spinning that found nothing before
@@ -125,7 +138,7 @@ struct AdaptiveWait {
     /// Whether a loop idle since before `now` should be spinning for an
     /// arrival due about now.
     func expectsArrival(at now: UInt64) -> Bool {
-        expectedArrival != 0 && now &+ arrivalMargin >= expectedArrival && now < expectedArrival &+ arrivalMargin
+        expectedArrival != 0 && now &+ arrivalMargin >= expectedArrival && now < expectedArrival &+ arrivalGrace
     }
 
     /// When a sleeping loop should wake to spin for the next expected
@@ -135,65 +148,25 @@ struct AdaptiveWait {
         return expectedArrival - arrivalMargin
     }
 
+    /// Whether the loop follows a pace and spins only around its arrivals.
+    var followsPace: Bool { expectedArrival != 0 }
+
     private mutating func recordArrival(at now: UInt64) {
-        if lastArrival != 0 {
-            intervals[intervalCount % Self.paceSamples] = now &- lastArrival
-            intervalCount += 1
-        }
-        lastArrival = now
+        pace.record(at: now, wakeCost: wakeCost)
         expectedArrival = 0
-        guard intervalCount >= Self.paceSamples else { return }
-        var smallest = UInt64.max
-        var largest: UInt64 = 0
-        var sum: UInt64 = 0
-        for index in 0..<Self.paceSamples {
-            smallest = min(smallest, intervals[index])
-            largest = max(largest, intervals[index])
-            sum &+= intervals[index]
-        }
-        let mean = sum / UInt64(Self.paceSamples)
-        // Steady: every interval within a fifth of the mean (or within two
-        // wake-ups of each other: an arrival that finds the loop asleep is
-        // seen a wake-up late), and long enough that sleeping through most
-        // of it saves something.
-        let spread = largest - smallest
-        guard spread <= max(mean / 5, 2 * wakeCost), mean > 4 * wakeCost else { return }
-        arrivalMargin = min(timerLateness + timerLateness / 2 + spread / 2, mean / 4)
-        expectedArrival = now &+ mean
+        guard pace.expected > now else { return }
+        // Followed when the load is heavy enough that wake-ups would take a
+        // good part of the loop's time.
+        guard pace.interval <= Self.paceFactor * wakeCost else { return }
+        arrivalMargin = min(lateTimerWake + pace.jitter + 2_000, UInt64(Double(pace.interval) * Self.paceSpinShare))
+        arrivalGrace = max(Self.minimumGrace, 2 * pace.jitter)
+        expectedArrival = pace.expected
     }
 
     /// Twice the 90th percentile gap while it is within ``spinFactor``
     /// wake-ups, and 0 beyond.
     private mutating func chooseWindow() {
-        let total = gaps.reduce(0, +)
-        guard total > 0 else { return }
-        let target = 0.9 * total
-        var seen = 0.0
-        var index = 0
-        while index < Self.buckets - 1 && seen + gaps[index] < target {
-            seen += gaps[index]
-            index += 1
-        }
-        // The percentile, placed within its bucket as if its gaps were spread evenly.
-        let (low, high) = Self.bounds(of: index)
-        let within = gaps[index] > 0 ? (target - seen) / gaps[index] : 1
-        let percentile = UInt64(Double(low) + within * Double(high - low))
+        guard let percentile = gaps.percentile(0.9) else { return }
         chosenWindow = percentile <= Self.spinFactor * wakeCost ? min(maximumSpin, 2 * percentile) : 0
-    }
-
-    static func bucket(of gap: UInt64) -> Int {
-        let microseconds = gap / 1_000
-        guard microseconds >= 4 else { return Int(microseconds) }
-        let octave = 63 - microseconds.leadingZeroBitCount
-        let quarter = Int((microseconds >> (octave - 2)) & 3)
-        return min(buckets - 1, 4 + (octave - 2) * 4 + quarter)
-    }
-
-    /// The gaps bucket `index` holds, in nanoseconds: [low, high).
-    static func bounds(of index: Int) -> (UInt64, UInt64) {
-        guard index >= 4 else { return (UInt64(index) * 1_000, UInt64(index + 1) * 1_000) }
-        let octave = (index - 4) / 4 + 2
-        let quarter = UInt64((index - 4) % 4)
-        return ((4 + quarter) << (octave - 2) * 1_000, (5 + quarter) << (octave - 2) * 1_000)
     }
 }

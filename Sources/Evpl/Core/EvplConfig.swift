@@ -46,12 +46,11 @@ public struct EvplConfig: Sendable, Hashable {
     /// Free pool memory each loop keeps resident after a load; memory that
     /// stays free beyond it for a second goes back to the kernel.
     public var poolIdleBytes: Int = 8 << 20
-    /// How a loop waits when it finds nothing to do. ``WaitPolicy/fixed``
-    /// (the default) spins for ``spinNanoseconds`` after any activity;
-    /// ``WaitPolicy/adaptive`` learns from the loop's history whether
-    /// spinning pays, and will become the default once it meets its
-    /// measured targets (see the hybrid-wait article).
-    public var waitPolicy: WaitPolicy = .fixed
+    /// How a loop waits when it finds nothing to do. ``WaitPolicy/adaptive``
+    /// (the default) learns from the loop's history whether spinning pays;
+    /// ``WaitPolicy/fixed`` spins for ``spinNanoseconds`` after any
+    /// activity, ``WaitPolicy/sleep`` never spins (see the hybrid-wait article).
+    public var waitPolicy: WaitPolicy = .adaptive
     /// How long, in nanoseconds, a loop keeps polling without sleeping after it
     /// last saw activity: the window of ``WaitPolicy/fixed``, the most
     /// ``WaitPolicy/adaptive`` spins. 0 disables spinning: the loop sleeps

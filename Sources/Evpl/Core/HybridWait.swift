@@ -32,9 +32,11 @@ struct HybridWait {
     /// Since the last activity the loop found nothing to do, or slept: the
     /// next activity ends an idle gap.
     private var wasIdle = false
-    /// This idle period's spin has been counted (as waste, when it ended in
-    /// a sleep).
-    private var idleSpinCounted = false
+    /// When the adaptive policy's current run of spinning began; 0 while it
+    /// does not spin. A run that ends in a sleep found nothing: waste.
+    private var spinningSince: UInt64 = 0
+    /// When the adaptive policy last decided to spin.
+    private var lastSpinPass: UInt64 = 0
     /// What the adaptive policy has learned.
     private(set) var adaptive: AdaptiveWait
 
@@ -57,9 +59,13 @@ struct HybridWait {
         let active = active && !(timersOnly && policy == .adaptive)
         if active {
             // The first activity ends no gap: there was no activity before it.
-            if wasIdle && lastActivity != 0 && policy == .adaptive { adaptive.recordGap(now &- lastActivity, endingAt: now) }
+            // Activity a spin caught arrived after the last pass that found
+            // nothing, not when the iteration that served it ended.
+            if wasIdle && lastActivity != 0 && policy == .adaptive {
+                adaptive.recordGap(now &- lastActivity, arrivedAt: spinningSince != 0 ? lastSpinPass : now)
+            }
             lastActivity = now
-            idleSpinCounted = false
+            spinningSince = 0
         }
         wasIdle = !active
         if hasWork { return .poll }
@@ -76,14 +82,19 @@ struct HybridWait {
     }
 
     private mutating func decideAdaptively(now: UInt64, active: Bool, nextTimer: UInt64) -> Decision {
-        let idle = now &- lastActivity
-        let window = adaptive.spinWindow
-        if idle < window || adaptive.expectsArrival(at: now) { return .spin(yield: !active && spinYields) }
+        // A followed pace spins only around its arrivals; otherwise the
+        // window after activity decides.
+        let spins = adaptive.followsPace ? adaptive.expectsArrival(at: now) : now &- lastActivity < adaptive.spinWindow
+        if spins {
+            if spinningSince == 0 { spinningSince = now }
+            lastSpinPass = now
+            return .spin(yield: !active && spinYields)
+        }
         // A sleep straight after activity still ends in a gap when the next comes.
         wasIdle = true
-        if !idleSpinCounted {
-            idleSpinCounted = true
-            if window > 0 { adaptive.recordWastedSpin(window, at: now) }
+        if spinningSince != 0 {
+            adaptive.recordWastedSpin(now &- spinningSince, at: now)
+            spinningSince = 0
         }
         if let wake = adaptive.wakeBeforeArrival(after: now), wake < nextTimer { return .sleep(until: wake) }
         return .sleep(until: nextTimer == .max ? nil : nextTimer)
