@@ -11,11 +11,11 @@ wait_listening() { for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/nu
 json_field() { sed -nE "s/.*\"$1\":([0-9.e+-]+).*/\1/p"; }
 stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 
-# evpl_pingpong TRANSPORT BACKEND SERVER_CPU CLIENT_CPU DEPTH PORT [SPIN_NS] -> round trips/s
-# SPIN_NS, when given, sets EVPL_SPIN_NS on both ends (0 turns busy-polling off).
+# evpl_pingpong TRANSPORT BACKEND SERVER_CPU CLIENT_CPU DEPTH PORT [WAIT_POLICY] -> round trips/s
+# WAIT_POLICY, when given, sets EVPL_WAIT_POLICY on both ends (adaptive, fixed or sleep).
 evpl_pingpong() {
     local log; log=$(mktemp)
-    local spin=(); [ -n "${7:-}" ] && spin=(env EVPL_SPIN_NS="$7")
+    local spin=(); [ -n "${7:-}" ] && spin=(env EVPL_WAIT_POLICY="$7")
     "${spin[@]}" taskset -c "$3" "$EVPL" perf server --protocol "$1" --backend "$2" --port "$6" >"$log" & local pid=$!
     wait_listening "$log"
     "${spin[@]}" taskset -c "$4" "$EVPL" perf client --protocol "$1" --backend "$2" --port "$6" --size 64 --depth "$5" --duration "$SECS" --json | json_field ops_per_sec

@@ -84,7 +84,10 @@ if chosen stream; then
     done
 fi
 if chosen hybrid; then
-    pair hybrid "TCP ping-pong 64 B, depth 1, server CPU 0, client CPU 1" "round trips/s" hybrid_spin "evpl spin on (default)" hybrid_nospin "evpl spin off"
+    for depth in 1 16; do
+        pair hybrid "TCP ping-pong 64 B, depth $depth, server CPU 0, client CPU 1" "round trips/s" hybrid_adaptive_$depth "evpl adaptive (default)" hybrid_fixed_$depth "evpl fixed window"
+        pair hybrid "TCP ping-pong 64 B, depth $depth, server CPU 0, client CPU 1" "round trips/s" hybrid_adaptive_$depth "evpl adaptive (default)" hybrid_sleep_$depth "evpl sleep"
+    done
 fi
 if chosen scaling; then
     pair scaling "TCP ping-pong 64 B, depth 16, N loops and connections (unpinned)" "round trips/s" scaling_2 "evpl N=2" scaling_1 "evpl N=1"
@@ -143,8 +146,13 @@ for run in $(seq "$RUNS"); do
         sample stream_nio "$(nio_stream $((PORT + 15)))"
     fi
     if chosen hybrid; then
-        sample hybrid_nospin "$(evpl_pingpong tcp auto 0 1 1 $((PORT + 16)) 0)"
-        sample hybrid_spin "$(evpl_pingpong tcp auto 0 1 1 $((PORT + 17)))"
+        offset=40
+        for depth in 1 16; do
+            sample hybrid_adaptive_$depth "$(evpl_pingpong tcp auto 0 1 $depth $((PORT + offset)) adaptive)"
+            sample hybrid_fixed_$depth "$(evpl_pingpong tcp auto 0 1 $depth $((PORT + offset + 1)) fixed)"
+            sample hybrid_sleep_$depth "$(evpl_pingpong tcp auto 0 1 $depth $((PORT + offset + 2)) sleep)"
+            offset=$((offset + 3))
+        done
     fi
     if chosen scaling; then
         sample scaling_1 "$(evpl_scaling 1 $((PORT + 18)))"
@@ -191,3 +199,17 @@ done
 python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib >&2 || echo "matplotlib unavailable: no chart" >&2
 python3 Benchmarks/report.py --samples "$SAMPLES" --pairs "$PAIRS" --runs "$RUNS" --seconds "$SECS" \
     --command "$INVOCATION" --out "$RESULTS" --name "$NAME"
+if chosen hybrid; then
+    # Open-loop rows: server CPU and latency from the schedule, per wait policy.
+    PACED_LOADS=""
+    for rate in 1000 5000 20000 100000; do
+        for connections in 1 64; do
+            for arrivals in fixed poisson; do PACED_LOADS+=" $rate:$connections:$arrivals"; done
+        done
+    done
+    {
+        printf '\n## Paced load per wait policy (`Benchmarks/paced.sh`, medians of %s runs of %s s)\n\n' "$RUNS" "$SECS"
+        Benchmarks/paced.sh --runs "$RUNS" --seconds "$SECS" --loads "$PACED_LOADS"
+    } >>"$RESULTS/$NAME.md"
+    echo "appended the paced rows to $RESULTS/$NAME.md" >&2
+fi

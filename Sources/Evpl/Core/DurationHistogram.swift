@@ -12,27 +12,27 @@ struct DurationHistogram {
     private var counts = [Double](repeating: 0, count: DurationHistogram.buckets)
     /// Samples since the last halving.
     private(set) var sinceDecay = 0
+    /// The sum of the counts.
+    private var total = 0.0
 
     init(decayEvery: Int) {
         self.decayEvery = decayEvery
     }
 
-    /// Whether nothing has been recorded.
-    var isEmpty: Bool { counts.allSatisfy { $0 == 0 } }
-
     mutating func record(_ duration: UInt64) {
         counts[Self.bucket(of: duration)] += 1
+        total += 1
         sinceDecay += 1
         if sinceDecay == decayEvery {
             sinceDecay = 0
             for index in counts.indices { counts[index] *= 0.5 }
+            total *= 0.5
         }
     }
 
     /// The duration `fraction` of the samples are within, placed within its
     /// bucket as if its samples were spread evenly; `nil` when empty.
     func percentile(_ fraction: Double) -> UInt64? {
-        let total = counts.reduce(0, +)
         guard total > 0 else { return nil }
         let target = fraction * total
         var seen = 0.0
