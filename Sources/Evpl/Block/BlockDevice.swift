@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A file or block device opened on one loop with one engine.
 ///
@@ -41,6 +42,13 @@ public final class BlockDevice {
     @exclusivity(unchecked) private var spare: [BlockRequest] = []
     @exclusivity(unchecked) private(set) var isClosed = false
     private var descriptorClosed = false
+
+    /// For the psync engine, how often its workers went to sleep and how
+    /// long they spun without finding a job; `nil` for the other engines.
+    var psyncWorkerWaits: (sleeps: Int, wastedSpinNanoseconds: UInt64)? {
+        guard let psync = driver as? PSyncBlockDriver else { return nil }
+        return (psync.shared.workerSleeps.load(ordering: .relaxed), psync.shared.wastedSpinNanoseconds.load(ordering: .relaxed))
+    }
 
     /// Takes ownership of `fd`: every stored property is set before the
     /// first throw, so `deinit` closes it on failure too.

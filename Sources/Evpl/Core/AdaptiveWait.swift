@@ -12,7 +12,8 @@
 ///   microseconds on a virtual machine), or the timer's average lateness
 ///   when that is more.
 /// - **The spin window.** When the 90th percentile gap is within
-///   ``spinFactor`` wake-ups, the loop spins across twice that gap (at most
+///   ``spinFactor`` wake-ups, the loop spins across twice that gap, and at
+///   least one wake-up (a gap the window misses costs one; at most
 ///   ``maximumSpin``): a loop in a conversation, whose every gap a wake-up
 ///   would lengthen by a large part, never sleeps between messages. Two
 ///   loops that talk to each other and both sleep see gaps of two
@@ -76,6 +77,9 @@ struct AdaptiveWait {
     var spinWindow: UInt64 { chosenWindow >> throttle }
     /// Spin time that ended in a sleep, in the current budget period.
     private var wastedSpin: UInt64 = 0
+    /// What spins that caught work saved in the current budget period: a
+    /// wake-up each, less the time they spun.
+    private var spinCredit: Int64 = 0
     private var periodStart: UInt64 = 0
     /// The pace of recent arrivals.
     private(set) var pace = ArrivalPace()
@@ -117,22 +121,40 @@ struct AdaptiveWait {
         lateTimerWake = lateness.percentile(Self.wakeAheadShare) ?? late
     }
 
+    /// Records `count` spins that caught work, after `spent` nanoseconds
+    /// of spinning in all: each saved a wake-up, which buys spinning that
+    /// finds nothing beyond the idle budget.
+    mutating func recordCaughtSpins(_ count: Int, spent: UInt64, at now: UInt64) {
+        startPeriodIfDue(at: now)
+        spinCredit += Int64(count) * Int64(wakeCost) - Int64(spent)
+    }
+
     /// Records `spent` nanoseconds of spinning that found nothing before
     /// the loop slept at `now`, and halves the window while such spins take
-    /// more than the budget.
+    /// more than the idle budget and what the caught ones saved.
     mutating func recordWastedSpin(_ spent: UInt64, at now: UInt64) {
-        let budget = idleSpinShare * Double(Self.budgetPeriod)
-        if now &- periodStart > Self.budgetPeriod {
-            // A period well under budget lifts one halving.
-            if Double(wastedSpin) < budget / 2 && throttle > 0 { throttle -= 1 }
-            periodStart = now
-            wastedSpin = 0
-        }
+        startPeriodIfDue(at: now)
         wastedSpin &+= spent
-        if Double(wastedSpin) > budget && throttle < 32 {
+        if Double(wastedSpin) > allowance && throttle < 32 {
             throttle += 1
             wastedSpin = 0
+            spinCredit = 0
         }
+    }
+
+    /// What spins that find nothing may take in a period: the idle share of
+    /// it, and what the caught ones saved.
+    private var allowance: Double {
+        idleSpinShare * Double(Self.budgetPeriod) + Double(max(0, spinCredit))
+    }
+
+    private mutating func startPeriodIfDue(at now: UInt64) {
+        guard now &- periodStart > Self.budgetPeriod else { return }
+        // A period well within its allowance lifts one halving.
+        if Double(wastedSpin) < allowance / 2 && throttle > 0 { throttle -= 1 }
+        periodStart = now
+        wastedSpin = 0
+        spinCredit = 0
     }
 
     /// Whether a loop idle since before `now` should be spinning for an
@@ -156,17 +178,22 @@ struct AdaptiveWait {
         expectedArrival = 0
         guard pace.expected > now else { return }
         // Followed when the load is heavy enough that wake-ups would take a
-        // good part of the loop's time.
+        // good part of the loop's time, and there is time to sleep between
+        // arrivals: a sleep shorter than two wake-ups saves nothing, and
+        // sleeping through a fast exchange of replies (a conversation at a
+        // steady pace) would slow every turn by a wake-up.
         guard pace.interval <= Self.paceFactor * wakeCost else { return }
-        arrivalMargin = min(lateTimerWake + pace.jitter + 2_000, UInt64(Double(pace.interval) * Self.paceSpinShare))
+        let margin = min(lateTimerWake + pace.jitter + 2_000, UInt64(Double(pace.interval) * Self.paceSpinShare))
+        guard pace.interval >= margin + 2 * wakeCost else { return }
+        arrivalMargin = margin
         arrivalGrace = max(Self.minimumGrace, 2 * pace.jitter)
         expectedArrival = pace.expected
     }
 
-    /// Twice the 90th percentile gap while it is within ``spinFactor``
-    /// wake-ups, and 0 beyond.
+    /// Twice the 90th percentile gap, and at least a wake-up (a miss costs
+    /// one), while it is within ``spinFactor`` wake-ups; 0 beyond.
     private mutating func chooseWindow() {
         guard let percentile = gaps.percentile(0.9) else { return }
-        chosenWindow = percentile <= Self.spinFactor * wakeCost ? min(maximumSpin, 2 * percentile) : 0
+        chosenWindow = percentile <= Self.spinFactor * wakeCost ? min(maximumSpin, max(2 * percentile, wakeCost)) : 0
     }
 }

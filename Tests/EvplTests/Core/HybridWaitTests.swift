@@ -164,7 +164,7 @@ struct AdaptiveWaitTests {
         return (wait, arrival - period)
     }
 
-    @Test("arrivals at a steady pace of a few wake-ups: it sleeps until shortly before the next is due, spins across it, and sleeps when it does not come; a light or irregular pace expects nothing")
+    @Test("arrivals at a steady pace of a few wake-ups: it sleeps until shortly before the next is due, spins across it, and sleeps when it does not come; a pace too quick to sleep in is spun across; a light or irregular pace expects nothing")
     func pace() {
         let period = 200 * Self.microsecond
         var (wait, last) = Self.paced(HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false), every: period)
@@ -181,6 +181,13 @@ struct AdaptiveWaitTests {
         #expect(wait.decide(now: due + wait.adaptive.arrivalGrace / 2, active: false, hasWork: false, pinned: false, nextTimer: .max) == .spin(yield: false))
         // Past the grace with nothing, the loop sleeps until woken.
         #expect(wait.decide(now: due + wait.adaptive.arrivalGrace, active: false, hasWork: false, pinned: false, nextTimer: .max) == .sleep(until: nil))
+
+        // Replies at a steady pace of about a wake-up (a loop and a worker
+        // that answer each other) leave no time to sleep: the window spins
+        // across them instead.
+        let (conversation, _) = Self.paced(HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false), every: 45 * Self.microsecond)
+        #expect(!conversation.adaptive.followsPace)
+        #expect(conversation.adaptive.spinWindow >= 45 * Self.microsecond, "\(conversation.adaptive.spinWindow)")
 
         // A pace of many wake-ups is light load: the loop sleeps through it.
         let (light, _) = Self.paced(HybridWait(policy: .adaptive, spinNanoseconds: 200_000, spinYields: false), every: 1_000 * Self.microsecond)

@@ -11,12 +11,16 @@ import Glibc
 /// locked queue; results come back through a locked queue and an eventfd
 /// the loop watches, so every completion still runs on the device's loop.
 ///
-/// A worker that runs out of jobs keeps looking for the next one for
-/// ``workerSpinNanoseconds`` before it sleeps on a semaphore eventfd, and the
-/// loop only signals the semaphore when the spinning workers cannot take
-/// every queued job: a job picked up by a spinning worker costs no cross-CPU
-/// wake-up, which on a VM is tens of microseconds, as long as an `O_DIRECT`
-/// read itself.
+/// A worker that runs out of jobs may keep looking for the next one before
+/// it sleeps on a semaphore eventfd, and the loop only signals the semaphore
+/// when the spinning workers cannot take every queued job: a job picked up
+/// by a spinning worker costs no cross-CPU wake-up, which on a VM is tens of
+/// microseconds, as long as an `O_DIRECT` read itself. How long it looks
+/// follows the loop's ``WaitPolicy``: under ``WaitPolicy/adaptive`` the
+/// loop learns, as it learns its own gaps (``AdaptiveWait``), how long the
+/// queue stays empty once a worker finds it so, and the workers spin only
+/// across gaps of a few wake-ups; ``WaitPolicy/fixed`` spins
+/// ``workerSpinNanoseconds``; ``WaitPolicy/sleep`` never spins.
 final class PSyncBlockDriver: BlockDriver {
     /// What a worker needs to run one request, as plain values.
     struct Job: Sendable {
@@ -29,7 +33,8 @@ final class PSyncBlockDriver: BlockDriver {
         var vectorCount: Int32
     }
 
-    /// How long an idle worker looks for jobs before it sleeps.
+    /// How long an idle worker looks for jobs before it sleeps: the fixed
+    /// policy's window, and the most the adaptive one spins.
     static let workerSpinNanoseconds: UInt64 = 50_000
 
     /// The state workers and the loop share.
@@ -39,15 +44,30 @@ final class PSyncBlockDriver: BlockDriver {
         let queuedJobs = Atomic<Int>(0)
         /// Workers looking for jobs without sleeping.
         let spinningWorkers = Atomic<Int>(0)
+        /// Times a worker went to sleep, and the time workers spent spinning
+        /// without finding a job (what the wait policy costs).
+        let workerSleeps = Atomic<Int>(0)
+        let wastedSpinNanoseconds = Atomic<UInt64>(0)
+        /// When a worker last found the queue empty, until the loop queues
+        /// the next job; 0 otherwise.
+        let emptySince = Atomic<UInt64>(0)
+        /// How long a worker that finds the queue empty spins for the next
+        /// job, as the loop last chose it.
+        let spinWindow: Atomic<UInt64>
+        /// Whether only one worker at a time spins (the adaptive policy):
+        /// the others would only waste their windows on the job it takes.
+        let oneSpinner: Bool
         let results = Locked<[(request: UInt, result: Int)]>([])
         /// Workers wait on it (a semaphore: one count per job).
         let wakeFD: Int32
         /// The loop watches it for finished jobs.
         let doneFD: Int32
 
-        init(wakeFD: Int32, doneFD: Int32) {
+        init(wakeFD: Int32, doneFD: Int32, spinWindow: UInt64, oneSpinner: Bool) {
             self.wakeFD = wakeFD
             self.doneFD = doneFD
+            self.spinWindow = Atomic(spinWindow)
+            self.oneSpinner = oneSpinner
         }
 
         func signalDone() {
@@ -56,11 +76,13 @@ final class PSyncBlockDriver: BlockDriver {
     }
 
     private unowned(unsafe) let device: BlockDevice
-    private let shared: Shared
+    let shared: Shared
     private var watch: FDWatch!
     private let inline: DeferredCompletions
     private var threads: [pthread_t] = []
     private var isShutDown = false
+    /// Under the adaptive policy, what the loop learns of the workers' gaps.
+    private var learned: AdaptiveWait?
     @exclusivity(unchecked) private var finished: [(request: UInt, result: Int)] = []
 
     init(device: BlockDevice, loop: EventLoop, workers: Int = 4) throws(EvplError) {
@@ -73,7 +95,14 @@ final class PSyncBlockDriver: BlockDriver {
             if doneFD >= 0 { SystemCalls.close(doneFD) }
             throw error
         }
-        shared = Shared(wakeFD: wakeFD, doneFD: doneFD)
+        let policy = loop.config.spinNanoseconds == 0 ? WaitPolicy.sleep : loop.config.waitPolicy
+        // The workers' window follows the gaps alone, with no idle budget:
+        // one worker spins, only while jobs come within a few wake-ups of
+        // each other, where a miss costs a wake-up to the worker and
+        // another to the loop that waits for its completion.
+        if policy == .adaptive { learned = AdaptiveWait(maximumSpin: Self.workerSpinNanoseconds, idleSpinShare: 1) }
+        shared = Shared(wakeFD: wakeFD, doneFD: doneFD, spinWindow: learned?.spinWindow ?? (policy == .fixed ? Self.workerSpinNanoseconds : 0),
+                        oneSpinner: learned != nil)
         inline = DeferredCompletions(device: device, loop: loop)
         // Fully initialized from here on: a throw runs `deinit`, whose
         // shutdown joins the workers started and closes both eventfds.
@@ -108,11 +137,22 @@ final class PSyncBlockDriver: BlockDriver {
             }
         }
         let job = job(for: request, address: UInt(bitPattern: Unmanaged.passRetained(request).toOpaque()))
+        if learned != nil { learnGap() }
         shared.jobs.withLock { $0.queue.append(job) }
         let queued = shared.queuedJobs.add(1, ordering: .sequentiallyConsistent).newValue
         if queued > shared.spinningWorkers.load(ordering: .sequentiallyConsistent) {
             SystemCalls.signalEventFD(shared.wakeFD)
         }
+    }
+
+    /// Records how long the queue stayed empty before this job, and tells
+    /// the workers the window that follows.
+    private func learnGap() {
+        let since = shared.emptySince.exchange(0, ordering: .acquiringAndReleasing)
+        guard since != 0 else { return }
+        let now = MonotonicClock.nanoseconds()
+        learned!.recordGap(now &- since, arrivedAt: now)
+        shared.spinWindow.store(learned!.spinWindow, ordering: .relaxed)
     }
 
     /// The plain values a worker needs for `request`, which `address` names.
@@ -149,13 +189,20 @@ final class PSyncBlockDriver: BlockDriver {
 
     private static func work(_ shared: Shared) {
         while true {
-            if let job = take(shared) ?? spinForJob(shared) {
+            var next = take(shared)
+            if next == nil {
+                _ = shared.emptySince.compareExchange(expected: 0, desired: MonotonicClock.nanoseconds(), ordering: .acquiringAndReleasing)
+                let window = shared.spinWindow.load(ordering: .relaxed)
+                next = spinForJob(shared, for: window)
+            }
+            if let job = next {
                 let result = run(job)
                 shared.results.withLock { $0.append((job.request, result)) }
                 shared.signalDone()
                 continue
             }
             if shared.jobs.withLock({ $0.stopping && $0.queue.isEmpty }) { return }
+            shared.workerSleeps.add(1, ordering: .relaxed)
             SystemCalls.drainEventFD(shared.wakeFD)
         }
     }
@@ -170,14 +217,16 @@ final class PSyncBlockDriver: BlockDriver {
         return job
     }
 
-    /// Looks for a job for ``workerSpinNanoseconds``, counted among the
+    /// Looks for a job for `window` nanoseconds (unless another worker does
+    /// and one spinner is enough), counted among the
     /// spinning workers, then once more after leaving them: a job queued
     /// while the loop saw this worker spinning (and so did not signal) is
     /// never left behind.
-    private static func spinForJob(_ shared: Shared) -> Job? {
-        if shared.jobs.withLock({ $0.stopping }) { return nil }
+    private static func spinForJob(_ shared: Shared, for window: UInt64) -> Job? {
+        if window == 0 || shared.jobs.withLock({ $0.stopping }) { return nil }
+        if shared.oneSpinner && shared.spinningWorkers.load(ordering: .sequentiallyConsistent) > 0 { return nil }
         shared.spinningWorkers.add(1, ordering: .sequentiallyConsistent)
-        let deadline = MonotonicClock.nanoseconds() + workerSpinNanoseconds
+        let deadline = MonotonicClock.nanoseconds() + window
         while MonotonicClock.nanoseconds() < deadline {
             guard shared.queuedJobs.load(ordering: .sequentiallyConsistent) > 0 else { continue }
             // Stop counting as a spinner before taking, so a job queued
@@ -187,6 +236,7 @@ final class PSyncBlockDriver: BlockDriver {
             shared.spinningWorkers.add(1, ordering: .sequentiallyConsistent)
         }
         shared.spinningWorkers.subtract(1, ordering: .sequentiallyConsistent)
+        shared.wastedSpinNanoseconds.add(window, ordering: .relaxed)
         return take(shared)
     }
 
