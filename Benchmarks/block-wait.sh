@@ -40,8 +40,6 @@ one() {
     rm -f "$times"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
 echo "| engine | job | policy | IOPS | CPU (of one) | IOPS per CPU second |"
 echo "|---|---|---|---|---|---|"
 for job in $JOBS; do

@@ -10,6 +10,8 @@ BLOCK_FILE=${BLOCK_FILE:-/var/tmp/evpl-bench-1g.img}
 wait_listening() { for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && return; sleep 0.05; done; }
 json_field() { sed -nE "s/.*\"$1\":([0-9.e+-]+).*/\1/p"; }
 stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+# median: the median of the numbers on standard input, one a line.
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # evpl_pingpong TRANSPORT BACKEND SERVER_CPU CLIENT_CPU DEPTH PORT [WAIT_POLICY] -> round trips/s
 # WAIT_POLICY, when given, sets EVPL_WAIT_POLICY on both ends (adaptive, fixed or sleep).

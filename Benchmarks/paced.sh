@@ -52,8 +52,6 @@ print("%.1f %.1f %.1f %.1f %.0f" % (100 * r.get("server_cpu_share", float("nan")
 ' "$json"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
 echo "| load | backend | policy | server CPU | CPU/request | p50 | p99 | p99.9 |"
 echo "|---|---|---|---|---|---|---|---|"
 port=23000
