@@ -57,9 +57,10 @@ public struct EvplConfig: Sendable, Hashable {
     /// whenever idle, whatever the policy.
     public var spinNanoseconds: UInt64 = 200_000
     /// Under ``WaitPolicy/adaptive``, the largest share of a loop's time
-    /// (0 to 1) that spins finding nothing may take; past it the spin
-    /// window halves until the waste falls back under. An idle server with
-    /// many loops burns at most this share of a CPU per loop.
+    /// (0 to 1) that spins finding nothing may take, beyond what the spins
+    /// that did find work saved (a wake-up each); past it the spin window
+    /// halves until the waste falls back under. An idle server with many
+    /// loops burns at most this share of a CPU per loop.
     public var idleSpinShare: Double = 0.05
     /// Whether a spinning loop yields its CPU on each idle pass, so a peer on
     /// the same CPU still runs while this loop waits for it.

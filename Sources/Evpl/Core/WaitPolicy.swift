@@ -14,7 +14,8 @@ public enum WaitPolicy: String, Sendable, Hashable, CaseIterable, CustomStringCo
     /// this machine; when events come at a steady pace of a few wake-ups it
     /// sleeps on a timer until just before the next one is due; under
     /// lighter load it sleeps. Spins that find nothing stay under
-    /// ``EvplConfig/idleSpinShare`` of the loop's time.
+    /// ``EvplConfig/idleSpinShare`` of the loop's time, beyond what the
+    /// spins that found work saved.
     case adaptive
     /// Spins for ``EvplConfig/spinNanoseconds`` after the last activity,
     /// then sleeps: the lowest latency under steady load, a core's worth

@@ -44,9 +44,9 @@ final class PSyncBlockDriver: BlockDriver {
         let queuedJobs = Atomic<Int>(0)
         /// Workers looking for jobs without sleeping.
         let spinningWorkers = Atomic<Int>(0)
-        /// Times a worker went to sleep, and the time workers spent spinning
-        /// without finding a job (what the wait policy costs).
+        /// Times a worker went to sleep.
         let workerSleeps = Atomic<Int>(0)
+        /// Time workers spent spinning without finding a job.
         let wastedSpinNanoseconds = Atomic<UInt64>(0)
         /// When a worker last found the queue empty, until the loop queues
         /// the next job; 0 otherwise.
