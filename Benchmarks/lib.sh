@@ -17,10 +17,10 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # WAIT_POLICY, when given, sets EVPL_WAIT_POLICY on both ends (adaptive, fixed or sleep).
 evpl_pingpong() {
     local log; log=$(mktemp)
-    local spin=(); [ -n "${7:-}" ] && spin=(env EVPL_WAIT_POLICY="$7")
-    "${spin[@]}" taskset -c "$3" "$EVPL" perf server --protocol "$1" --backend "$2" --port "$6" >"$log" & local pid=$!
+    local policy=(); [ -n "${7:-}" ] && policy=(env EVPL_WAIT_POLICY="$7")
+    "${policy[@]}" taskset -c "$3" "$EVPL" perf server --protocol "$1" --backend "$2" --port "$6" >"$log" & local pid=$!
     wait_listening "$log"
-    "${spin[@]}" taskset -c "$4" "$EVPL" perf client --protocol "$1" --backend "$2" --port "$6" --size 64 --depth "$5" --duration "$SECS" --json | json_field ops_per_sec
+    "${policy[@]}" taskset -c "$4" "$EVPL" perf client --protocol "$1" --backend "$2" --port "$6" --size 64 --depth "$5" --duration "$SECS" --json | json_field ops_per_sec
     stop_server $pid; rm -f "$log"
 }
 
