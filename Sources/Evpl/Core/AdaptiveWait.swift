@@ -105,7 +105,7 @@ struct AdaptiveWait {
         if gap >= wakeCost { recordArrival(at: arrival) }
         // A throttled window may waste nothing more to be judged by: a
         // period gone by lifts the throttle as a quiet one does.
-        if throttle > 0 && arrival &- periodStart > Self.budgetPeriod { recordWastedSpin(0, at: arrival) }
+        if throttle > 0 { startPeriodIfDue(at: arrival) }
         // The choice is worth redoing every few gaps, not on each.
         if gaps.sinceDecay % 4 == 0 { chooseWindow() }
     }
@@ -121,12 +121,11 @@ struct AdaptiveWait {
         lateTimerWake = lateness.percentile(Self.wakeAheadShare) ?? late
     }
 
-    /// Records `count` spins that caught work, after `spent` nanoseconds
-    /// of spinning in all: each saved a wake-up, which buys spinning that
-    /// finds nothing beyond the idle budget.
-    mutating func recordCaughtSpins(_ count: Int, spent: UInt64, at now: UInt64) {
+    /// Records a spin that caught work after `spent` nanoseconds: it saved
+    /// a wake-up, which buys spinning that finds nothing beyond the idle budget.
+    mutating func recordCaughtSpin(spent: UInt64, at now: UInt64) {
         startPeriodIfDue(at: now)
-        spinCredit += Int64(count) * Int64(wakeCost) - Int64(spent)
+        spinCredit += Int64(wakeCost) - Int64(spent)
     }
 
     /// Records `spent` nanoseconds of spinning that found nothing before

@@ -63,7 +63,7 @@ struct HybridWait {
             // nothing, not when the iteration that served it ended.
             if wasIdle && lastActivity != 0 && policy == .adaptive {
                 adaptive.recordGap(now &- lastActivity, arrivedAt: spinningSince != 0 ? lastSpinPass : now)
-                if spinningSince != 0 { adaptive.recordCaughtSpins(1, spent: lastSpinPass &- spinningSince, at: now) }
+                if spinningSince != 0 { adaptive.recordCaughtSpin(spent: lastSpinPass &- spinningSince, at: now) }
             }
             lastActivity = now
             spinningSince = 0

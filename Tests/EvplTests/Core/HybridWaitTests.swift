@@ -283,14 +283,12 @@ struct AdaptiveWaitTests {
         #expect(adaptive.cpuShare <= 0.5, "adaptive \(adaptive) fixed \(fixed)")
         // The simulated latencies leave out the network; a quarter of a wake-up is about 1.2x of what the machine measures.
         #expect(adaptive.p99 <= fixed.p99 + machine.wake / 4, "adaptive \(adaptive) fixed \(fixed)")
-        print("busy adaptive \(adaptive) fixed \(fixed)")
 
         let light = Trace.steady(every: 1_000 * Self.microsecond, count: 5_000, jitter: 3 * Self.microsecond)
         let sleep = run(light, .sleep)
         let adaptiveLight = run(light, .adaptive)
         #expect(adaptiveLight.cpuShare <= 1.5 * sleep.cpuShare, "adaptive \(adaptiveLight) sleep \(sleep)")
         #expect(adaptiveLight.p99 <= sleep.p99 + machine.noise, "adaptive \(adaptiveLight) sleep \(sleep)")
-        print("light adaptive \(adaptiveLight) sleep \(sleep)")
     }
 }
 

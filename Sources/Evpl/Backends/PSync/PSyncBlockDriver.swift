@@ -148,6 +148,9 @@ final class PSyncBlockDriver: BlockDriver {
     /// Records how long the queue stayed empty before this job, and tells
     /// the workers the window that follows.
     private func learnGap() {
+        // A plain load first: while the workers are busy, a submission costs
+        // no read-modify-write here.
+        guard shared.emptySince.load(ordering: .relaxed) != 0 else { return }
         let since = shared.emptySince.exchange(0, ordering: .acquiringAndReleasing)
         guard since != 0 else { return }
         let now = MonotonicClock.nanoseconds()
