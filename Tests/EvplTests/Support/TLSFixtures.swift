@@ -56,11 +56,16 @@ struct TLSFixtures: Sendable {
     }()
 
     /// Writes `text` to a file of the fixtures' directory; returns its path.
+    /// The file appears whole or not at all (written under a unique name,
+    /// then renamed): tests running at once write the same scripts, and a
+    /// peer that read one while another test truncated it ran nothing.
     func write(_ text: String, to name: String) throws -> String {
         let path = directory + "/" + name
-        let file = try #require(fopen(path, "w"), "cannot write \(path)")
+        let partial = path + ".\(UniqueName.next())"
+        let file = try #require(fopen(partial, "w"), "cannot write \(partial)")
         fputs(text, file)
-        fclose(file)
+        try #require(fclose(file) == 0, "cannot write \(partial)")
+        try #require(rename(partial, path) == 0, "cannot rename \(partial)")
         return path
     }
 
