@@ -63,13 +63,23 @@ final class BlockBench {
     private let loop: EventLoop
     private let device: BlockDevice
     @exclusivity(unchecked) private var slots: [IOVec] = []
-    @exclusivity(unchecked) private var startedAt: [UInt64]
-    @exclusivity(unchecked) private var isWrite: [Bool]
-    @exclusivity(unchecked) private var offsets: [UInt64]
+    /// What each slot's request in flight is: when it started, whether it
+    /// writes, where. Written per I/O, so kept out of copy-on-write arrays.
+    private struct SlotState {
+        var startedAt: UInt64 = 0
+        var isWrite = false
+        var offset: UInt64 = 0
+    }
+    private let state: UnsafeMutableBufferPointer<SlotState>
     private var random: UInt64 = 0x2545_F491_4F6C_DD1D
     private var nextSequential: UInt64 = 0
     private var bytesIssued: UInt64 = 0
     private var deadline: UInt64 = 0
+    /// The clock as the last completion was counted: one reading per I/O
+    /// ends that request's latency, decides whether the run goes on, and
+    /// starts the next request's latency (which so includes the handler's
+    /// own work, tens of nanoseconds).
+    private var now: UInt64 = 0
     private var idle = 0
     private var measuring = false
     private let progress: ((BlockProgress) -> Void)?
@@ -93,9 +103,8 @@ final class BlockBench {
         loop = try EventLoop(config: config)
         device = try loop.openBlockDevice(plan.path, engine: plan.engine, direct: plan.direct, create: plan.size, queueDepth: plan.depth)
         blocks = plan.size / UInt64(plan.blockSize)
-        startedAt = Array(repeating: 0, count: plan.depth)
-        isWrite = Array(repeating: false, count: plan.depth)
-        offsets = Array(repeating: 0, count: plan.depth)
+        state = .allocate(capacity: plan.depth)
+        state.initialize(repeating: SlotState())
         for _ in 0..<plan.depth {
             var iovec = try loop.bufferPool.allocate()
             iovec.length = plan.blockSize
@@ -103,14 +112,20 @@ final class BlockBench {
         }
     }
 
+    deinit {
+        state.deallocate()
+    }
+
     private func execute() -> BlockResult {
-        device.handler = { [unowned self] _, completion in completed(completion) }
+        // The bench outlives every completion of its run.
+        device.handler = { [unowned(unsafe) self] _, completion in completed(completion) }
         if plan.verify {
             sweep(writing: true)
             guard result.error == nil else { return finish() }
         }
         measuring = true
         let start = MonotonicClock.nanoseconds()
+        now = start
         deadline = start + UInt64(plan.seconds * 1e9)
         idle = 0
         // A size smaller than depth blocks leaves the other slots idle from the start.
@@ -225,10 +240,10 @@ final class BlockBench {
     private func runSlot(_ slot: Int) async {
         repeat {
             let next = nextRequest()
-            isWrite[slot] = next.write
-            offsets[slot] = next.offset
+            state[slot].isWrite = next.write
+            state[slot].offset = next.offset
             if next.write && plan.verify { BlockPattern.fill(slots[slot].baseAddress, length: plan.blockSize, fileOffset: next.offset) }
-            startedAt[slot] = MonotonicClock.nanoseconds()
+            state[slot].startedAt = now
             do throws(EvplError) {
                 let bytes = next.write
                     ? try await device.write(slots[slot], at: next.offset)
@@ -244,18 +259,18 @@ final class BlockBench {
     /// Whether the run goes on after a completion: no failure yet, time
     /// left, and (unless time-based) blocks left to issue.
     private var mayContinue: Bool {
-        result.error == nil && result.mismatch == nil && MonotonicClock.nanoseconds() < deadline && !sizeReached
+        result.error == nil && result.mismatch == nil && now < deadline && !sizeReached
     }
 
     private func submit(_ slot: Int, at offset: UInt64, write: Bool) {
-        isWrite[slot] = write
-        offsets[slot] = offset
+        state[slot].isWrite = write
+        state[slot].offset = offset
         if write {
             if plan.verify { BlockPattern.fill(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offset) }
-            startedAt[slot] = MonotonicClock.nanoseconds()
+            state[slot].startedAt = now
             device.write(slots[slot], at: offset, tag: UInt64(slot))
         } else {
-            startedAt[slot] = MonotonicClock.nanoseconds()
+            state[slot].startedAt = now
             device.read(into: slots[slot], at: offset, tag: UInt64(slot))
         }
     }
@@ -275,22 +290,22 @@ final class BlockBench {
 
     /// Checks and counts the completion of `slot`'s request.
     private func account(slot: Int, bytes: Int, error: EvplError?) {
-        let now = MonotonicClock.nanoseconds()
+        now = MonotonicClock.nanoseconds()
         if let error, result.error == nil {
             result.error = error
         }
         if error == nil {
-            if !isWrite[slot] && plan.verify && result.mismatch == nil {
-                result.mismatch = BlockPattern.firstMismatch(slots[slot].baseAddress, length: plan.blockSize, fileOffset: offsets[slot])
+            if !state[slot].isWrite && plan.verify && result.mismatch == nil {
+                result.mismatch = BlockPattern.firstMismatch(slots[slot].baseAddress, length: plan.blockSize, fileOffset: state[slot].offset)
             }
             if measuring {
                 result.operations &+= 1
                 result.bytes &+= UInt64(bytes)
-                result.latency.record(now - startedAt[slot])
+                result.latency.record(now - state[slot].startedAt)
                 if progress != nil {
                     interval.operations &+= 1
                     interval.bytes &+= UInt64(bytes)
-                    interval.latency.record(now - startedAt[slot])
+                    interval.latency.record(now - state[slot].startedAt)
                 }
             }
         }

@@ -35,18 +35,34 @@ public final class BlockDevice {
     let fd: Int32
     /// Memory and offset alignment `O_DIRECT` needs (1 otherwise).
     let alignment: Int
-    @exclusivity(unchecked) private var driver: BlockDriver!
+    /// The engine's driver; the device owns it.
+    private var driverStorage: BlockDriver?
+    /// The same driver, reached without reference counting on the hot path.
+    @exclusivity(unchecked) private var driver: Unmanaged<BlockDriver>!
+    /// ``loop``, reached without reference counting on the hot path (a
+    /// loop outlives the devices opened on it).
+    private let eventLoop: Unmanaged<EventLoop>
     @exclusivity(unchecked) private var inFlight = 0
-    @exclusivity(unchecked) private var waiting: [BlockRequest] = []
+    @exclusivity(unchecked) private var waiting: [Unmanaged<BlockRequest>] = []
     @exclusivity(unchecked) private var waitingHead = 0
-    @exclusivity(unchecked) private var spare: [BlockRequest] = []
+    /// Every request the device has made: it owns them, so that engines
+    /// and the spare list reach them without reference counting.
+    private var requests: [BlockRequest] = []
+    /// Requests free for the next submission.
+    @exclusivity(unchecked) private var spare: [Unmanaged<BlockRequest>] = []
     @exclusivity(unchecked) private(set) var isClosed = false
+    /// The device's reference on itself while requests are in flight, so
+    /// that each request reaches it without reference counting: taken when
+    /// the first starts, dropped by `letGo` at the end of an iteration that
+    /// leaves none in flight (never inside a call that reached the device).
+    @exclusivity(unchecked) private var keptAlive: Unmanaged<BlockDevice>?
+    private var letGo: Deferral!
     private var descriptorClosed = false
 
     /// For the psync engine, how often its workers went to sleep and how
     /// long they spun without finding a job; `nil` for the other engines.
     var psyncWorkerWaits: (sleeps: Int, wastedSpinNanoseconds: UInt64)? {
-        guard let psync = driver as? PSyncBlockDriver else { return nil }
+        guard let psync = driverStorage as? PSyncBlockDriver else { return nil }
         return (psync.shared.workerSleeps.load(ordering: .relaxed), psync.shared.wastedSpinNanoseconds.load(ordering: .relaxed))
     }
 
@@ -54,6 +70,7 @@ public final class BlockDevice {
     /// first throw, so `deinit` closes it on failure too.
     init(loop: EventLoop, path: String, fd: Int32, engine: BlockEngine, direct: Bool, queueDepth: Int) throws(EvplError) {
         self.loop = loop
+        self.eventLoop = Unmanaged.passUnretained(loop)
         self.path = path
         self.fd = fd
         self.engine = engine
@@ -62,16 +79,18 @@ public final class BlockDevice {
         self.alignment = direct ? 4096 : 1
         switch engine {
         case .ioUring:
-            driver = URingBlockDriver(device: self, uring: try loop.ioURing())
+            driverStorage = URingBlockDriver(device: self, uring: try loop.ioURing())
         case .psync:
-            driver = try PSyncBlockDriver(device: self, loop: loop)
+            driverStorage = try PSyncBlockDriver(device: self, loop: loop)
         case .null:
-            driver = NullBlockDriver(device: self, loop: loop)
+            driverStorage = NullBlockDriver(device: self, loop: loop)
         case .libaio:
-            driver = try LibAIOBlockDriver(device: self, loop: loop, depth: queueDepth)
+            driverStorage = try LibAIOBlockDriver(device: self, loop: loop, depth: queueDepth)
         case .vfioNVMe, .nvmePassthrough:
             preconditionFailure("openBlockDevice refuses \(engine.rawValue) before it opens anything")
         }
+        driver = Unmanaged.passUnretained(driverStorage!)
+        letGo = loop.makeDeferral { [unowned(unsafe) self] _ in releaseIfIdle() }
     }
 
     deinit {
@@ -137,7 +156,7 @@ public final class BlockDevice {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        driver.shutdown()
+        driverStorage?.shutdown()
         closeDescriptorIfIdle()
     }
 
@@ -151,8 +170,22 @@ public final class BlockDevice {
 
     func submit(_ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64,
                 continuation: UnsafeContinuation<BlockCompletion, Never>? = nil, buffers: (BlockRequest) -> Void) {
-        loop.checkLoopThread()
-        let request = spare.popLast() ?? BlockRequest()
+        eventLoop._withUnsafeGuaranteedRef { $0.checkLoopThread() }
+        (spare.popLast() ?? makeRequest())._withUnsafeGuaranteedRef { request in
+            submit(request, operation, offset: offset, length: length, tag: tag, continuation: continuation, buffers: buffers)
+        }
+    }
+
+    /// A new request, owned by the device from now on.
+    private func makeRequest() -> Unmanaged<BlockRequest> {
+        let request = BlockRequest()
+        requests.append(request)
+        return Unmanaged.passUnretained(request)
+    }
+
+    @inline(__always)
+    private func submit(_ request: BlockRequest, _ operation: BlockCompletion.Operation, offset: UInt64, length: Int, tag: UInt64,
+                        continuation: UnsafeContinuation<BlockCompletion, Never>?, buffers: (BlockRequest) -> Void) {
         request.continuation = continuation
         request.operation = operation
         request.offset = offset
@@ -160,7 +193,7 @@ public final class BlockDevice {
         request.tag = tag
         request.transferred = 0
         request.retries = 0
-        loop.blockRequestsPending &+= 1
+        eventLoop._withUnsafeGuaranteedRef { $0.blockRequestsPending &+= 1 }
         buffers(request)
         if let error = validate(request) {
             fail(request, error)
@@ -169,7 +202,7 @@ public final class BlockDevice {
         if inFlight < queueDepth {
             start(request)
         } else {
-            waiting.append(request)
+            waiting.append(Unmanaged.passUnretained(request))
         }
     }
 
@@ -199,27 +232,44 @@ public final class BlockDevice {
                 return
             }
         }
+        beginInFlight(request)
+        driver._withUnsafeGuaranteedRef { $0.start(request) }
+    }
+
+    /// Counts `request` in flight, and keeps the device alive while any is.
+    @inline(__always)
+    private func beginInFlight(_ request: BlockRequest) {
+        if keptAlive == nil { keptAlive = Unmanaged.passRetained(self) }
         inFlight += 1
         request.device = self
-        driver.start(request)
+    }
+
+    /// Once nothing is in flight, has the device's reference on itself
+    /// dropped at the end of the iteration.
+    @inline(__always)
+    private func endInFlightIfIdle() {
+        if inFlight == 0 && keptAlive != nil { letGo.arm() }
+    }
+
+    /// Drops the device's reference on itself if nothing is in flight. The
+    /// device may be gone when this returns.
+    private func releaseIfIdle() {
+        guard inFlight == 0, let keptAlive else { return }
+        self.keptAlive = nil
+        keptAlive.release()
     }
 
     /// A request failed before it reached the engine: complete it at the
     /// end of the iteration, like any other.
     private func fail(_ request: BlockRequest, _ error: EvplError) {
-        request.device = self
-        inFlight += 1
+        beginInFlight(request)
         loop.makeDeferral { [self] _ in finish(request, result: -Int(error.errno == 0 ? EINVAL : error.errno), error: error) }.arm()
     }
 
     /// Called by engines on the loop: `result` is bytes transferred or a negative errno.
     func finish(_ request: BlockRequest, result: Int, error presetError: EvplError? = nil) {
         if presetError == nil && continues(request, after: result) { return }
-        // The request may hold the last reference to this device: move it
-        // out so it lives to the end of this call.
-        var owner: BlockDevice?
-        swap(&owner, &request.device)
-        defer { withExtendedLifetime(owner) {} }
+        request.device = nil
         inFlight -= 1
         var error = presetError
         var bytes = 0
@@ -234,11 +284,11 @@ public final class BlockDevice {
             }
         }
         let completion = BlockCompletion(tag: request.tag, operation: request.operation, bytes: bytes, error: error)
-        loop.blockRequestsPending &-= 1
+        eventLoop._withUnsafeGuaranteedRef { $0.blockRequestsPending &-= 1 }
         while let iovec = request.iovecs.popLast() { iovec.release() }
         let continuation = request.continuation
         request.continuation = nil
-        spare.append(request)
+        spare.append(Unmanaged.passUnretained(request))
         startWaiting()
         if let continuation {
             continuation.resume(returning: completion)
@@ -246,6 +296,19 @@ public final class BlockDevice {
             handler(self, completion)
         }
         closeDescriptorIfIdle()
+        endInFlightIfIdle()
+    }
+
+    /// A request whose ring went away with the loop before it completed:
+    /// lets go of what it held, without a completion.
+    func abandon(_ request: BlockRequest) {
+        request.device = nil
+        inFlight -= 1
+        eventLoop._withUnsafeGuaranteedRef { $0.blockRequestsPending &-= 1 }
+        while let iovec = request.iovecs.popLast() { iovec.release() }
+        request.continuation = nil
+        // The loop is going away: no deferral will run.
+        releaseIfIdle()
     }
 
     /// Attempts in a row that may end in `EINTR` or `EAGAIN` before the
@@ -267,8 +330,8 @@ public final class BlockDevice {
             return false
         }
         guard request.prepareVectors(alignment: alignment) else { return false }
-        loop.statistics.blockTransfersContinued &+= 1
-        driver.start(request)
+        eventLoop._withUnsafeGuaranteedRef { $0.statistics.blockTransfersContinued &+= 1 }
+        driver._withUnsafeGuaranteedRef { $0.start(request) }
         return true
     }
 
@@ -276,7 +339,7 @@ public final class BlockDevice {
         while inFlight < queueDepth && waitingHead < waiting.count {
             let next = waiting[waitingHead]
             waitingHead += 1
-            start(next)
+            next._withUnsafeGuaranteedRef { start($0) }
         }
         if waitingHead == waiting.count {
             waiting.removeAllKeepingCapacity()

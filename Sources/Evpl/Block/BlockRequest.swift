@@ -23,8 +23,9 @@ final class BlockRequest: URingOperationTarget {
     /// Aligned memory standing in for unaligned caller buffers under `O_DIRECT`.
     @exclusivity(unchecked) var bounce: UnsafeMutableRawPointer?
     @exclusivity(unchecked) var bounceCapacity = 0
-    /// The device, kept alive while the request is in flight.
-    @exclusivity(unchecked) var device: BlockDevice?
+    /// The device, while the request is in flight (the device keeps
+    /// itself alive meanwhile).
+    @exclusivity(unchecked) unowned(unsafe) var device: BlockDevice?
     /// Bytes moved by earlier attempts of a read or write the kernel did in
     /// part: the next attempt starts after them.
     @exclusivity(unchecked) var transferred = 0
@@ -129,5 +130,10 @@ final class BlockRequest: URingOperationTarget {
     override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
         buffer?.release()
         device?.finish(self, result: Int(result))
+    }
+
+    override func abandon(_ operation: UInt8) {
+        // The device may let itself, and so this request, go.
+        withExtendedLifetime(self) { device?.abandon(self) }
     }
 }

@@ -27,7 +27,7 @@ public struct IOVec {
 
     /// Address of the first byte.
     @inlinable
-    public var baseAddress: UnsafeMutableRawPointer { buffer.baseAddress + offset }
+    public var baseAddress: UnsafeMutableRawPointer { unmanagedBuffer._withUnsafeGuaranteedRef { $0.baseAddress } + offset }
 
     /// The bytes, valid while a reference is held.
     @inlinable
@@ -37,11 +37,17 @@ public struct IOVec {
 
     /// Adds a reference to the underlying buffer.
     @inlinable
-    public func retain() { buffer.retain() }
+    public func retain() { unmanagedBuffer._withUnsafeGuaranteedRef { $0.retain() } }
 
     /// Drops a reference; the last one returns the buffer to its pool.
     @inlinable
-    public func release() { buffer.release() }
+    public func release() { unmanagedBuffer._withUnsafeGuaranteedRef { $0.release() } }
+
+    /// ``buffer``, reached without the Swift reference count: a plain load
+    /// of an `unowned(unsafe)` field still costs a retain and a release
+    /// around each use, which the pool's ownership makes needless.
+    @inlinable
+    var unmanagedBuffer: Unmanaged<Buffer> { Unmanaged.passUnretained(buffer) }
 
     /// The same buffer narrowed to `length` bytes starting `start` bytes in.
     @inlinable

@@ -35,7 +35,7 @@ final class URingBlockDriver: BlockDriver {
         return slot
     }
 
-    func start(_ request: BlockRequest) {
+    override func start(_ request: BlockRequest) {
         let entry = uring.submissionEntry()
         let fd = device.fd
         switch request.operation {
@@ -58,9 +58,9 @@ final class URingBlockDriver: BlockDriver {
         case .writeZeroes:
             io_uring_prep_fallocate(entry, fd, CEVPL_FALLOC_ZERO_RANGE | CEVPL_FALLOC_KEEP_SIZE, off_t(request.offset), off_t(request.length))
         }
-        entry.pointee.user_data = request.userData(for: 1)
+        // The device owns its requests and outlives those in flight.
+        entry.pointee.user_data = request.unretainedUserData(for: 1)
         if device.isDirect { uring.submitNow() }
     }
 
-    func shutdown() {}
 }

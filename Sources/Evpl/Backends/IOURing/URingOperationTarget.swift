@@ -8,7 +8,17 @@ import CURing
 /// aligned), and holds one strong reference to the target until its final
 /// completion (the first one without `IORING_CQE_F_MORE`). A target therefore
 /// outlives every operation it started, and dispatch costs no lookup.
+///
+/// A target that something else keeps alive for as long as its operations
+/// are in flight (a block request, owned by its device's slab) may start
+/// them with ``unretainedUserData(for:)`` instead, and saves the two atomic
+/// reference-count operations per operation. Its operation kinds then carry
+/// ``unretained`` (kinds are below 8).
 class URingOperationTarget {
+    /// The bit of an operation kind that says its operation holds no
+    /// reference on the target.
+    static let unretained: UInt8 = 0x8
+
     /// Handles one completion of `operation`. `buffer` is the provided
     /// buffer the kernel filled, if any, with the ring's reference now the
     /// handler's to keep or release.
@@ -26,7 +36,16 @@ class URingOperationTarget {
     /// until the operation's final completion.
     final func userData(for operation: UInt8) -> UInt64 {
         let address = UInt(bitPattern: Unmanaged.passRetained(self).toOpaque())
-        return UInt64(address) | UInt64(operation & 0xF)
+        return UInt64(address) | UInt64(operation & 0x7)
+    }
+
+    /// The user data for a new `operation` on this target that holds no
+    /// reference on it: the caller guarantees the target outlives the
+    /// operation (until its final completion, or until the ring abandons it).
+    @inline(__always)
+    final func unretainedUserData(for operation: UInt8) -> UInt64 {
+        let address = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
+        return UInt64(address) | UInt64((operation & 0x7) | Self.unretained)
     }
 
     /// Lets the target of an operation whose ring goes away drop what the
@@ -35,8 +54,9 @@ class URingOperationTarget {
     static func abandon(userData: UInt64) {
         guard let pointer = UnsafeRawPointer(bitPattern: UInt(userData & ~0xF)) else { return }
         let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
-        target.takeUnretainedValue().abandon(UInt8(userData & 0xF))
-        target.release()
+        let operation = UInt8(userData & 0xF)
+        target.takeUnretainedValue().abandon(operation & 0x7)
+        if operation & unretained == 0 { target.release() }
     }
 
     /// Routes one completion to its target, dropping the operation's
@@ -48,8 +68,12 @@ class URingOperationTarget {
             return
         }
         let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
-        target.takeUnretainedValue().complete(UInt8(completion.user_data & 0xF), result: completion.res, flags: completion.flags, buffer: buffer)
-        if completion.flags & IORING_CQE_F_MORE == 0 {
+        let operation = UInt8(truncatingIfNeeded: completion.user_data & 0xF)
+        // An unretained target may be gone once it has handled its completion.
+        target._withUnsafeGuaranteedRef {
+            $0.complete(operation & 0x7, result: completion.res, flags: completion.flags, buffer: buffer)
+        }
+        if completion.flags & IORING_CQE_F_MORE == 0 && operation & unretained == 0 {
             target.release()
         }
     }

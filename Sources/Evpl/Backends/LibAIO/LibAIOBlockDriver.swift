@@ -51,6 +51,7 @@ final class LibAIOBlockDriver: BlockDriver {
             throw error
         }
         events = .allocate(capacity: depth)
+        super.init()
         // Fully initialized from here on: a throw runs `deinit`, which releases everything.
         watch = try loop.watch(fd: eventFD, interest: .readable) { [unowned(unsafe) self] _, _ in reap() }
         submitDeferral = loop.makeDeferral { [unowned(unsafe) self] _ in submitQueued() }
@@ -64,7 +65,7 @@ final class LibAIOBlockDriver: BlockDriver {
         for block in allBlocks { block.deallocate() }
     }
 
-    func start(_ request: BlockRequest) {
+    override func start(_ request: BlockRequest) {
         switch request.operation {
         case .discard, .writeZeroes:
             let mode = request.operation == .discard ? CEVPL_FALLOC_PUNCH_HOLE : CEVPL_FALLOC_ZERO_RANGE
@@ -84,7 +85,8 @@ final class LibAIOBlockDriver: BlockDriver {
             io_prep_fdsync(block, device.fd)
         }
         io_set_eventfd(block, eventFD)
-        block.pointee.data = Unmanaged.passRetained(request).toOpaque()
+        // The device owns its requests and outlives those in flight.
+        block.pointee.data = Unmanaged.passUnretained(request).toOpaque()
         inFlight += 1
         queued.append(block)
         if device.isDirect, let context {
@@ -119,9 +121,8 @@ final class LibAIOBlockDriver: BlockDriver {
             // The first request is refused: complete it with the error.
             let block = queued.removeFirst()!
             spareBlocks.append(block)
-            let request = Unmanaged<BlockRequest>.fromOpaque(block.pointee.data!).takeRetainedValue()
             inFlight -= 1
-            device.finish(request, result: Int(submitted))
+            Unmanaged<BlockRequest>.fromOpaque(block.pointee.data!)._withUnsafeGuaranteedRef { device.finish($0, result: Int(submitted)) }
         }
         submitDeferral.arm()
     }
@@ -155,16 +156,17 @@ final class LibAIOBlockDriver: BlockDriver {
             for index in 0..<Int(count) {
                 let event = events[index]
                 spareBlocks.append(event.obj)
-                let request = Unmanaged<BlockRequest>.fromOpaque(event.data!).takeRetainedValue()
                 inFlight -= 1
-                device.finish(request, result: Int(Int64(bitPattern: UInt64(event.res))))
+                Unmanaged<BlockRequest>.fromOpaque(event.data!)._withUnsafeGuaranteedRef {
+                    device.finish($0, result: Int(Int64(bitPattern: UInt64(event.res))))
+                }
             }
             if Int(count) < eventCapacity { break }
         }
         releaseIfDone()
     }
 
-    func shutdown() {
+    override func shutdown() {
         closing = true
         releaseIfDone()
     }

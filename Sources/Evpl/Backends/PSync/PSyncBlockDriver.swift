@@ -104,6 +104,7 @@ final class PSyncBlockDriver: BlockDriver {
         shared = Shared(wakeFD: wakeFD, doneFD: doneFD, spinWindow: learned?.spinWindow ?? (policy == .fixed ? Self.workerSpinNanoseconds : 0),
                         oneSpinner: learned != nil)
         inline = DeferredCompletions(device: device, loop: loop)
+        super.init()
         // Fully initialized from here on: a throw runs `deinit`, whose
         // shutdown joins the workers started and closes both eventfds.
         watch = try loop.watch(fd: doneFD, interest: .readable) { [unowned self] watch, _ in
@@ -120,7 +121,7 @@ final class PSyncBlockDriver: BlockDriver {
         shutdown()
     }
 
-    func start(_ request: BlockRequest) {
+    override func start(_ request: BlockRequest) {
         if isShutDown {
             // Requests that waited beyond the queue depth start as the last
             // ones finish, after the workers are gone: run them here.
@@ -136,7 +137,8 @@ final class PSyncBlockDriver: BlockDriver {
                 return
             }
         }
-        let job = job(for: request, address: UInt(bitPattern: Unmanaged.passRetained(request).toOpaque()))
+        // The device owns its requests and outlives those in flight.
+        let job = job(for: request, address: UInt(bitPattern: Unmanaged.passUnretained(request).toOpaque()))
         if learned != nil { learnGap() }
         shared.jobs.withLock { $0.queue.append(job) }
         let queued = shared.queuedJobs.add(1, ordering: .sequentiallyConsistent).newValue
@@ -166,7 +168,7 @@ final class PSyncBlockDriver: BlockDriver {
 
     /// Lets the workers finish what is queued, joins them, delivers their
     /// last results and lets go of the loop.
-    func shutdown() {
+    override func shutdown() {
         guard !isShutDown else { return }
         isShutDown = true
         shared.jobs.withLock { $0.stopping = true }
@@ -184,8 +186,9 @@ final class PSyncBlockDriver: BlockDriver {
         shared.results.withLock { swap(&$0, &finished) }
         for index in finished.indices {
             let (address, result) = finished[index]
-            let request = Unmanaged<BlockRequest>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeRetainedValue()
-            device.finish(request, result: result)
+            Unmanaged<BlockRequest>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)._withUnsafeGuaranteedRef {
+                device.finish($0, result: result)
+            }
         }
         finished.removeAllKeepingCapacity()
     }
