@@ -54,6 +54,8 @@ public final class EventLoop {
     private var memoryRetryTimer: EvplTimer?
     /// When idle connections last gave their fill buffers back.
     private var lastReclaim: UInt64 = 0
+    /// The timer of the pool's next trim, kept between trims.
+    private var poolTrimTimer: EvplTimer?
     /// Connections closed since the heap was last trimmed.
     private var closedSinceHeapTrim = 0
     /// The heap was trimmed after a wave whose last connections are still open.
@@ -369,8 +371,17 @@ public final class EventLoop {
     }
 
     /// Trims the pool a second from now: what is still free then was idle.
+    /// One timer, made on first use and restarted after, so that the trims
+    /// of a long run allocate nothing.
     private func schedulePoolTrim() {
-        _ = try? addOneShotTimer(after: .seconds(1)) { [unowned self] _ in bufferPool.trim() }
+        if let poolTrimTimer {
+            poolTrimTimer.restart()
+        } else {
+            poolTrimTimer = try? addTimer(every: .seconds(1)) { [unowned self] timer in
+                timer.cancel()
+                bufferPool.trim()
+            }
+        }
     }
 
     // MARK: Failure

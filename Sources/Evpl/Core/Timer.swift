@@ -31,6 +31,14 @@ public final class EvplTimer {
     public func cancel() {
         loop.timers.remove(self)
     }
+
+    /// Schedules a cancelled timer again, first one interval from now,
+    /// without allocating: for a timer kept for work that comes and goes.
+    func restart() {
+        guard !isActive else { return }
+        deadline = MonotonicClock.nanoseconds() &+ intervalNanoseconds
+        loop.timers.insert(self)
+    }
 }
 
 extension EventLoop {

@@ -74,6 +74,8 @@ public final class BufferPool {
     /// Called (on the pool's loop) when a later ``trim()`` has work to do.
     var trimScheduler: (() -> Void)?
     private var trimScheduled = false
+    /// Trims run so far.
+    private(set) var trims = 0
     /// The fewest free buffers since the last trim: `free[0..<lowWater]`
     /// stayed free all along (the free list is a stack), or had their
     /// pages returned: never below ``trimmedPrefix``.
@@ -268,6 +270,7 @@ public final class BufferPool {
     /// that floor is resident (in use or free).
     public func trim() {
         trimScheduled = false
+        trims &+= 1
         guard hooks.isEmpty else {
             trimRegisteredSlabs()
             return

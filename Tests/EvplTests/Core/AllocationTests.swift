@@ -1,5 +1,5 @@
 import CAllocationCounter
-import Evpl
+@testable import Evpl
 import EvplTLS
 import Synchronization
 import Testing
@@ -126,6 +126,50 @@ struct AllocationTests {
         #expect(failures == 0, sourceLocation: sourceLocation)
         listener.close()
         expectNoLeaks(loop, sourceLocation: sourceLocation)
+    }
+
+    /// The pool's trim interval (``BufferPool/trim()`` runs a second after
+    /// it is asked for).
+    static let trimInterval = 1.0
+
+    @Test("in-process ping-pong for 2.5 trim intervals with a pool that trims every interval allocates nothing once warm")
+    func pingPongAcrossTrims() throws {
+        // Keeping no idle memory makes the pool ask for a trim after every trim.
+        let loop = try makeLoop { $0.poolIdleBytes = 0 }
+        let listener = try Listener(address: SocketAddress(inProcessName: "trims-\(getpid())"), protocol: EvplProtocol(.inproc))
+        loop.attach(to: listener) { connection in
+            connection.handler = { connection, event in
+                guard case .received(let bytes) = event else { return }
+                bytes.forEachSegment { try? connection.send(copying: $0) }
+            }
+        }
+        let request = [UInt8](repeating: 0x3C, count: 64)
+        var completed = 0
+        var echoedBytes = 0
+        _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.inproc)) { connection, event in
+            switch event {
+            case .connected:
+                request.withUnsafeBytes { _ = try? connection.send(copying: $0) }
+            case .received(let bytes):
+                echoedBytes += bytes.count
+                guard echoedBytes >= request.count else { return }
+                echoedBytes -= request.count
+                completed += 1
+                request.withUnsafeBytes { _ = try? connection.send(copying: $0) }
+            default:
+                break
+            }
+        }
+        // The warm-up includes the first trim, which makes the one timer.
+        try drive(loop, "warm-up round trips and the first trim") { completed >= Self.warmUpRounds && loop.bufferPool.trims >= 1 }
+        let trimsBefore = loop.bufferPool.trims
+        let startedAt = completed
+        let end = MonotonicClock.nanoseconds() + UInt64(2.5 * Self.trimInterval * 1e9)
+        let allocations = try drive(loop, "2.5 trim intervals of round trips") { MonotonicClock.nanoseconds() >= end }
+        #expect(loop.bufferPool.trims - trimsBefore >= 2, "the pool trimmed \(loop.bufferPool.trims - trimsBefore) times")
+        #expect(completed - startedAt > 1_000)
+        #expect(allocations == 0, "\(allocations) heap allocations in \(completed - startedAt) round trips and \(loop.bufferPool.trims - trimsBefore) trims")
+        listener.close()
     }
 
     @Test("10,000 UDP ping-pong round trips of 64 bytes allocate nothing", arguments: StreamCase.backends)
