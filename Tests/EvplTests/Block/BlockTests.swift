@@ -133,6 +133,48 @@ struct BlockTests {
         expectNoLeaks(loop)
     }
 
+    @Test("a device its owner drops with requests in flight finishes every one, then goes away", arguments: storingEngines + [.null])
+    func droppedWithRequestsInFlight(engine: BlockEngine) throws {
+        let loop = try makeLoop()
+        let file = ScratchFile()
+        let data = try filled(loop, from: 0, count: 4096)
+        let completions = Completions()
+        weak var dropped: BlockDevice?
+        do {
+            let device = try loop.openBlockDevice(file.path, engine: engine, create: 1 << 20, queueDepth: 4)
+            device.handler = { _, completion in completions.record(completion) }
+            for index in 0..<16 { device.write([data], at: UInt64(index) * 4096, tag: UInt64(index)) }
+            dropped = device
+        }
+        #expect(dropped != nil, "requests in flight keep the device")
+        try spin(loop, seconds: 30, "the 16 writes of a dropped device") { completions.order.count == 16 }
+        #expect(completions.byTag.values.allSatisfy { $0.error == nil && $0.bytes == 4096 })
+        try spin(loop, seconds: 30, "the dropped device to go") { dropped == nil }
+        data.release()
+        expectNoLeaks(loop)
+    }
+
+    @Test("a loop that goes away with io_uring block reads in flight lets their device go")
+    func loopGoneWithRequestsInFlight() throws {
+        let file = try ScratchFile.sized(1 << 20)
+        weak var dropped: BlockDevice?
+        do {
+            let loop = try makeLoop()
+            let device = try loop.openBlockDevice(file.path, engine: .ioUring, direct: true, queueDepth: 8)
+            var buffers: [IOVec] = []
+            for index in 0..<8 {
+                var iovec = try loop.bufferPool.allocate()
+                iovec.length = 4096
+                buffers.append(iovec)
+                device.read(into: iovec, at: UInt64(index) * 4096, tag: UInt64(index))
+            }
+            loop.runOnce()
+            dropped = device
+            for iovec in buffers { iovec.release() }
+        }
+        #expect(dropped == nil)
+    }
+
     @Test("an unaligned buffer under O_DIRECT goes through a bounce buffer and still round-trips", arguments: storingEngines)
     func unalignedBuffer(engine: BlockEngine) throws {
         let loop = try makeLoop()
