@@ -76,6 +76,8 @@ public final class BufferPool {
     private var trimScheduled = false
     /// Trims run so far.
     private(set) var trims = 0
+    /// The most buffers in use at once since the last trim.
+    @exclusivity(unchecked) private var peakInUseSinceTrim = 0
     /// The fewest free buffers since the last trim: `free[0..<lowWater]`
     /// stayed free all along (the free list is a stack), or had their
     /// pages returned: never below ``trimmedPrefix``.
@@ -205,6 +207,7 @@ public final class BufferPool {
         }
         buffer.referenceCount = 1
         buffersInUse &+= 1
+        if buffersInUse > peakInUseSinceTrim { peakInUseSinceTrim = buffersInUse }
         return buffer
     }
 
@@ -271,6 +274,8 @@ public final class BufferPool {
     public func trim() {
         trimScheduled = false
         trims &+= 1
+        while peakInUseSinceTrim < releaseBelow { returnToBudget() }
+        peakInUseSinceTrim = buffersInUse
         guard hooks.isEmpty else {
             trimRegisteredSlabs()
             return
@@ -361,7 +366,22 @@ public final class BufferPool {
         }
         buffersInUse &-= 1
         free.append(buffer)
-        if buffersInUse < releaseBelow { returnToBudget() }
+        if buffersInUse < releaseBelow { buffersFellBelowReservation() }
+    }
+
+    /// Use fell two chunks below what is reserved. While the budget has
+    /// room, a chunk goes back at the next trim, and only if use stayed
+    /// that low since the last one: use that swings across a chunk
+    /// boundary (a hundred connections receiving in waves) would otherwise
+    /// return a chunk and reserve it again, its pages trimmed and faulted
+    /// back, thousands of times a second. A budget nearly spent gets the
+    /// chunk back at once, for the pools that wait for it.
+    private func buffersFellBelowReservation() {
+        guard let budget, budget.bytesReserved > budget.limit / 4 * 3 else {
+            scheduleTrim()
+            return
+        }
+        returnToBudget()
     }
 
     private func mapSlab() throws(EvplError) {

@@ -133,11 +133,36 @@ struct PoolCeilingTests {
         while held.count < 8, let iovec = try? second.allocate() { held.append(iovec) }
         #expect(held.count == 8)
         for iovec in held { iovec.release() }
-        // A pool keeps reserved the free buffers it keeps resident.
+        // A pool keeps reserved the free buffers it keeps resident. Once the
+        // budget has room again, what use no longer needs goes back at the
+        // trims, after a whole interval without that use: not at once, where
+        // use swinging across a chunk would return and take it back all day.
         let keeper = BufferPool(bufferSize: 4096, buffersPerSlab: 8, idleBytesKept: 8 * 4096, budget: MemoryBudget(limit: 64 * 4096))
         let taken = try (0..<64).map { _ in try keeper.allocate() }
         for iovec in taken { iovec.release() }
+        #expect(keeper.budget!.bytesReserved > 8 * 4096 + 2 * 16 * 4096, "a budget with room waits for the trims: \(keeper.budget!)")
+        keeper.trim()
+        #expect(keeper.budget!.bytesReserved > 8 * 4096 + 2 * 16 * 4096, "the interval just ended saw 64 buffers in use: \(keeper.budget!)")
+        keeper.trim()
         #expect(keeper.budget!.bytesReserved >= 8 * 4096 && keeper.budget!.bytesReserved <= 8 * 4096 + 2 * 16 * 4096, "\(keeper.budget!)")
+    }
+
+    @Test("use that swings across a budget chunk again and again, with room in the budget, returns no pages and keeps its reservation until a trim")
+    func swingingUseKeepsItsReservation() throws {
+        let pool = BufferPool(bufferSize: 4096, buffersPerSlab: 8, idleBytesKept: 0, budget: MemoryBudget(limit: 1024 * 4096))
+        var held = try (0..<80).map { _ in try pool.allocate() }
+        let reserved = pool.budget!.bytesReserved
+        for _ in 0..<1_000 {
+            for iovec in held[40...] { iovec.release() }
+            held.removeLast(40)
+            for _ in 0..<40 { held.append(try pool.allocate()) }
+        }
+        #expect(pool.buffersTrimmed == 0, "pages returned and faulted back: \(pool.buffersTrimmed) buffers")
+        #expect(pool.budget!.bytesReserved == reserved)
+        for iovec in held { iovec.release() }
+        pool.trim()
+        pool.trim()
+        #expect(pool.budget!.bytesReserved <= 2 * 16 * 4096, "idle for a whole interval, the reservation goes back: \(pool.budget!)")
     }
 
     /// Four loops' pools under one budget, buffers taken and released in
