@@ -24,6 +24,25 @@ evpl_pingpong() {
     stop_server $pid; rm -f "$log"
 }
 
+# evpl_connections BACKEND CONNECTIONS PORT -> round trips/s of TCP 64 B ping-pong at depth 1 over
+# CONNECTIONS connections, server on CPU 0, client on CPU 1, both on BACKEND
+evpl_connections() {
+    local log; log=$(mktemp)
+    taskset -c 0 "$EVPL" perf server --backend "$1" --port "$3" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c 1 "$EVPL" perf client --backend "$1" --port "$3" --connections "$2" --size 64 --depth 1 --duration "$SECS" --json | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
+# nio_connections CONNECTIONS PORT -> the same between a SwiftNIO client and server
+nio_connections() {
+    local log; log=$(mktemp)
+    taskset -c 0 "$NIO_PERF" server --port "$2" >"$log" & local pid=$!
+    wait_listening "$log"
+    taskset -c 1 "$NIO_PERF" client --port "$2" --connections "$1" --size 64 --depth 1 --duration "$SECS" | json_field ops_per_sec
+    stop_server $pid; rm -f "$log"
+}
+
 # evpl_api_pingpong API SERVER_CPU CLIENT_CPU DEPTH PORT -> round trips/s over TCP (auto backend),
 # both ends through the callback or the async API
 evpl_api_pingpong() {
@@ -163,4 +182,52 @@ prepare_block_file() {
         "$EVPL" blk --path "$BLOCK_FILE" --rw write --bs 1048576 --iodepth 8 --size 1073741824 --runtime 600 --engine io_uring --verify >/dev/null  # ends after 1 GiB
     fi
     cat "$BLOCK_FILE" >/dev/null
+}
+
+# CALLGRIND_FILE: the 256 MiB file the instruction counts read (made by callgrind_file).
+CALLGRIND_FILE=${CALLGRIND_FILE:-/var/tmp/evpl-cg.img}
+CALLGRIND_SIZE=268435456
+
+# callgrind_file: CALLGRIND_FILE holding real data, in the page cache.
+callgrind_file() {
+    if [ "$(stat -c %s "$CALLGRIND_FILE" 2>/dev/null || echo 0)" != "$CALLGRIND_SIZE" ]; then
+        "$EVPL" blk --path "$CALLGRIND_FILE" --rw write --bs 1048576 --iodepth 8 --size "$CALLGRIND_SIZE" --runtime 600 --engine io_uring >/dev/null
+    fi
+    cat "$CALLGRIND_FILE" >/dev/null
+}
+
+# evpl_blk_instructions BINARY ENGINE DEPTH API -> instructions per 4 KiB random read of `evpl blk`
+# under callgrind (BINARY a copy stripped with `strip -g`): two runs that end after 8,192 and
+# 65,536 I/Os, subtracted, so that start-up and tear-down cancel out.
+evpl_blk_instructions() {
+    local out; out=$(mktemp)
+    local counts=()
+    for size in $((CALLGRIND_SIZE / 8)) "$CALLGRIND_SIZE"; do
+        local json
+        json=$(EVPL_SPIN_NS=0 valgrind --tool=callgrind --callgrind-out-file="$out" "$1" blk --path "$CALLGRIND_FILE" \
+            --rw randread --bs 4096 --iodepth "$3" --size "$size" --runtime 600 --engine "$2" --api "$4" --json 2>/dev/null)
+        counts+=("$(awk '/^summary:/ { print $2 }' "$out") $(echo "$json" | json_field operations)")
+    done
+    rm -f "$out"
+    instructions_per_operation "${counts[@]}"
+}
+
+# fio_blk_instructions ENGINE DEPTH -> the same for fio's job (threads, so that callgrind sees the I/O)
+fio_blk_instructions() {
+    local out; out=$(mktemp)
+    local counts=()
+    for ios in 8192 65536; do
+        local operations
+        operations=$(valgrind --tool=callgrind --callgrind-out-file="$out" fio --thread --name=r --filename="$CALLGRIND_FILE" \
+            --size=256m --rw=randread --bs=4k --ioengine="$1" --iodepth="$2" --number_ios="$ios" --invalidate=0 \
+            --output-format=json 2>/dev/null | python3 -c 'import json,sys; text=sys.stdin.read(); print(json.loads(text[text.index("{"):])["jobs"][0]["read"]["total_ios"])')
+        counts+=("$(awk '/^summary:/ { print $2 }' "$out") $operations")
+    done
+    rm -f "$out"
+    instructions_per_operation "${counts[@]}"
+}
+
+# instructions_per_operation "I1 N1" "I2 N2" -> (I2 - I1) / (N2 - N1), rounded
+instructions_per_operation() {
+    python3 -c 'import sys; (i1, n1), (i2, n2) = [map(int, a.split()) for a in sys.argv[1:3]]; print(round((i2 - i1) / (n2 - n1)))' "$1" "$2"
 }

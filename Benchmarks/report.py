@@ -28,6 +28,11 @@ def read_pairs(path):
         return [dict(zip(fields, line.rstrip("\n").split("\t"))) for line in handle if line.strip()]
 
 
+# Units where fewer is better: their ratio is the reference's over swift-evpl's,
+# so that above 1 still means swift-evpl does better.
+COST_UNITS = {"instructions per I/O"}
+
+
 def median(values):
     measured = [value for value in values if not math.isnan(value)]
     return statistics.median(measured) if measured else float("nan")
@@ -80,7 +85,7 @@ def markdown(report):
         "|---|---|---|---|---|---|---|",
     ]
     for pair in report["pairs"]:
-        unit = "ns per I/O" if "null engine" in pair["scenario"] else pair["unit"]
+        unit = "ns per I/O" if "null engine" in pair["scenario"] and pair["unit"] == "IOPS" else pair["unit"]
         subject = value_text(pair["subject_median"], unit, pair["subject_runs"], report["runs"])
         reference = value_text(pair["reference_median"], unit, pair["reference_runs"], report["runs"])
         ratio = "-" if math.isnan(pair["ratio"]) else f"{pair['ratio']:.2f}x"
@@ -141,7 +146,10 @@ def main():
         pair["reference_median"] = medians.get(pair["reference"], float("nan"))
         pair["subject_runs"] = valid.get(pair["subject"], 0)
         pair["reference_runs"] = valid.get(pair["reference"], 0)
-        pair["ratio"] = pair["subject_median"] / pair["reference_median"] if pair["reference_median"] else float("nan")
+        if pair["unit"] in COST_UNITS:
+            pair["ratio"] = pair["reference_median"] / pair["subject_median"] if pair["subject_median"] else float("nan")
+        else:
+            pair["ratio"] = pair["subject_median"] / pair["reference_median"] if pair["reference_median"] else float("nan")
     report = {
         "date": datetime.date.today().isoformat(),
         "command": arguments.command,

@@ -6,7 +6,8 @@
 #
 #   Benchmarks/run.sh [--quick] [--runs N] [--seconds S] [GROUP...]
 #
-# GROUPs: tcp udp deep stream hybrid scaling block async tls (default: all of them).
+# GROUPs: tcp udp deep connections stream hybrid scaling block async tls instructions
+# (default: all of them).
 # --quick: 3 runs of 1 s each, to check that everything works.
 # Needs: apt-get install -y sockperf iperf3 fio; python3 with matplotlib for the chart
 # (installed from PyPI when missing). Builds the release binaries first.
@@ -23,8 +24,8 @@ while [ $# -gt 0 ]; do
         --quick) RUNS=3; SECS=1; QUICK=-quick ;;
         --runs) RUNS=$2; shift ;;
         --seconds) SECS=$2; shift ;;
-        tcp|udp|deep|stream|hybrid|scaling|block|async|tls) GROUPS_CHOSEN+=("$1") ;;
-        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|stream|hybrid|scaling|block|async|tls ...]" >&2; exit 2 ;;
+        tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions) GROUPS_CHOSEN+=("$1") ;;
+        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions ...]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -32,7 +33,7 @@ done
 # some groups writes results/latest-quick-GROUP-....*, never replacing the full table.
 NAME=latest$QUICK
 for group in "${GROUPS_CHOSEN[@]}"; do NAME+="-$group"; done
-[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep stream hybrid scaling block async tls)
+[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep connections stream hybrid scaling block async tls instructions)
 chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
 
 for tool in sockperf iperf3 fio taskset python3 openssl; do
@@ -76,6 +77,24 @@ if chosen deep; then
     for backend in "${BACKENDS[@]}"; do
         pair deep "TCP ping-pong 64 B, depth 16, server CPU 0, client CPU 1" "round trips/s" "deep_$backend" "evpl $backend" deep_nio SwiftNIO
     done
+fi
+if chosen connections; then
+    for connections in 100 1000; do
+        MANY="TCP ping-pong 64 B, $connections connections at depth 1, server CPU 0, client CPU 1"
+        pair connections "$MANY" "round trips/s" "many_io_uring_$connections" "evpl io_uring" "many_socket_$connections" "evpl socket"
+        pair connections "$MANY" "round trips/s" "many_io_uring_$connections" "evpl io_uring" "many_nio_$connections" SwiftNIO
+    done
+fi
+if chosen instructions; then
+    # Instructions per I/O under callgrind (fewer is better: the ratio is fio's count over evpl's).
+    pair instructions "null engine, depth 1, 4 KiB random reads" "instructions per I/O" cg_null_1 "evpl blk" cg_fio_null_1 fio
+    pair instructions "null engine, depth 32, 4 KiB random reads" "instructions per I/O" cg_null_32 "evpl blk" cg_fio_null_32 fio
+    pair instructions "io_uring, depth 1, 4 KiB random reads from the page cache" "instructions per I/O" cg_uring_1 "evpl blk" cg_fio_uring_1 fio
+    pair instructions "null engine, depth 32, per request" "instructions per I/O" cg_null_32_async "evpl blk async" cg_null_32 "evpl blk callbacks"
+    CALLGRIND_COPY=$(mktemp)
+    cp "$EVPL" "$CALLGRIND_COPY" && chmod +x "$CALLGRIND_COPY" && strip -g "$CALLGRIND_COPY"
+    trap 'rm -f "$SAMPLES" "$PAIRS" "$CALLGRIND_COPY"' EXIT
+    callgrind_file
 fi
 if chosen stream; then
     for backend in "${BACKENDS[@]}"; do
@@ -138,6 +157,24 @@ for run in $(seq "$RUNS"); do
         sample deep_socket "$(evpl_pingpong tcp socket 0 1 16 $((PORT + 9)))"
         sample deep_nio "$(nio_pingpong tcp 0 1 16 $((PORT + 10)))"
         sample deep_io_uring "$(evpl_pingpong tcp io_uring 0 1 16 $((PORT + 11)))"
+    fi
+    if chosen connections; then
+        offset=34
+        for connections in 100 1000; do
+            sample many_io_uring_$connections "$(evpl_connections io_uring $connections $((PORT + offset)))"
+            sample many_socket_$connections "$(evpl_connections socket $connections $((PORT + offset + 1)))"
+            sample many_nio_$connections "$(nio_connections $connections $((PORT + offset + 2)))"
+            offset=$((offset + 3))
+        done
+    fi
+    if chosen instructions; then
+        sample cg_null_1 "$(evpl_blk_instructions "$CALLGRIND_COPY" null 1 callbacks)"
+        sample cg_fio_null_1 "$(fio_blk_instructions null 1)"
+        sample cg_null_32 "$(evpl_blk_instructions "$CALLGRIND_COPY" null 32 callbacks)"
+        sample cg_fio_null_32 "$(fio_blk_instructions null 32)"
+        sample cg_null_32_async "$(evpl_blk_instructions "$CALLGRIND_COPY" null 32 async)"
+        sample cg_uring_1 "$(evpl_blk_instructions "$CALLGRIND_COPY" io_uring 1 callbacks)"
+        sample cg_fio_uring_1 "$(fio_blk_instructions io_uring 1)"
     fi
     if chosen stream; then
         sample stream_socket "$(evpl_stream socket $((PORT + 12)))"

@@ -31,10 +31,18 @@ static inline unsigned cevpl_uring_take_cqes(struct io_uring *ring, struct io_ur
     return count;
 }
 
+/// IOU_PBUF_RING_INC (kernel 6.12+): the kernel consumes a provided buffer
+/// a receive at a time, and IORING_CQE_F_BUF_MORE on a completion says it
+/// keeps the buffer for the next one. The installed headers predate both.
+static const unsigned short CEVPL_IOU_PBUF_RING_INC = 2;
+static const unsigned CEVPL_IORING_CQE_F_BUF_MORE = 1U << 4;
+
 /// Maps a provided-buffer ring of `entries` slots (a power of two) and
-/// registers it as buffer group `group`. Returns NULL with `*error` set to
-/// an errno value on failure.
-static inline struct io_uring_buf_ring *cevpl_uring_register_buffer_ring(struct io_uring *ring, unsigned entries, unsigned short group, int *error) {
+/// registers it as buffer group `group` with `flags` (0 or
+/// CEVPL_IOU_PBUF_RING_INC). Returns NULL with `*error` set to an errno
+/// value on failure.
+static inline struct io_uring_buf_ring *cevpl_uring_register_buffer_ring(struct io_uring *ring, unsigned entries, unsigned short group,
+                                                                         unsigned short flags, int *error) {
     size_t size = (size_t)entries * sizeof(struct io_uring_buf);
     void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (memory == MAP_FAILED) {
@@ -45,6 +53,7 @@ static inline struct io_uring_buf_ring *cevpl_uring_register_buffer_ring(struct 
     registration.ring_addr = (unsigned long)memory;
     registration.ring_entries = entries;
     registration.bgid = group;
+    registration.pad = flags;  // `flags` in newer headers
     int status = io_uring_register_buf_ring(ring, &registration, 0);
     if (status != 0) {
         munmap(memory, size);

@@ -127,8 +127,8 @@ final class BlockRequest: URingOperationTarget {
         }
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         device?.finish(self, result: Int(result))
     }
 

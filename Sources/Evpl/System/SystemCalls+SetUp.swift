@@ -129,9 +129,9 @@ extension SystemCalls {
         return io_uring_queue_init_params(entries, ring, params)
     }
 
-    /// `io_uring_register_buf_ring` of `entries` buffers as `group`: the
-    /// mapped ring, or `nil` with the errno in `error`.
-    static func uringRegisterBuffers(_ ring: UnsafeMutablePointer<io_uring>, _ entries: UInt32, _ group: UInt16,
+    /// `io_uring_register_buf_ring` of `entries` buffers as `group`, with
+    /// `flags`: the mapped ring, or `nil` with the errno in `error`.
+    static func uringRegisterBuffers(_ ring: UnsafeMutablePointer<io_uring>, _ entries: UInt32, _ group: UInt16, flags: UInt16,
                                      _ error: UnsafeMutablePointer<Int32>) -> UnsafeMutablePointer<io_uring_buf_ring>? {
         #if EVPL_FAULT_INJECTION
         if let code = FaultPlan.failure(of: .uringRegisterBuffers) {
@@ -139,7 +139,7 @@ extension SystemCalls {
             return nil
         }
         #endif
-        return cevpl_uring_register_buffer_ring(ring, entries, group, error)
+        return cevpl_uring_register_buffer_ring(ring, entries, group, flags, error)
     }
 
     /// `io_setup(2)` of libaio: 0 or a negative errno.

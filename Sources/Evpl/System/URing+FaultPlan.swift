@@ -82,12 +82,12 @@ private final class InjectedCompletion: URingOperationTarget {
         self.result = result
     }
 
-    override func complete(_ operation: UInt8, result _: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result _: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         var completion = io_uring_cqe()
         completion.user_data = userData
         completion.res = result
-        URingOperationTarget.dispatch(completion, buffer: nil)
+        URingOperationTarget.dispatch(completion, received: nil)
     }
 
     override func abandon(_ operation: UInt8) {

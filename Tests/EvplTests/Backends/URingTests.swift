@@ -71,6 +71,33 @@ struct URingTests {
         expectNoLeaks(loop)
     }
 
+    @Test("where the kernel consumes provided buffers incrementally, 64 one-byte messages an application holds share buffers instead of taking 64",
+          .enabled(if: uringConsumesBuffersIncrementally, "the kernel lacks IOU_PBUF_RING_INC"))
+    func incrementalConsumption() throws {
+        let loop = try makeLoop(bufferSize: 4096) { $0.ioUringBufferRingEntries = 8 }
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: tcp)
+        defer { listener.close() }
+        var held: [IOVec] = []
+        loop.attach(to: listener) { connection in
+            connection.handler = { _, event in
+                if case .received(let bytes) = event { held += bytes.retainedIOVecs() }
+            }
+        }
+        try spin(loop, "the listener to attach") { listener.attachedLoopCount == 1 }
+        let fd = rawConnect(to: listener.address)
+        defer { close(fd) }
+        for index in 0..<64 {
+            #expect(rawWriteAll(fd, [UInt8(index)]))
+            try spin(loop, "byte \(index)") { held.reduce(0) { $0 + $1.length } == index + 1 }
+        }
+        #expect(held.map { $0.bytes[0] } == (0..<64).map { UInt8($0) })
+        let buffersHeld = Set(held.map { ObjectIdentifier($0.buffer) }).count
+        #expect(buffersHeld <= 2, "64 one-byte receives held \(buffersHeld) buffers")
+        #expect(loop.bufferPool.buffersInUse <= 8 + 2, "\(loop.bufferPool.buffersInUse) buffers in use")
+        for iovec in held { iovec.release() }
+        held.removeAll()
+    }
+
     @Test("close() with a zero-copy send in flight: one disconnected, nothing after it, every buffer back")
     func closeDuringZeroCopySend() throws {
         let (listenFD, bound) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))

@@ -219,7 +219,11 @@ struct PoolCeilingTests {
                 if case .received(let message) = event { try? connection.send(taking: message.retainedIOVecs()) }
             }
         }
-        let partial = Array(HostilePeerTests.frame([UInt8](repeating: 7, count: 100)).prefix(5))
+        // Each client sends the start of a message. Where io_uring consumes
+        // buffers incrementally, the pieces of many connections share
+        // buffers, so there each sends three quarters of a buffer's worth.
+        let partialLength = backend == .ioUring && uringConsumesBuffersIncrementally ? 3_000 : 5
+        let partial = Array(HostilePeerTests.frame([UInt8](repeating: 7, count: 4_000)).prefix(partialLength))
         let flood = HostilePeerTests.flood(listener.address, count: 40, sending: partial)
         // The flood is taken in, or refused once the budget ran out with connections waiting.
         try spin(loop, seconds: 10, "the flood to be taken in") { accepted + Int(loop.statistics.admissionRefusals) == 40 }

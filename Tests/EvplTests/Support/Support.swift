@@ -491,3 +491,9 @@ final class StandardErrorCapture {
         return text
     }
 }
+
+/// Whether io_uring consumes provided buffers incrementally here (kernel
+/// 6.12+): receives then share buffers instead of taking one each.
+let uringConsumesBuffersIncrementally = Probe.entries().contains {
+    $0.kind == "io_uring-feature" && $0.name == "incremental buffer consumption" && $0.available
+}

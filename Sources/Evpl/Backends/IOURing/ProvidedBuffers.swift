@@ -8,6 +8,13 @@ import CURing
 /// kernel wrote it); the empty slot is refilled from the pool after each
 /// batch of completions, so a buffer the user releases returns, through the
 /// pool, to the ring.
+///
+/// Where the kernel consumes buffers incrementally (`IOU_PBUF_RING_INC`,
+/// 6.12+), a receive takes only the bytes it got: the next receive into the
+/// same buffer goes on after them, and a completion flagged
+/// `IORING_CQE_F_BUF_MORE` leaves the buffer in the ring. The receiver then
+/// gets a reference of its own, so that 64 one-byte messages share one
+/// buffer instead of taking 64.
 final class ProvidedBuffers {
     /// The buffer group receives select from.
     let group: UInt16
@@ -19,7 +26,12 @@ final class ProvidedBuffers {
     private let uringRing: UnsafeMutablePointer<io_uring>
     private let entries: Int
     private let slots: UnsafeMutablePointer<Buffer?>
+    /// Per slot, the bytes of its buffer earlier receives took (incremental
+    /// consumption only).
+    private let consumed: UnsafeMutablePointer<Int>
     @exclusivity(unchecked) private var emptySlots: [UInt16] = []
+    /// Whether the kernel consumes the buffers incrementally.
+    let isIncremental: Bool
 
     init(uring: URing, pool: BufferPool, entries: Int, group: UInt16) throws(EvplError) {
         self.uring = uring
@@ -27,13 +39,23 @@ final class ProvidedBuffers {
         self.entries = entries
         self.group = group
         var error: Int32 = 0
-        guard let ring = SystemCalls.uringRegisterBuffers(uring.ring, UInt32(entries), group, &error) else {
+        var incremental = true
+        var registered = SystemCalls.uringRegisterBuffers(uring.ring, UInt32(entries), group, flags: CEVPL_IOU_PBUF_RING_INC, &error)
+        if registered == nil && error == EINVAL {
+            // A kernel before 6.12: a receive takes a whole buffer.
+            incremental = false
+            registered = SystemCalls.uringRegisterBuffers(uring.ring, UInt32(entries), group, flags: 0, &error)
+        }
+        guard let ring = registered else {
             throw EvplError(errno: error, operation: "io_uring_register_buf_ring", context: "\(entries) entries")
         }
         self.ring = ring
+        isIncremental = incremental
         uringRing = uring.ring
         slots = .allocate(capacity: entries)
         slots.initialize(repeating: nil, count: entries)
+        consumed = .allocate(capacity: entries)
+        consumed.initialize(repeating: 0, count: entries)
         emptySlots = (0..<UInt16(truncatingIfNeeded: entries)).reversed()
         emptySlots.reserveCapacity(entries)
     }
@@ -48,17 +70,28 @@ final class ProvidedBuffers {
         }
         slots.deinitialize(count: entries)
         slots.deallocate()
+        consumed.deallocate()
     }
 
-    /// Takes the buffer the kernel filled for buffer id `id`, with the ring's
-    /// reference.
-    func claim(_ id: UInt16) -> Buffer? {
+    /// The bytes a completion with `flags` and `result` received into the
+    /// buffer with id `id`, with a reference for the receiver: the ring's own
+    /// when the kernel is done with the buffer, a new one when it keeps it
+    /// (`IORING_CQE_F_BUF_MORE`).
+    func claim(_ id: UInt16, flags: UInt32, result: Int32) -> IOVec? {
         let index = Int(id)
         guard index < entries, let buffer = slots[index] else { return nil }
+        let length = max(0, Int(result))
+        let offset = consumed[index]
+        if isIncremental && flags & CEVPL_IORING_CQE_F_BUF_MORE != 0 {
+            consumed[index] = offset + length
+            buffer.retain()
+            return IOVec(buffer: buffer, offset: offset, length: length)
+        }
+        consumed[index] = 0
         slots[index] = nil
         emptySlots.append(id)
         pool.buffersLentToKernel -= 1
-        return buffer
+        return IOVec(buffer: buffer, offset: offset, length: length)
     }
 
     /// Whether the kernel has no buffer left to receive into.

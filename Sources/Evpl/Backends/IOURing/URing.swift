@@ -127,7 +127,8 @@ final class URing {
     /// Drops what one completion of an abandoned operation holds.
     private func abandon(_ completion: io_uring_cqe) {
         if completion.flags & IORING_CQE_F_BUFFER != 0 {
-            buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))?.release()
+            buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)),
+                          flags: completion.flags, result: completion.res)?.release()
         }
         guard completion.flags & IORING_CQE_F_MORE == 0 else { return }
         URingOperationTarget.abandon(userData: completion.user_data)
@@ -266,11 +267,12 @@ final class URing {
             any = true
             for index in 0..<count {
                 let completion = batch[index]
-                var buffer: Buffer?
+                var received: IOVec?
                 if completion.flags & IORING_CQE_F_BUFFER != 0 {
-                    buffer = buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))
+                    received = buffers.claim(UInt16(truncatingIfNeeded: completion.flags >> UInt32(IORING_CQE_BUFFER_SHIFT)),
+                                             flags: completion.flags, result: completion.res)
                 }
-                URingOperationTarget.dispatch(completion, buffer: buffer)
+                URingOperationTarget.dispatch(completion, received: received)
             }
             buffers.refill()
         }
@@ -301,8 +303,8 @@ private final class EpollWatch: URingOperationTarget {
         self.uring = uring
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         uring.epollBecameReady()
         if flags & IORING_CQE_F_MORE == 0 { uring.watchEpoll() }
     }

@@ -108,8 +108,8 @@ final class URingDatagram: URingOperationTarget {
         started()
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         receiveArmed = false
         endpoint.loop.bufferPool.buffersLentToKernel -= receiveBuffers.count
         if endpoint.isClosed {
@@ -223,11 +223,11 @@ final class URingDatagramSend: URingOperationTarget {
     }
 
     override func abandon(_ operation: UInt8) {
-        complete(operation, result: -ECANCELED, flags: 0, buffer: nil)
+        complete(operation, result: -ECANCELED, flags: 0, received: nil)
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         // A datagram the kernel rejects (unreachable, too large) is dropped, as UDP would.
         data?.release()
         data = nil

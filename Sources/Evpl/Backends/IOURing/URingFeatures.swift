@@ -71,10 +71,17 @@ struct URingFeatures: Sendable {
                 io_uring_free_probe(probe)
             }
             var error: Int32 = 0
-            if let buffers = cevpl_uring_register_buffer_ring(ring, 1, 0, &error) {
+            if let buffers = cevpl_uring_register_buffer_ring(ring, 1, 0, 0, &error) {
                 cevpl_uring_unregister_buffer_ring(ring, buffers, 1, 0)
             }
             ringFeatures.append(Feature(name: "provided buffer ring", available: error == 0, reason: error == 0 ? "" : String(cString: strerror(error))))
+            var incrementalError: Int32 = 0
+            if let buffers = cevpl_uring_register_buffer_ring(ring, 1, 0, CEVPL_IOU_PBUF_RING_INC, &incrementalError) {
+                cevpl_uring_unregister_buffer_ring(ring, buffers, 1, 0)
+            }
+            // Without it (before kernel 6.12) each receive takes a whole buffer.
+            ringFeatures.append(Feature(name: "incremental buffer consumption", available: incrementalError == 0,
+                                        reason: incrementalError == 0 ? "" : Self.optional))
             let features = ring.pointee.features
             for (name, bit) in [("feature NODROP", IORING_FEAT_NODROP), ("feature FAST_POLL", IORING_FEAT_FAST_POLL)] {
                 let present = features & bit != 0

@@ -19,11 +19,11 @@ class URingOperationTarget {
     /// reference on the target.
     static let unretained: UInt8 = 0x8
 
-    /// Handles one completion of `operation`. `buffer` is the provided
-    /// buffer the kernel filled, if any, with the ring's reference now the
-    /// handler's to keep or release.
-    func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    /// Handles one completion of `operation`. `received` is what the kernel
+    /// wrote into a provided buffer, if anything, with a reference that is
+    /// now the handler's to keep or release.
+    func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
     }
 
     /// Called instead of ``complete(_:result:flags:buffer:)`` for an
@@ -61,17 +61,17 @@ class URingOperationTarget {
 
     /// Routes one completion to its target, dropping the operation's
     /// reference when it is the final one.
-    static func dispatch(_ completion: io_uring_cqe, buffer: Buffer?) {
+    static func dispatch(_ completion: io_uring_cqe, received: IOVec?) {
         let address = UInt(completion.user_data & ~0xF)
         guard let pointer = UnsafeRawPointer(bitPattern: address) else {
-            buffer?.release()
+            received?.release()
             return
         }
         let target = Unmanaged<URingOperationTarget>.fromOpaque(pointer)
         let operation = UInt8(truncatingIfNeeded: completion.user_data & 0xF)
         // An unretained target may be gone once it has handled its completion.
         target._withUnsafeGuaranteedRef {
-            $0.complete(operation & 0x7, result: completion.res, flags: completion.flags, buffer: buffer)
+            $0.complete(operation & 0x7, result: completion.res, flags: completion.flags, received: received)
         }
         if completion.flags & IORING_CQE_F_MORE == 0 && operation & unretained == 0 {
             target.release()

@@ -73,8 +73,8 @@ final class URingSend: URingOperationTarget {
         end(on: stream)
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
-        buffer?.release()
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
+        received?.release()
         guard let stream else { return }
         if flags & IORING_CQE_F_NOTIF == 0 {
             stream.sendCompleted(result: result)

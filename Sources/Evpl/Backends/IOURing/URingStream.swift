@@ -139,18 +139,18 @@ final class URingStream: URingOperationTarget {
         uring.submitNow()
     }
 
-    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, buffer: Buffer?) {
+    override func complete(_ operation: UInt8, result: Int32, flags: UInt32, received: IOVec?) {
         switch Operation(rawValue: operation) {
         case .connect:
-            buffer?.release()
+            received?.release()
             connection.connectCompleted(errno: result < 0 ? -result : 0)
             ended()
         case .receive:
             if flags & IORING_CQE_F_MORE == 0 { receiveArmed = false }
-            received(result: result, buffer: buffer)
+            receiveCompleted(result: result, bytes: received)
             if flags & IORING_CQE_F_MORE == 0 { ended() }
         case .poll:
-            buffer?.release()
+            received?.release()
             pollArmed = false
             if connection.isOpen {
                 if result < 0 && result != -ECANCELED && result != -EINTR {
@@ -164,23 +164,23 @@ final class URingStream: URingOperationTarget {
             }
             ended()
         case nil:
-            buffer?.release()
+            received?.release()
         }
     }
 
-    private func received(result: Int32, buffer: Buffer?) {
+    private func receiveCompleted(result: Int32, bytes: IOVec?) {
         guard connection.isOpen else {
-            buffer?.release()
+            bytes?.release()
             return
         }
-        if result > 0, let buffer {
+        if result > 0, let bytes {
             connection.noteActivity()
-            connection.wireReceiveQueue.append(IOVec(buffer: buffer, offset: 0, length: Int(result)))
+            connection.wireReceiveQueue.append(bytes)
             connection.wireReceived()
             armReceive()
             return
         }
-        buffer?.release()
+        bytes?.release()
         if result == 0 {
             connection.peerFinished()
         } else if result == -ENOBUFS {
