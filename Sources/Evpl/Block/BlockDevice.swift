@@ -91,6 +91,7 @@ public final class BlockDevice {
         }
         driver = Unmanaged.passUnretained(driverStorage!)
         letGo = loop.makeDeferral { [unowned(unsafe) self] _ in releaseIfIdle() }
+        letGo.runsWhenLoopEnds = true
     }
 
     deinit {

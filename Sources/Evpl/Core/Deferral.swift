@@ -12,6 +12,10 @@ public final class Deferral {
     @exclusivity(unchecked) public internal(set) var isArmed = false
     /// Whether the deferral sits in the loop's armed list (disarming leaves it there).
     @exclusivity(unchecked) var isQueued = false
+    /// Whether an armed run still happens when the loop goes away: for a
+    /// deferral that lets go of what work in flight kept alive (a block
+    /// device's reference on itself), which nothing else would release.
+    var runsWhenLoopEnds = false
 
     init(loop: EventLoop, handler: @escaping (Deferral) -> Void) {
         self.loop = loop

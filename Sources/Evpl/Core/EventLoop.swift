@@ -206,6 +206,10 @@ public final class EventLoop {
         }
         // The ring cancels what is still in flight and lets go of it.
         uring = nil
+        for deferral in armedDeferrals.queued where deferral.isArmed && deferral.runsWhenLoopEnds {
+            deferral.isArmed = false
+            deferral.handler(deferral)
+        }
         // Endpoints that outlive the loop give back the buffers they kept
         // for their next receive while the pool is still here.
         for index in uringDatagrams.indices { uringDatagrams[index].datagram?.releaseIdleReceiveBuffers() }

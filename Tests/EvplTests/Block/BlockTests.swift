@@ -175,6 +175,30 @@ struct BlockTests {
         #expect(dropped == nil)
     }
 
+    @Test("a loop that goes away in the iteration its dropped device finished its last request lets the device go")
+    func loopGoneRightAfterTheLastCompletion() throws {
+        weak var dropped: BlockDevice?
+        do {
+            let loop = try makeLoop()
+            let file = ScratchFile()
+            var iovec = try loop.bufferPool.allocate()
+            iovec.length = 4096
+            var completed = false
+            do {
+                let device = try loop.openBlockDevice(file.path, engine: .null, create: 1 << 20, queueDepth: 4)
+                device.handler = { _, _ in completed = true }
+                device.read(into: iovec, at: 0, tag: 1)
+                dropped = device
+            }
+            // Stops in the pass that delivered the completion, before the
+            // device's end-of-iteration release could run.
+            while !completed { loop.runOnce() }
+            #expect(dropped != nil)
+            iovec.release()
+        }
+        #expect(dropped == nil)
+    }
+
     @Test("an unaligned buffer under O_DIRECT goes through a bounce buffer and still round-trips", arguments: storingEngines)
     func unalignedBuffer(engine: BlockEngine) throws {
         let loop = try makeLoop()
