@@ -26,7 +26,7 @@ class URingOperationTarget {
         received?.release()
     }
 
-    /// Called instead of ``complete(_:result:flags:buffer:)`` for an
+    /// Called instead of ``complete(_:result:flags:received:)`` for an
     /// operation whose ring goes away before it completes: lets go of what
     /// the operation kept alive (nothing else may run for a loop that is
     /// going away). The ring drops the operation's reference right after.
