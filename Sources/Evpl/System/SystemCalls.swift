@@ -36,6 +36,13 @@ enum SystemCalls {
         return Glibc.recv(fd, buffer, count, Int32(MSG_DONTWAIT))
     }
 
+    /// Whether `fd`'s peer has ended its stream with nothing left unread:
+    /// a `recv` with `MSG_PEEK` of one byte reads 0.
+    static func peekEndOfStream(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0
+    }
+
     /// `send(2)` of one range (faulted as ``SystemCall/sendmsg``).
     @inline(__always)
     static func send(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ flags: Int32) -> Int {

@@ -16,7 +16,10 @@ extension Connection {
     /// Readiness of the socket: the end of a connect, room to write, data
     /// or a hang-up to read.
     func handleReadiness(_ events: UInt32) {
-        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHungUp = true }
+        if events & UInt32(EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            peerHungUp = true
+            if endStreamWaitingForMemory() { return }
+        }
         if state == .connecting {
             connectCompleted(errno: SocketOps.pendingError(of: fd))
             return
@@ -54,6 +57,7 @@ extension Connection {
                 if error.code == .resourceExhausted {
                     // The data waits in the kernel until the pool has room.
                     loop.waitForMemory(self)
+                    _ = endStreamWaitingForMemory()
                 } else {
                     tearDown(error: error)
                 }
@@ -76,6 +80,19 @@ extension Connection {
                 return
             }
         }
+    }
+
+    /// A connection that waits for pool memory, and only for that, whose
+    /// peer has ended its stream with nothing left unread will never need
+    /// the memory: its end of stream is delivered now (a message it holds
+    /// part of ends in a framing error). Otherwise, at a spent budget where
+    /// every connection holds part of a message, none would read its end of
+    /// stream and none would give its memory back. Returns whether it ended.
+    private func endStreamWaitingForMemory() -> Bool {
+        guard peerHungUp, receivePauses == .memory, isOpen, !inputClosed, SystemCalls.peekEndOfStream(fd) else { return false }
+        receivePauses.remove(.memory)
+        peerFinished()
+        return true
     }
 
     /// Writes the send queue with one gathered `sendmsg`, as much as the
