@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Turns the samples of Benchmarks/run.sh into results: medians, per-pair
-ratios (swift-evpl over the reference; above 1 means swift-evpl is faster),
+ratios (swift-evpl over the reference, or the reference over swift-evpl for
+costs; above 1 means swift-evpl does better),
 a markdown table, a JSON file and a PNG chart of the ratios."""
 
 import argparse
@@ -92,7 +93,8 @@ def markdown(report):
         lines.append(f"| {pair['scenario']} | {unit} | {pair['subject_label']} | {subject} | "
                      f"{pair['reference_label']} | {reference} | {ratio} |")
     lines += ["", "Ratio: swift-evpl's throughput over the reference's (above 1.00x, swift-evpl is faster; "
-              "for the null engine, the reference's ns per I/O over swift-evpl's)."]
+              "for the null engine, the reference's ns per I/O over swift-evpl's; for instructions per I/O, "
+              "the reference's count over swift-evpl's)."]
     return "\n".join(lines) + "\n"
 
 
