@@ -94,10 +94,17 @@ struct AllocationTests {
         try Self.expectPingPongAllocationFree(loop, listener: listener, clientProtocol: EvplProtocol(.inproc), "in-process round trips")
     }
 
-    /// Echoes 64-byte requests through `listener` on `loop` and expects the
-    /// steady state to allocate at most `allowed` heap blocks per round trip.
-    static func expectPingPongAllocationFree(_ loop: EventLoop, listener: Listener, clientProtocol: EvplProtocol, _ what: String,
-                                             allowing allowed: Double = allowedPerOperation, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// Round trips of one client echoed by `listener`'s connections on the same loop.
+    final class EchoPingPong {
+        /// Round trips completed so far.
+        var completed = 0
+        /// Sends that threw.
+        var failures = 0
+    }
+
+    /// Attaches an echo server to `listener` on `loop` and connects a client
+    /// that sends 64-byte requests back to back, each after the last's echo.
+    static func startEchoPingPong(_ loop: EventLoop, listener: Listener, clientProtocol: EvplProtocol) throws -> EchoPingPong {
         loop.attach(to: listener) { connection in
             connection.handler = { connection, event in
                 guard case .received(let bytes) = event else { return }
@@ -105,25 +112,32 @@ struct AllocationTests {
             }
         }
         let request = [UInt8](repeating: 0x5A, count: 64)
-        var completed = 0
+        let pingPong = EchoPingPong()
         var echoedBytes = 0
-        var failures = 0
         _ = try loop.connect(to: listener.address, protocol: clientProtocol) { connection, event in
             switch event {
             case .connected:
-                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
+                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { pingPong.failures += 1 } }
             case .received(let bytes):
                 echoedBytes += bytes.count
                 guard echoedBytes >= request.count else { return }
                 echoedBytes -= request.count
-                completed += 1
-                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
+                pingPong.completed += 1
+                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { pingPong.failures += 1 } }
             default:
                 break
             }
         }
-        try expectSteadyStateAllocationFree(loop, what, allowing: allowed, completed: { completed }, sourceLocation: sourceLocation)
-        #expect(failures == 0, sourceLocation: sourceLocation)
+        return pingPong
+    }
+
+    /// Echoes 64-byte requests through `listener` on `loop` and expects the
+    /// steady state to allocate at most `allowed` heap blocks per round trip.
+    static func expectPingPongAllocationFree(_ loop: EventLoop, listener: Listener, clientProtocol: EvplProtocol, _ what: String,
+                                             allowing allowed: Double = allowedPerOperation, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let pingPong = try startEchoPingPong(loop, listener: listener, clientProtocol: clientProtocol)
+        try expectSteadyStateAllocationFree(loop, what, allowing: allowed, completed: { pingPong.completed }, sourceLocation: sourceLocation)
+        #expect(pingPong.failures == 0, sourceLocation: sourceLocation)
         listener.close()
         expectNoLeaks(loop, sourceLocation: sourceLocation)
     }
@@ -137,38 +151,16 @@ struct AllocationTests {
         // Keeping no idle memory makes the pool ask for a trim after every trim.
         let loop = try makeLoop { $0.poolIdleBytes = 0 }
         let listener = try Listener(address: SocketAddress(inProcessName: "trims-\(getpid())"), protocol: EvplProtocol(.inproc))
-        loop.attach(to: listener) { connection in
-            connection.handler = { connection, event in
-                guard case .received(let bytes) = event else { return }
-                bytes.forEachSegment { try? connection.send(copying: $0) }
-            }
-        }
-        let request = [UInt8](repeating: 0x3C, count: 64)
-        var completed = 0
-        var echoedBytes = 0
-        _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.inproc)) { connection, event in
-            switch event {
-            case .connected:
-                request.withUnsafeBytes { _ = try? connection.send(copying: $0) }
-            case .received(let bytes):
-                echoedBytes += bytes.count
-                guard echoedBytes >= request.count else { return }
-                echoedBytes -= request.count
-                completed += 1
-                request.withUnsafeBytes { _ = try? connection.send(copying: $0) }
-            default:
-                break
-            }
-        }
+        let pingPong = try Self.startEchoPingPong(loop, listener: listener, clientProtocol: EvplProtocol(.inproc))
         // The warm-up includes the first trim, which makes the one timer.
-        try drive(loop, "warm-up round trips and the first trim") { completed >= Self.warmUpRounds && loop.bufferPool.trims >= 1 }
+        try drive(loop, "warm-up round trips and the first trim") { pingPong.completed >= Self.warmUpRounds && loop.bufferPool.trims >= 1 }
         let trimsBefore = loop.bufferPool.trims
-        let startedAt = completed
+        let startedAt = pingPong.completed
         let end = MonotonicClock.nanoseconds() + UInt64(2.5 * Self.trimInterval * 1e9)
         let allocations = try drive(loop, "2.5 trim intervals of round trips") { MonotonicClock.nanoseconds() >= end }
         #expect(loop.bufferPool.trims - trimsBefore >= 2, "the pool trimmed \(loop.bufferPool.trims - trimsBefore) times")
-        #expect(completed - startedAt > 1_000)
-        #expect(allocations == 0, "\(allocations) heap allocations in \(completed - startedAt) round trips and \(loop.bufferPool.trims - trimsBefore) trims")
+        #expect(pingPong.completed - startedAt > 1_000)
+        #expect(allocations == 0, "\(allocations) heap allocations in \(pingPong.completed - startedAt) round trips and \(loop.bufferPool.trims - trimsBefore) trims")
         listener.close()
     }
 
