@@ -257,12 +257,13 @@ final class TLSSession: StreamSecurity {
 
     /// Refuses, before anything is encrypted, a send whose records the
     /// pool could not hold: the stream stays usable and the caller can
-    /// retry once the queue drains, as without TLS.
+    /// retry once the queue drains, as without TLS. During the handshake,
+    /// what waits to be encrypted counts too, so that sends made before
+    /// it completes stay within what the pool could hold.
     ///
     /// - Throws: `EvplError` `.resourceExhausted`.
     func checkRoom(for count: Int) throws(EvplError) {
-        guard isEstablished else { return }
-        try connection.checkWireRoom(for: Self.ciphertextBound(for: count))
+        try connection.checkWireRoom(for: Self.ciphertextBound(for: pendingPlaintext.count + count))
     }
 
     /// Encrypts `bytes` into the send queue, or keeps them for the end of
@@ -272,10 +273,15 @@ final class TLSSession: StreamSecurity {
     ///   hold the records (the stream is then unusable: the caller tears
     ///   the connection down), `.tls` when OpenSSL fails.
     func send(_ bytes: UnsafeRawBufferPointer) throws(EvplError) {
-        guard isEstablished else {
+        // Behind bytes still pending, in order.
+        guard isEstablished && pendingPlaintext.isEmpty else {
             pendingPlaintext += bytes
             return
         }
+        try encrypt(bytes)
+    }
+
+    private func encrypt(_ bytes: UnsafeRawBufferPointer) throws(EvplError) {
         var offset = 0
         while offset < bytes.count {
             let count = SSL_write(ssl, bytes.baseAddress.unsafelyUnwrapped + offset, Int32(clamping: bytes.count - offset))
@@ -288,13 +294,29 @@ final class TLSSession: StreamSecurity {
         }
     }
 
-    /// Encrypts what was sent during the handshake.
+    /// Encrypts what was sent during the handshake, a record at a time
+    /// while the send queue has room (leaving the pool's receive
+    /// reserve); the rest stays pending until a write makes room: the
+    /// handshake's own messages, and other connections, took some of what
+    /// the sends were checked against. With nothing queued, one record
+    /// may use the reserve, so that its write comes back for the next.
     func sendPending() throws(EvplError) {
-        guard !pendingPlaintext.isEmpty else { return }
-        let pending = pendingPlaintext
-        pendingPlaintext = []
-        let result = pending.withUnsafeBytes { bytes in Result { () throws(EvplError) in try send(bytes) } }
-        try result.get()
+        guard isEstablished else { return }
+        var encrypted = 0
+        defer { pendingPlaintext.removeFirst(encrypted) }
+        while encrypted < pendingPlaintext.count {
+            let count = min(16_384, pendingPlaintext.count - encrypted)
+            do throws(EvplError) {
+                try connection.checkWireRoom(for: Self.ciphertextBound(for: count), intoReserve: !connection.hasQueuedWireBytes)
+            } catch where error.code == .resourceExhausted {
+                return
+            }
+            let result = pendingPlaintext.withUnsafeBytes { bytes in
+                Result { () throws(EvplError) in try encrypt(UnsafeRawBufferPointer(rebasing: bytes[encrypted..<encrypted + count])) }
+            }
+            try result.get()
+            encrypted += count
+        }
     }
 
     /// Queues the close_notify alert: the peer learns that the stream
@@ -333,6 +355,11 @@ final class TLSSession: StreamSecurity {
     /// The failure OpenSSL just reported, typed: a certificate the
     /// verifier refused, a failed handshake, or a record error.
     private func failure(operation: String) -> EvplError {
+        if let writeFailure {
+            // OpenSSL failed because its records found no room in the pool.
+            ERR_clear_error()
+            return writeFailure
+        }
         let peer = "\(connection.remoteAddress)"
         let verification = SSL_get_verify_result(ssl)
         if !isEstablished && verification != X509_V_OK {

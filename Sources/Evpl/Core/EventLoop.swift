@@ -296,6 +296,15 @@ public final class EventLoop {
         reclaimIdleBuffers()
     }
 
+    /// Calls `connection` back (``Connection/memoryReturned()``) once the
+    /// pool has room, without pausing its receiving: bytes sent during a
+    /// TLS handshake wait for room to be encrypted in, and a connection
+    /// with nothing queued has no write to come back for them.
+    func waitForMemoryToSend(_ connection: Connection) {
+        memoryWaiters.append(connection)
+        watchForMemory()
+    }
+
     /// At the ceiling, takes back the empty fill buffers idle connections
     /// keep for their next read or send: a connection is charged for what
     /// it holds, not for a whole buffer it might use. At most once per
@@ -358,7 +367,7 @@ public final class EventLoop {
     /// resumes once the pool has room for a whole receive.
     private func resumeMemoryWaiters() {
         if memoryWaiters.beginBatch() {
-            for index in memoryWaiters.batch.indices { memoryWaiters.batch[index].resumeReceiving(.memory) }
+            for index in memoryWaiters.batch.indices { memoryWaiters.batch[index].memoryReturned() }
             memoryWaiters.endBatch()
         }
         guard !datagramMemoryWaiters.isEmpty else { return }

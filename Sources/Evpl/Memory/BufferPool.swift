@@ -106,6 +106,7 @@ public final class BufferPool {
         self.maxBuffers = max(1, maxBytes / bufferSize)
         self.idleBuffersKept = max(0, idleBytesKept / bufferSize)
         self.pressureMark = max(1, maxBuffers - maxBuffers / 4)
+        self.receiveReserve = min(maxBuffers / 2, max(2, maxBuffers / 16))
         self.budget = budget
         if budget != nil {
             reservedBuffers = 0
@@ -167,6 +168,21 @@ public final class BufferPool {
         let inBudget = max(0, reservedBuffers - buffersInUse) + max(0, budget.limit - budget.bytesReserved) / bufferSize
         return min(belowCeiling, inBudget)
     }
+
+    /// Buffers that copying sends leave to receives: a send that would
+    /// take the pool (or the budget) past ``availableBuffers`` less this
+    /// many throws `.resourceExhausted` instead. Send queues that peers do
+    /// not drain then cannot take the last memory a receive needs to make
+    /// progress: with two ends of a connection on one loop, or a server
+    /// whose clients stop reading, a pool filled by sends would otherwise
+    /// stop every receive, and with them the reads that drain the sends.
+    /// A sixteenth of the ceiling, at least two buffers (a TLS record's
+    /// ciphertext and its plaintext), at most half the ceiling.
+    public let receiveReserve: Int
+
+    /// How many more buffers a copying send may take: ``availableBuffers``
+    /// less ``receiveReserve``.
+    public var availableForSending: Int { max(0, availableBuffers - receiveReserve) }
 
     /// Whether a buffer can be taken below the ceiling (and within the budget).
     public var hasRoom: Bool {

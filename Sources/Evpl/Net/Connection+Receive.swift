@@ -104,17 +104,37 @@ extension Connection {
     package func securityEstablished() {
         handler(self, .connected)
         guard isOpen, let tls = security else { return }
+        encryptPending(tls)
+        if isOpen { scheduleFlush() }
+    }
+
+    /// Encrypts what was sent during the handshake, as much as the pool
+    /// has room for (the rest after later writes), then finishes if
+    /// ``finish()`` waited for it; a failure ends the connection with its
+    /// error.
+    func encryptPending(_ tls: any StreamSecurity) {
         do throws(EvplError) {
             try tls.sendPending()
         } catch {
             tearDown(error: error)
             return
         }
-        if finishAfterConnect {
+        if hasQueuedWireBytes {
+            scheduleFlush()
+        } else if tls.pendingPlaintextCount > 0 && tls.isEstablished && isOpen {
+            loop.waitForMemoryToSend(self)
+        }
+        if finishAfterConnect && tls.isEstablished && tls.pendingPlaintextCount == 0 && isOpen {
             finishAfterConnect = false
             finish()
         }
-        scheduleFlush()
+    }
+
+    /// The pool has room again: resumes receiving paused for it, and
+    /// encrypts more of what was sent during a TLS handshake.
+    func memoryReturned() {
+        if let tls = security, tls.pendingPlaintextCount > 0, isOpen { encryptPending(tls) }
+        resumeReceiving(.memory)
     }
 
     /// Hands what the backend received on: through TLS when the stream

@@ -18,18 +18,25 @@ extension Connection {
     package var hasQueuedWireBytes: Bool { !sendQueue.isEmpty }
 
     /// Appends `bytes` to the send queue as they are (records a
-    /// ``StreamSecurity`` produced), outside any message count.
+    /// ``StreamSecurity`` produced), outside any message count. They may
+    /// take the pool's receive reserve: the application's sends were
+    /// checked against it (``checkWireRoom(for:)``) before they were
+    /// encrypted, and handshake messages, tickets and alerts must go out
+    /// for the connection to go on.
     ///
     /// - Throws: ``EvplError`` `.resourceExhausted` when the pool cannot hold them.
     package func queueWireBytes(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
-        try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: false)
+        try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: false, intoReserve: true)
     }
 
-    /// Refuses, before anything is queued, `count` bytes the pool could
-    /// not hold in the send queue.
+    /// Refuses, before anything is queued, `count` bytes of the
+    /// application's the pool could not hold in the send queue, leaving
+    /// its receive reserve (``BufferPool/receiveReserve``).
     ///
     /// - Throws: ``EvplError`` `.resourceExhausted`.
-    package func checkWireRoom(for count: Int) throws(EvplError) {
-        try sendQueue.checkRoom(for: count, in: loop.bufferPool)
+    /// With `intoReserve`, the reserve counts as room (bytes that must go
+    /// out for the connection to make progress).
+    package func checkWireRoom(for count: Int, intoReserve: Bool = false) throws(EvplError) {
+        try sendQueue.checkRoom(for: count, in: loop.bufferPool, intoReserve: intoReserve)
     }
 }

@@ -240,6 +240,9 @@ public final class Connection: PollSource {
     private func encrypt(_ bytes: UnsafeRawBufferPointer, with tls: any StreamSecurity, endsMessage: Bool = true) throws(EvplError) {
         do throws(EvplError) {
             try tls.send(bytes)
+            // Bytes from the handshake still wait: room may have come back
+            // without a write of this connection's to notice it.
+            if tls.pendingPlaintextCount > 0 { try tls.sendPending() }
         } catch {
             tearDown(error: error)
             throw error
@@ -257,8 +260,9 @@ public final class Connection: PollSource {
             finishAfterConnect = true
         case .connected:
             if let tls = security {
-                guard tls.isEstablished else {
-                    // Finishes once the handshake is done and what was sent during it is out.
+                guard tls.isEstablished && tls.pendingPlaintextCount == 0 else {
+                    // Finishes once the handshake is done and what was sent
+                    // during it is encrypted (``encryptPending(_:)``).
                     finishAfterConnect = true
                     return
                 }
@@ -353,6 +357,7 @@ public final class Connection: PollSource {
     /// After bytes were written: `sent` and `writable` events, and the
     /// end of a backpressure pause.
     func reportProgress(queuedBefore: Int) {
+        if let tls = security, tls.pendingPlaintextCount > 0 { encryptPending(tls) }
         // Near the ceiling, a connection with nothing left to send keeps no buffer.
         if sendQueue.isEmpty && loop.bufferPool.isUnderPressure { sendQueue.releaseIdleFill() }
         if notifiesSent {

@@ -33,13 +33,16 @@ struct SendQueue {
 
     /// Copies `bytes` into pool buffers and queues them. Throws
     /// `.resourceExhausted`, queueing nothing, when the pool cannot hold
-    /// the copy below its ceiling.
-    mutating func append(copying bytes: UnsafeRawBufferPointer, pool: BufferPool, trackMessage: Bool) throws(EvplError) {
+    /// the copy below its ceiling, less the receive reserve unless
+    /// `intoReserve` (bytes a protocol must write to go on, such as TLS
+    /// handshake messages and alerts).
+    mutating func append(copying bytes: UnsafeRawBufferPointer, pool: BufferPool, trackMessage: Bool, intoReserve: Bool = false) throws(EvplError) {
         // Whatever fills the current buffer, the copy needs at most
         // ceil(count / bufferSize) new ones: count the exact need only when
         // that many might not be free.
-        if bytes.count > pool.availableBuffers &* pool.bufferSize {
-            try checkRoom(for: bytes.count, in: pool)
+        let room = intoReserve ? pool.availableBuffers : pool.availableForSending
+        if bytes.count > room &* pool.bufferSize {
+            try checkRoom(for: bytes.count, in: pool, intoReserve: intoReserve)
         }
         var source = bytes.baseAddress
         var remaining = bytes.count
@@ -69,12 +72,14 @@ struct SendQueue {
     }
 
     /// Throws `.resourceExhausted` when copying `count` bytes would take
-    /// more new buffers than the pool has below its ceiling.
-    func checkRoom(for count: Int, in pool: BufferPool) throws(EvplError) {
+    /// more new buffers than the pool leaves to sends
+    /// (``BufferPool/availableForSending``), or with `intoReserve`, more
+    /// than it has below its ceiling.
+    func checkRoom(for count: Int, in pool: BufferPool, intoReserve: Bool = false) throws(EvplError) {
         guard count > fillSpace else { return }
         let needed = (count - fillSpace + pool.bufferSize - 1) / pool.bufferSize
-        guard needed > pool.availableBuffers else { return }
-        throw EvplError(.resourceExhausted, operation: "send", context: "\(count) bytes need \(needed) more pool buffers than the ceiling of \(pool.maxBuffers) (EVPL_POOL_MAX_BYTES) or the process budget allows")
+        guard needed > (intoReserve ? pool.availableBuffers : pool.availableForSending) else { return }
+        throw EvplError(.resourceExhausted, operation: "send", context: "\(count) bytes need \(needed) more pool buffers than sends may take: the ceiling of \(pool.maxBuffers) (EVPL_POOL_MAX_BYTES) or the process budget, less \(pool.receiveReserve) kept for receives")
     }
 
     /// Bytes the current fill buffer can still take without a new buffer.

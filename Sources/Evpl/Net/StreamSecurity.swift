@@ -31,7 +31,8 @@ package protocol StreamSecurity: AnyObject {
     /// Encodes `bytes` into the connection's send queue, or keeps them for
     /// the end of the handshake.
     func send(_ bytes: UnsafeRawBufferPointer) throws(EvplError)
-    /// Encodes what was sent during the handshake.
+    /// Encodes what was sent during the handshake, as much as the pool
+    /// has room for; the rest waits for the next call (after a write).
     func sendPending() throws(EvplError)
     /// Queues the layer's own end of stream (TLS's close_notify).
     func sendCloseNotify()

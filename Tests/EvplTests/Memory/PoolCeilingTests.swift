@@ -24,7 +24,7 @@ func residentBytes(of pid: pid_t) -> Int? {
 
 @Suite("Bounded pool memory")
 struct PoolCeilingTests {
-    @Test("at the ceiling, allocation and copying sends throw resourceExhausted and queue nothing")
+    @Test("at the ceiling, allocation and copying sends throw resourceExhausted and queue nothing; copying sends stop short of the receive reserve")
     func ceilingThrows() throws {
         let loop = try makeLoop(bufferSize: 4096) { $0.poolMaxBytes = 6 * 4096 }
         let pool = loop.bufferPool
@@ -44,10 +44,50 @@ struct PoolCeilingTests {
         #expect(sendError?.code == .resourceExhausted)
         #expect(client?.queuedBytes == 0, "a failed send queued \(client?.queuedBytes ?? -1) bytes")
         for iovec in held { iovec.release() }
-        try client?.send(Array(repeating: 1, count: 20_000))
-        #expect(client?.queuedBytes == 20_000)
+        // Five buffers would leave fewer than the two the pool keeps for receives.
+        #expect(pool.receiveReserve == 2)
+        let reserveError = #expect(throws: EvplError.self) { try client?.send(Array(repeating: 1, count: 20_000)) }
+        #expect(reserveError?.code == .resourceExhausted)
+        try client?.send(Array(repeating: 1, count: 12_000))
+        #expect(client?.queuedBytes == 12_000)
         listener.close()
         expectNoLeaks(loop)
+    }
+
+    @Test("a TLS send made before the handshake completes is refused past what the pool could hold, as after it",
+          arguments: StreamCase.backends)
+    func sendsBeforeTheHandshakeAreBounded(_ backend: EvplProtocol.Backend) throws {
+        let loop = try makeLoop(bufferSize: 4096) { $0.poolMaxBytes = 32 * 4096 }
+        let base = EvplProtocol(.tcp, backend: backend)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: try HarnessTLS.protocolFor(base, role: .server))
+        defer { listener.close() }
+        var serverReceived = 0
+        loop.attach(to: listener) { connection in
+            connection.handler = { _, event in
+                if case .received(let bytes) = event { serverReceived += bytes.count }
+            }
+        }
+        let client = try loop.connect(to: listener.address, protocol: try HarnessTLS.protocolFor(base, role: .client)) { _, _ in }
+        // Queued before the handshake: held outside the pool until it
+        // completes, yet bounded by what the pool could hold then.
+        var accepted = 0
+        var refusal: EvplError?
+        for _ in 0..<64 {
+            do throws(EvplError) {
+                try client.send(Array(repeating: 7, count: 4096))
+                accepted += 4096
+            } catch {
+                refusal = error
+                break
+            }
+        }
+        #expect(refusal?.code == .resourceExhausted)
+        #expect(accepted > 0 && accepted < 32 * 4096, "accepted \(accepted) bytes before the handshake")
+        do {
+            try spin(loop, "the early bytes to arrive") { serverReceived == accepted }
+        } catch {
+            Issue.record("\(error): \(serverReceived) of \(accepted); pool \(loop.bufferPool.buffersInUse) in use, \(loop.bufferPool.buffersLentToKernel) lent; client \(client.state), queue \(client.queuedBytes)")
+        }
     }
 
     @Test("a pool of 8 small buffers still echoes 2 MiB: receives pause at the ceiling and resume as sends drain",
@@ -85,6 +125,57 @@ struct PoolCeilingTests {
         #expect(stalls >= 1, "the ceiling never held a receive back")
         listener.close()
         expectNoLeaks(loop)
+    }
+
+    @Test("copying sends leave the receive reserve: connections whose two ends share a loop and each send until the pool refuses still exchange 512 KiB both ways",
+          arguments: StreamCase.backends, [false, true])
+    func sendsLeaveTheReceiveReserve(_ backend: EvplProtocol.Backend, tls: Bool) throws {
+        let loop = try makeLoop(bufferSize: 16384) {
+            $0.poolMaxBytes = 16 * 16384
+            $0.buffersPerSlab = 8
+            $0.ioUringBufferRingEntries = 8
+            $0.socketBufferBytes = 32768
+        }
+        #expect(loop.bufferPool.receiveReserve == 2)
+        let base = EvplProtocol(.tcp, backend: backend)
+        let serverProtocol = tls ? try HarnessTLS.protocolFor(base, role: .server) : base
+        let clientProtocol = tls ? try HarnessTLS.protocolFor(base, role: .client) : base
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: serverProtocol)
+        defer { listener.close() }
+        // More connections than the reserve has buffers, all established
+        // before any sends. No queue limit of their own: each end copies
+        // until the pool refuses the send.
+        let total = 512 << 10
+        let pairs = 4
+        let servers = (0..<pairs).map { HarnessPeer(name: "server \($0)", total: total, maxChunk: 65536, pauseChance: 0, queueLimit: .max, abortAfter: nil, seed: 11 + UInt64($0)) }
+        let clients = (0..<pairs).map { HarnessPeer(name: "client \($0)", total: total, maxChunk: 65536, pauseChance: 0, queueLimit: .max, abortAfter: nil, seed: 31 + UInt64($0)) }
+        var accepted = 0
+        loop.attach(to: listener) { connection in
+            connection.finishesWhenInputCloses = false
+            connection.handler = servers[accepted].handle
+            accepted += 1
+        }
+        for client in clients {
+            let connection = try loop.connect(to: listener.address, protocol: clientProtocol, client.handle)
+            connection.finishesWhenInputCloses = false
+        }
+        let ends = servers + clients
+        for end in ends { end.holdsSends = true }
+        try spin(loop, "every connection") { ends.allSatisfy { $0.connected == 1 } }
+        for end in ends {
+            end.holdsSends = false
+            end.pump()
+        }
+        do {
+            try spin(loop, seconds: 30, "every end to receive everything") { ends.allSatisfy { $0.received == total } }
+        } catch {
+            let pool = loop.bufferPool
+            let states = ends.map { "\($0.name): queued \($0.queued), received \($0.received), send queue \($0.connection?.queuedBytes ?? -1), disconnected \($0.disconnected) \(String(describing: $0.disconnectError))" }
+            Issue.record("\(error): pool \(pool.buffersInUse) in use (\(pool.buffersLentToKernel) lent), \(loop.memoryWaiters.count) waiting for memory; \(states.joined(separator: "; "))")
+            return
+        }
+        #expect(ends.allSatisfy { $0.firstMismatch == nil })
+        #expect(ends.map(\.refusedSends).reduce(0, +) > 0, "the sends never reached the pool's limit")
     }
 
     @Test("buffers idle for a trim interval give their pages back, beyond the resident floor")

@@ -134,6 +134,10 @@ final class HarnessPeer {
     /// Bytes the library accepted from this side's sends.
     var queued = 0
     var received = 0
+    /// Sends the pool refused (`.resourceExhausted`), retried later.
+    var refusedSends = 0
+    /// While set, ``pump()`` sends nothing (a test starts every end at once).
+    var holdsSends = false
     var firstMismatch: Int?
     var connected = 0
     var disconnected = 0
@@ -198,7 +202,7 @@ final class HarnessPeer {
 
     /// Queues more bytes while the queue is short; finishes or aborts when due.
     func pump() {
-        guard let connection, !connection.isClosed, !finished, !aborted else { return }
+        guard let connection, !connection.isClosed, !finished, !aborted, !holdsSends else { return }
         while queued < total && connection.queuedBytes < queueLimit {
             if let abortAfter, queued >= abortAfter { break }
             // Log-uniform chunk sizes: as many tiny sends as large ones.
@@ -211,6 +215,7 @@ final class HarnessPeer {
                 try connection.send(copying: UnsafeRawBufferPointer(piece))
                 queued += length
             } catch where error.code == .resourceExhausted {
+                refusedSends += 1
                 retryLater()
                 return
             } catch {
