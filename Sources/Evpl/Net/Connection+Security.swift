@@ -29,13 +29,13 @@ extension Connection {
         try sendQueue.append(copying: bytes, pool: loop.bufferPool, trackMessage: false, intoReserve: true)
     }
 
-    /// Refuses, before anything is queued, `count` bytes of the
-    /// application's the pool could not hold in the send queue, leaving
-    /// its receive reserve (``BufferPool/receiveReserve``).
+    /// Refuses, before anything is queued, `count` bytes the pool could
+    /// not hold in the send queue while leaving its receive reserve
+    /// (``BufferPool/receiveReserve``); with `intoReserve`, the reserve
+    /// counts as room (bytes that must go out for the connection to make
+    /// progress).
     ///
     /// - Throws: ``EvplError`` `.resourceExhausted`.
-    /// With `intoReserve`, the reserve counts as room (bytes that must go
-    /// out for the connection to make progress).
     package func checkWireRoom(for count: Int, intoReserve: Bool = false) throws(EvplError) {
         try sendQueue.checkRoom(for: count, in: loop.bufferPool, intoReserve: intoReserve)
     }
