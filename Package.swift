@@ -15,12 +15,16 @@ let package = Package(
         // Runs a pool of loops as a swift-service-lifecycle Service; its own
         // product, so that Evpl itself depends on swift-log alone.
         .library(name: "EvplServiceLifecycle", targets: ["EvplServiceLifecycle"]),
+        // HTTP/1.0 and 1.1 server on the event loop, with swift-http-types at
+        // its surface; its own product, so that Evpl alone links none of it.
+        .library(name: "EvplHTTP", targets: ["EvplHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // 1.16.2: LogHandler.log(event:), which the tests' capturing handler implements.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(name: "CEvplLinux"),
@@ -38,11 +42,14 @@ let package = Package(
             name: "EvplServiceLifecycle",
             dependencies: ["Evpl", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
+        .target(name: "EvplHTTP", dependencies: ["Evpl", .product(name: "HTTPTypes", package: "swift-http-types")]),
         .executableTarget(
             name: "evpl",
             dependencies: [
                 "Evpl",
                 "EvplTLS",
+                "EvplHTTP",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -51,7 +58,8 @@ let package = Package(
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(
             name: "EvplTests",
-            dependencies: ["Evpl", "EvplTLS", "EvplServiceLifecycle", "CAllocationCounter", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["Evpl", "EvplTLS", "EvplServiceLifecycle", "EvplHTTP", "CAllocationCounter", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: [.define("EVPL_FAULT_INJECTION", .when(configuration: .debug))]
         ),

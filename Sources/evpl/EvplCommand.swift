@@ -6,8 +6,8 @@ import EvplTLS
 struct EvplCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evpl",
-        abstract: "Event-driven network and block I/O with swift-evpl: probe, echo, perf, blk, blk-serve and demo.",
-        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, BlkServeCommand.self, DemoCommand.self]
+        abstract: "Event-driven network and block I/O with swift-evpl: probe, echo, perf, blk, blk-serve, http and demo.",
+        subcommands: [ProbeCommand.self, EchoCommand.self, PerfCommand.self, BlkCommand.self, BlkServeCommand.self, HTTPCommand.self, DemoCommand.self]
     )
 
     /// Secures the standard streams (see ``StandardStreams/secure()``), then

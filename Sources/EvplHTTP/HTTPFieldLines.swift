@@ -1,0 +1,61 @@
+import HTTPTypes
+
+/// Reads the field lines of a header or trailer section (RFC 9112
+/// section 5): `field-name ":" OWS field-value OWS CRLF`, strictly.
+enum HTTPFieldLines {
+    /// Calls `body` with the name and trimmed value of each field line of
+    /// `section`, which holds whole lines, each ending in CRLF, and no
+    /// empty line. Throws at the first malformed line, or past `maximumCount`
+    /// lines.
+    static func forEach(
+        in section: UnsafeRawBufferPointer,
+        maximumCount: Int,
+        _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(HTTPParseError) -> Void
+    ) throws(HTTPParseError) {
+        var lineStart = 0
+        var count = 0
+        while lineStart < section.count {
+            let first = section[lineStart]
+            if first == HTTPSyntax.space || first == HTTPSyntax.tab {
+                throw HTTPParseError(.obsoleteLineFolding, "a field line starts with whitespace")
+            }
+            var colon = lineStart
+            while colon < section.count && HTTPSyntax.isTokenByte(section[colon]) { colon += 1 }
+            guard colon < section.count, section[colon] == HTTPSyntax.colon, colon > lineStart else {
+                throw HTTPParseError(.invalidField, colon < section.count && (section[colon] == HTTPSyntax.space || section[colon] == HTTPSyntax.tab)
+                                     ? "whitespace between a field name and its colon" : "a field name that is not a token")
+            }
+            var end = colon + 1
+            while end < section.count && HTTPSyntax.isFieldValueByte(section[end]) { end += 1 }
+            // The scanner ended every line with CRLF; anything else here is a stray byte.
+            guard end + 1 < section.count, section[end] == HTTPSyntax.cr, section[end + 1] == HTTPSyntax.lf else {
+                throw end < section.count && section[end] == HTTPSyntax.cr
+                    ? HTTPParseError(.bareLineBreak, "a CR inside a field value")
+                    : HTTPParseError(.invalidField, "a control byte in a field value")
+            }
+            count += 1
+            guard count <= maximumCount else { throw HTTPParseError(.tooManyFields, "more than \(maximumCount) field lines") }
+            let name = UnsafeRawBufferPointer(rebasing: section[lineStart..<colon])
+            let value = HTTPSyntax.trimmingWhitespace(UnsafeRawBufferPointer(rebasing: section[(colon + 1)..<end]))
+            try body(name, value)
+            lineStart = end + 2
+        }
+    }
+
+    /// The field `name: value`, both already checked against the grammar.
+    static func field(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(HTTPParseError) -> HTTPField {
+        guard let fieldName = HTTPField.Name(String(decoding: name, as: UTF8.self)) else {
+            throw HTTPParseError(.invalidField, "a field name that is not a token")
+        }
+        return HTTPField(name: fieldName, value: value)
+    }
+
+    /// A trailer section's fields.
+    static func parseTrailers(_ section: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPFields {
+        var fields = HTTPFields()
+        try forEach(in: section, maximumCount: limits.fieldCount) { (name, value) throws(HTTPParseError) in
+            fields.append(try field(name: name, value: value))
+        }
+        return fields
+    }
+}
