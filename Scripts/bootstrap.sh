@@ -13,6 +13,9 @@
 #   iproute2       the network fault tests build hosts in network
 #                  namespaces (`ip netns`, veth pairs) and rate-limit with tc.
 #   nftables       those tests drop and reset traffic between the hosts.
+#   curl, python3, wrk
+#                  the HTTP tests' real peers: curl and Python's http.client
+#                  and urllib as clients, wrk as a load generator.
 #
 # Run it as root, or as a user who may use sudo.
 #
@@ -27,6 +30,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 { command -v ip >/dev/null && command -v tc >/dev/null; } || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

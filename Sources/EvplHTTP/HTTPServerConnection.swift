@@ -62,6 +62,13 @@ public final class HTTPServerConnection {
     private var peerEnded = false
     /// The last response has ended; the connection is finishing.
     private var finishing = false
+    /// Bytes read and dropped since.
+    private var lingeringBytes = 0
+    /// The most bytes read and dropped after the last response before the
+    /// connection is closed outright: more than the kernel's socket buffers
+    /// on both ends hold, so that a client uploading past a 413 has read
+    /// it before the reset that ends its upload.
+    private static let lingerLimit = 16 << 20
 
     /// Serves `connection` as HTTP: sets its segmenter and handler, so call
     /// it where a listener's new connection is set up (``EventLoop/attach(to:_:)``).
@@ -89,7 +96,12 @@ public final class HTTPServerConnection {
 
     private func segment(_ bytes: ReceivedBytes) -> SegmentDecision {
         if finishing {
-            // RFC 9112 section 9.6: nothing after the last response is processed; reading it on keeps the close orderly.
+            // RFC 9112 section 9.6: nothing after the last response is
+            // processed. Reading it on keeps the close orderly (closing with
+            // unread input resets the stream, and the response with it),
+            // but only for so long: a client still uploading is cut off.
+            lingeringBytes += bytes.count
+            guard lingeringBytes <= Self.lingerLimit else { return .failure("still sending \(Self.lingerLimit) bytes after the last response") }
             pendingFrame = .framing
             return .message(length: bytes.count)
         }

@@ -172,14 +172,28 @@ final class RawHTTPClient {
     func send(_ bytes: [UInt8], _ delivery: Delivery = .whole) -> Bool {
         switch delivery {
         case .whole:
-            return rawWriteAll(fd, bytes)
+            return writeAll(bytes[...])
         case .split:
             let middle = bytes.count / 2
-            guard rawWriteAll(fd, Array(bytes[..<middle])) else { return false }
+            guard writeAll(bytes[..<middle]) else { return false }
             usleep(2000)
-            return rawWriteAll(fd, Array(bytes[middle...]))
+            return writeAll(bytes[middle...])
         case .byteAtATime:
-            for byte in bytes where !rawWriteAll(fd, [byte]) { return false }
+            for index in bytes.indices where !writeAll(bytes[index...index]) { return false }
+            return true
+        }
+    }
+
+    /// `send` with MSG_NOSIGNAL: a server that closed is an answer, not a SIGPIPE.
+    private func writeAll(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let result = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL))
+                if result < 0 && errno == EINTR { continue }
+                if result <= 0 { return false }
+                done += result
+            }
             return true
         }
     }
