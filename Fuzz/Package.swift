@@ -3,9 +3,10 @@
 // built with -sanitize=fuzzer,address throughout (run.sh).
 import PackageDescription
 
-func fuzzTarget(_ name: String, tls: Bool = false) -> Target {
+func fuzzTarget(_ name: String, tls: Bool = false, http: Bool = false) -> Target {
     .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Evpl", package: "swift-evpl")]
-                          + (tls ? [.product(name: "EvplTLS", package: "swift-evpl")] : []))
+                          + (tls ? [.product(name: "EvplTLS", package: "swift-evpl")] : [])
+                          + (http ? [.product(name: "EvplHTTP", package: "swift-evpl")] : []))
 }
 
 let package = Package(
@@ -19,6 +20,7 @@ let package = Package(
         fuzzTarget("FuzzBlockRange"),
         fuzzTarget("FuzzBlockLocation"),
         fuzzTarget("FuzzTLSRecords", tls: true),
+        fuzzTarget("FuzzHTTPRequest", http: true),
     ],
     swiftLanguageModes: [.v6]
 )
