@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the line coverage of one module (Sources/Evpl, Sources/EvplTLS) per folder from the llvm-cov JSON
+"""Prints the line coverage of one module (Sources/Evpl, Sources/EvplTLS, Sources/EvplHTTP) per folder from the llvm-cov JSON
 export that `swift test --enable-code-coverage` writes (its path comes from
 `swift test --show-codecov-path`), then every `throw` no test reached."""
 import bisect

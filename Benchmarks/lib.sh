@@ -231,3 +231,48 @@ fio_blk_instructions() {
 instructions_per_operation() {
     python3 -c 'import sys; (i1, n1), (i2, n2) = [map(int, a.split()) for a in sys.argv[1:3]]; print(round((i2 - i1) / (n2 - n1)))' "$1" "$2"
 }
+
+HUMMINGBIRD=${HUMMINGBIRD:-Benchmarks/HummingbirdPeer/.build/release/hummingbird-hello}
+
+# wait_http PORT: until GET http://127.0.0.1:PORT/ answers 200 (at most 5 s).
+wait_http() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/" && return; sleep 0.05; done; }
+
+# http_bench SERVER PORT CONNECTIONS -> "requests/s p50_us p99_us": SERVER (evpl, nginx or
+# hummingbird) answers GET / with "hello world" on CPU 0 (one worker, one event loop), and
+# wrk -t1 -cCONNECTIONS on CPU 1 loads it for SECS over keep-alive connections. "nan" when wrk
+# saw an error or a non-2xx answer.
+http_bench() {
+    local dir; dir=$(mktemp -d)
+    case $1 in
+        evpl) taskset -c 0 "$EVPL" http serve --port "$2" >"$dir/log" 2>&1 & ;;
+        hummingbird) taskset -c 0 "$HUMMINGBIRD" "$2" >"$dir/log" 2>&1 & ;;
+        nginx)
+            cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 8192;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$2;
+        location / { default_type text/plain; return 200 "hello world"; }
+    }
+}
+CONF
+            taskset -c 0 nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/log" 2>&1 & ;;
+    esac
+    local pid=$!
+    wait_http "$2"
+    taskset -c 1 wrk -t1 -c"$3" -d"${SECS}s" --latency "http://127.0.0.1:$2/" | awk '
+        function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
+        /Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = us($2) }
+        $1 == "99%" { p99 = us($2) }
+        /Non-2xx|Socket errors/ { bad = 1 }
+        END { if (bad || rps == "") print "nan nan nan"; else print rps, p50, p99 }'
+    stop_server $pid; rm -rf "$dir"
+}

@@ -6,7 +6,7 @@
 #
 #   Benchmarks/run.sh [--quick] [--runs N] [--seconds S] [GROUP...]
 #
-# GROUPs: tcp udp deep connections stream hybrid scaling block async tls instructions
+# GROUPs: tcp udp deep connections stream hybrid scaling block async tls instructions http
 # (default: all of them).
 # --quick: 3 runs of 1 s each, to check that everything works.
 # Needs: apt-get install -y sockperf iperf3 fio; python3 with matplotlib for the chart
@@ -24,8 +24,8 @@ while [ $# -gt 0 ]; do
         --quick) RUNS=3; SECS=1; QUICK=-quick ;;
         --runs) RUNS=$2; shift ;;
         --seconds) SECS=$2; shift ;;
-        tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions) GROUPS_CHOSEN+=("$1") ;;
-        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions ...]" >&2; exit 2 ;;
+        tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions|http) GROUPS_CHOSEN+=("$1") ;;
+        *) echo "usage: $0 [--quick] [--runs N] [--seconds S] [tcp|udp|deep|connections|stream|hybrid|scaling|block|async|tls|instructions|http ...]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -33,7 +33,7 @@ done
 # some groups writes results/latest-quick-GROUP-....*, never replacing the full table.
 NAME=latest$QUICK
 for group in "${GROUPS_CHOSEN[@]}"; do NAME+="-$group"; done
-[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep connections stream hybrid scaling block async tls instructions)
+[ ${#GROUPS_CHOSEN[@]} -eq 0 ] && GROUPS_CHOSEN=(tcp udp deep connections stream hybrid scaling block async tls instructions http)
 chosen() { [[ " ${GROUPS_CHOSEN[*]} " == *" $1 "* ]]; }
 
 for tool in sockperf iperf3 fio taskset python3 openssl; do
@@ -42,6 +42,14 @@ done
 echo "building release binaries" >&2
 swift build -c release --product evpl >/dev/null
 (cd Benchmarks/NIOPeer && swift build -c release >/dev/null)
+if chosen http; then
+    for tool in wrk nginx curl; do
+        command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk nginx-light curl" >&2; exit 1; }
+    done
+    (cd Benchmarks/HummingbirdPeer && swift build -c release >/dev/null)
+    # wrk and the servers hold a descriptor per connection: 1,000 of them and more.
+    ulimit -n 8192
+fi
 source Benchmarks/lib.sh
 
 RESULTS=Benchmarks/results
@@ -95,6 +103,18 @@ if chosen instructions; then
     cp "$EVPL" "$CALLGRIND_COPY" && chmod +x "$CALLGRIND_COPY" && strip -g "$CALLGRIND_COPY"
     trap 'rm -f "$SAMPLES" "$PAIRS" "$CALLGRIND_COPY"' EXIT
     callgrind_file
+fi
+if chosen http; then
+    HELLO="HTTP/1.1 GET hello world, keep-alive, wrk -t1 -c64, server CPU 0, wrk CPU 1"
+    pair http "$HELLO" "requests/s" http_evpl_64_rps "evpl http" http_nginx_64_rps "nginx, 1 worker"
+    pair http "$HELLO" "requests/s" http_evpl_64_rps "evpl http" http_hummingbird_64_rps "Hummingbird 2"
+    pair http "$HELLO" "µs at p50" http_evpl_64_p50 "evpl http" http_nginx_64_p50 "nginx, 1 worker"
+    pair http "$HELLO" "µs at p99" http_evpl_64_p99 "evpl http" http_nginx_64_p99 "nginx, 1 worker"
+    ONE="HTTP/1.1 GET hello world, keep-alive, wrk -t1 -c1, server CPU 0, wrk CPU 1"
+    pair http "$ONE" "µs at p50" http_evpl_1_p50 "evpl http" http_nginx_1_p50 "nginx, 1 worker"
+    pair http "$ONE" "requests/s" http_evpl_1_rps "evpl http" http_nginx_1_rps "nginx, 1 worker"
+    THOUSAND="HTTP/1.1 GET hello world, 1,000 keep-alive connections, wrk -t1, server CPU 0, wrk CPU 1"
+    pair http "$THOUSAND" "requests/s" http_evpl_1000_rps "evpl http" http_nginx_1000_rps "nginx, 1 worker"
 fi
 if chosen stream; then
     for backend in "${BACKENDS[@]}"; do
@@ -175,6 +195,19 @@ for run in $(seq "$RUNS"); do
         sample cg_null_32_async "$(evpl_blk_instructions "$CALLGRIND_COPY" null 32 async)"
         sample cg_uring_1 "$(evpl_blk_instructions "$CALLGRIND_COPY" io_uring 1 callbacks)"
         sample cg_fio_uring_1 "$(fio_blk_instructions io_uring 1)"
+    fi
+    if chosen http; then
+        offset=46
+        for connections in 64 1 1000; do
+            for server in evpl nginx hummingbird; do
+                [ "$server" = hummingbird ] && [ "$connections" != 64 ] && continue
+                read -r rps p50 p99 <<<"$(http_bench $server $((PORT + offset)) $connections)"
+                sample http_${server}_${connections}_rps "$rps"
+                sample http_${server}_${connections}_p50 "$p50"
+                sample http_${server}_${connections}_p99 "$p99"
+                offset=$((offset + 1))
+            done
+        done
     fi
     if chosen stream; then
         sample stream_socket "$(evpl_stream socket $((PORT + 12)))"

@@ -16,7 +16,7 @@ enum HTTPRequestFrame {
 }
 
 /// Splits a connection's byte stream into the frames of HTTP/1 requests,
-/// one decision at a time, as a ``Segmenter`` does: given the bytes not yet
+/// one decision at a time, as a `Segmenter` does: given the bytes not yet
 /// consumed, how many form the next frame and what they are.
 ///
 /// Body frames are views of the receive buffers, so bodies are never

@@ -9,7 +9,7 @@ import HTTPTypes
 /// read, the next one (pipelined or not) waits in the receive buffers until
 /// the response to this one has ended. A response can be written at once
 /// from the handler, or later from the loop's thread, whole
-/// (``respond(_:body:)``) or streamed (``writeHead(_:)``,
+/// (``respond(_:body:)-(_,UnsafeRawBufferPointer)``) or streamed (``writeHead(_:)``,
 /// ``writeBody(copying:)``, ``end(trailers:)``).
 ///
 /// The library decides the framing: every response gets a `Date`; a body
@@ -25,7 +25,7 @@ public final class HTTPServerConnection {
     /// The request being answered, from its head until its response ends.
     public private(set) var request: HTTPRequestHead?
     /// The application's state for this connection (the connection's own
-    /// ``Connection/context`` holds the HTTP layer).
+    /// `Connection.context` holds the HTTP layer).
     public var context: AnyObject?
 
     private let handler: HTTPServerHandler
@@ -71,7 +71,7 @@ public final class HTTPServerConnection {
     private static let lingerLimit = 16 << 20
 
     /// Serves `connection` as HTTP: sets its segmenter and handler, so call
-    /// it where a listener's new connection is set up (``EventLoop/attach(to:_:)``).
+    /// it where a listener's new connection is set up (`EventLoop.attach(to:_:)`).
     @discardableResult
     public static func serve(_ connection: Connection, configuration: HTTPServerConfiguration = .init(), handler: @escaping HTTPServerHandler) -> HTTPServerConnection {
         let server = HTTPServerConnection(connection: connection, configuration: configuration, handler: handler)
@@ -212,7 +212,7 @@ public final class HTTPServerConnection {
     /// the body's (unless the response sets it), and the head and a short
     /// body share one copy into the send queue.
     ///
-    /// - Throws: ``EvplError`` `.invalidState` when a response was already
+    /// - Throws: `EvplError` `.invalidState` when a response was already
     ///   started or the connection is over, or the connection's send error
     ///   (the connection is then closed: a response cut short cannot be framed).
     public func respond(_ response: HTTPResponse, body: UnsafeRawBufferPointer) throws(EvplError) {
@@ -235,7 +235,7 @@ public final class HTTPServerConnection {
     /// calls: with the response's own `Content-Length` if it sets one,
     /// otherwise chunked (or, to an HTTP/1.0 client, ended by closing).
     ///
-    /// - Throws: ``EvplError`` `.invalidState` when a response was already
+    /// - Throws: `EvplError` `.invalidState` when a response was already
     ///   started or the connection is over; `.invalidArgument` for a 1xx status.
     public func writeHead(_ response: HTTPResponse) throws(EvplError) {
         try checkNoResponse()
@@ -249,7 +249,7 @@ public final class HTTPServerConnection {
     /// Sends a copy of `bytes` as the next piece of the body (nothing, for
     /// a response that has none, such as one to HEAD).
     ///
-    /// - Throws: ``EvplError`` `.invalidState` outside a streamed response
+    /// - Throws: `EvplError` `.invalidState` outside a streamed response
     ///   or past its `Content-Length`, or the connection's send error.
     public func writeBody(copying bytes: UnsafeRawBufferPointer) throws(EvplError) {
         guard case .body(let coding) = response else {
@@ -274,7 +274,7 @@ public final class HTTPServerConnection {
     /// a body shorter than its `Content-Length` closes the connection
     /// instead, as nothing else could tell the client it was cut short.
     ///
-    /// - Throws: ``EvplError`` `.invalidState` when no response is under way.
+    /// - Throws: `EvplError` `.invalidState` when no response is under way.
     public func end(trailers: HTTPFields? = nil) throws(EvplError) {
         guard case .body(let coding) = response else {
             throw EvplError(.invalidState, operation: "end", context: "no response under way")

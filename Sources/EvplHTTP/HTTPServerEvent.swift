@@ -4,13 +4,13 @@ import HTTPTypes
 /// What an HTTP server connection reports to its handler, request by
 /// request: a head, its body in pieces, its end; and the connection's end.
 public enum HTTPServerEvent {
-    /// A request's head. Respond with ``HTTPServerConnection/respond(_:body:)``
+    /// A request's head. Respond with ``HTTPServerConnection/respond(_:body:)-(_,UnsafeRawBufferPointer)``
     /// or start a streamed response with ``HTTPServerConnection/writeHead(_:)``,
     /// now or after its body.
     case head(HTTPRequestHead)
     /// Bytes of the body, as received: a view of the receive buffers, valid
     /// only during the callback (copy them, or keep them with
-    /// ``ReceivedBytes/retainedIOVecs()``).
+    /// `ReceivedBytes.retainedIOVecs()`).
     case body(ReceivedBytes)
     /// The request is complete, with its trailer fields if a chunked body
     /// had any. The next request's head comes only once the response to
