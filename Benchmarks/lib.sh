@@ -237,10 +237,21 @@ HUMMINGBIRD=${HUMMINGBIRD:-Benchmarks/HummingbirdPeer/.build/release/hummingbird
 # wait_http PORT: until GET http://127.0.0.1:PORT/ answers 200 (at most 5 s).
 wait_http() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/" && return; sleep 0.05; done; }
 
-# http_bench SERVER PORT CONNECTIONS -> "requests/s p50_us p99_us": SERVER (evpl, nginx or
-# hummingbird) answers GET / with "hello world" on CPU 0 (one worker, one event loop), and
-# wrk -t1 -cCONNECTIONS on CPU 1 loads it for SECS over keep-alive connections. "nan" when wrk
-# saw an error or a non-2xx answer.
+# process_ticks PID -> the CPU time (user + system, clock ticks) of PID and its children.
+process_ticks() {
+    local total=0 pid fields
+    for pid in "$1" $(pgrep -P "$1"); do
+        read -r -a fields <"/proc/$pid/stat" 2>/dev/null || continue
+        total=$((total + fields[13] + fields[14]))
+    done
+    echo "$total"
+}
+
+# http_bench SERVER PORT CONNECTIONS -> "requests/s p50_us p99_us cpu_us": SERVER (evpl, nginx
+# or hummingbird) answers GET / with "hello world" on CPU 0 (one worker, one event loop), and
+# wrk -t1 -cCONNECTIONS on CPU 1 loads it for SECS over keep-alive connections; cpu_us is the
+# server's CPU time per request (user + system, its worker included). "nan" when wrk saw an
+# error or a non-2xx answer.
 http_bench() {
     local dir; dir=$(mktemp -d)
     case $1 in
@@ -267,12 +278,15 @@ CONF
     esac
     local pid=$!
     wait_http "$2"
-    taskset -c 1 wrk -t1 -c"$3" -d"${SECS}s" --latency "http://127.0.0.1:$2/" | awk '
+    local before; before=$(process_ticks $pid)
+    taskset -c 1 wrk -t1 -c"$3" -d"${SECS}s" --latency "http://127.0.0.1:$2/" >"$dir/wrk"
+    local ticks=$(( $(process_ticks $pid) - before ))
+    awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v secs="$SECS" '
         function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
         /Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = us($2) }
         $1 == "99%" { p99 = us($2) }
         /Non-2xx|Socket errors/ { bad = 1 }
-        END { if (bad || rps == "") print "nan nan nan"; else print rps, p50, p99 }'
+        END { if (bad || rps == "") print "nan nan nan nan"; else print rps, p50, p99, ticks / hz * 1e6 / (rps * secs) }' "$dir/wrk"
     stop_server $pid; rm -rf "$dir"
 }

@@ -110,11 +110,14 @@ if chosen http; then
     pair http "$HELLO" "requests/s" http_evpl_64_rps "evpl http" http_hummingbird_64_rps "Hummingbird 2"
     pair http "$HELLO" "µs at p50" http_evpl_64_p50 "evpl http" http_nginx_64_p50 "nginx, 1 worker"
     pair http "$HELLO" "µs at p99" http_evpl_64_p99 "evpl http" http_nginx_64_p99 "nginx, 1 worker"
+    pair http "$HELLO" "server CPU µs per request" http_evpl_64_cpu "evpl http" http_nginx_64_cpu "nginx, 1 worker"
     ONE="HTTP/1.1 GET hello world, keep-alive, wrk -t1 -c1, server CPU 0, wrk CPU 1"
     pair http "$ONE" "µs at p50" http_evpl_1_p50 "evpl http" http_nginx_1_p50 "nginx, 1 worker"
     pair http "$ONE" "requests/s" http_evpl_1_rps "evpl http" http_nginx_1_rps "nginx, 1 worker"
+    pair http "$ONE" "server CPU µs per request" http_evpl_1_cpu "evpl http" http_nginx_1_cpu "nginx, 1 worker"
     THOUSAND="HTTP/1.1 GET hello world, 1,000 keep-alive connections, wrk -t1, server CPU 0, wrk CPU 1"
     pair http "$THOUSAND" "requests/s" http_evpl_1000_rps "evpl http" http_nginx_1000_rps "nginx, 1 worker"
+    pair http "$THOUSAND" "server CPU µs per request" http_evpl_1000_cpu "evpl http" http_nginx_1000_cpu "nginx, 1 worker"
 fi
 if chosen stream; then
     for backend in "${BACKENDS[@]}"; do
@@ -201,8 +204,9 @@ for run in $(seq "$RUNS"); do
         for connections in 64 1 1000; do
             for server in evpl nginx hummingbird; do
                 [ "$server" = hummingbird ] && [ "$connections" != 64 ] && continue
-                read -r rps p50 p99 <<<"$(http_bench $server $((PORT + offset)) $connections)"
+                read -r rps p50 p99 cpu <<<"$(http_bench $server $((PORT + offset)) $connections)"
                 sample http_${server}_${connections}_rps "$rps"
+                sample http_${server}_${connections}_cpu "$cpu"
                 sample http_${server}_${connections}_p50 "$p50"
                 sample http_${server}_${connections}_p99 "$p99"
                 offset=$((offset + 1))

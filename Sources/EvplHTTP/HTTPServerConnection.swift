@@ -30,6 +30,10 @@ public final class HTTPServerConnection {
 
     private let handler: HTTPServerHandler
     private var decoder: HTTPRequestDecoder
+    private let headTimeout: Duration?
+    private let bodyTimeout: Duration?
+    /// The current head's deadline is set.
+    private var headDeadlineSet = false
     private var pendingFrame: HTTPRequestFrame?
     private var date = HTTPDate()
     /// The response head being built; its capacity is kept between responses.
@@ -89,6 +93,8 @@ public final class HTTPServerConnection {
         self.connection = connection
         self.handler = handler
         decoder = HTTPRequestDecoder(limits: configuration.limits)
+        headTimeout = configuration.headTimeout
+        bodyTimeout = configuration.bodyTimeout
         scratch.reserveCapacity(256)
     }
 
@@ -104,6 +110,11 @@ public final class HTTPServerConnection {
             guard lingeringBytes <= Self.lingerLimit else { return .failure("still sending \(Self.lingerLimit) bytes after the last response") }
             pendingFrame = .framing
             return .message(length: bytes.count)
+        }
+        if decoder.isBetweenRequests && !headDeadlineSet, let headTimeout {
+            // The first byte of a head: from now it has `headTimeout` to end.
+            headDeadlineSet = true
+            connection.setMessageDeadline(after: headTimeout)
         }
         guard let (frame, length) = decoder.nextFrame(in: bytes) else { return .needMoreBytes }
         pendingFrame = frame
@@ -135,6 +146,8 @@ public final class HTTPServerConnection {
     private func received(_ frame: HTTPRequestFrame, _ bytes: ReceivedBytes) {
         switch frame {
         case .head(let head):
+            headDeadlineSet = false
+            connection.setMessageDeadline(after: head.bodyFraming == .none ? nil : bodyTimeout)
             request = head
             requestComplete = false
             discardingBody = false
@@ -150,6 +163,7 @@ public final class HTTPServerConnection {
                 sendRaw(Self.continueResponse)
             }
         case .body:
+            if bodyTimeout != nil { connection.setMessageDeadline(after: bodyTimeout) }
             if !discardingBody { handler(self, .body(bytes)) }
             if decoder.completesRequest && connection.isOpen { requestEnded(trailers: nil) }
         case .framing:
@@ -163,6 +177,7 @@ public final class HTTPServerConnection {
 
     private func requestEnded(trailers: HTTPFields?) {
         requestComplete = true
+        if bodyTimeout != nil { connection.setMessageDeadline(after: nil) }
         if !discardingBody { handler(self, .end(trailers: trailers)) }
         // A response ended from the handler has moved on to the next request already.
         guard connection.isOpen, request != nil else { return }

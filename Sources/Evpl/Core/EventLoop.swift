@@ -145,6 +145,9 @@ public final class EventLoop {
         /// Connections ended because they stayed silent longer than
         /// ``ConnectionTimeouts/idle``.
         public var idleTimeouts: UInt64 = 0
+        /// Connections ended because a message took longer than the
+        /// deadline ``Connection/setMessageDeadline(after:)`` gave it.
+        public var messageTimeouts: UInt64 = 0
     }
 
     /// Creates a loop on the calling thread, which becomes its owner.

@@ -10,6 +10,29 @@ extension Connection {
         if timeouts.handshake != nil && state != .closed { loop.deadlines.update(self) }
     }
 
+    /// Gives the message being read now `limit` to arrive whole, from this
+    /// moment; `nil` clears the deadline. Past it the connection ends with
+    /// ``EvplError/Code/timedOut`` (counted in
+    /// ``EventLoop/Statistics/messageTimeouts``).
+    ///
+    /// For protocols whose peers could send a message slowly enough to
+    /// dodge the idle timeout: a byte every few seconds keeps a connection
+    /// active, but not its message on time. An HTTP server sets one when a
+    /// request's head starts and another while its body arrives. Setting
+    /// it costs two updates of the loop's deadline wheel, no system call.
+    public func setMessageDeadline(after limit: Duration?) {
+        checkThread()
+        guard state != .closed else { return }
+        if let limit, let nanoseconds = limit.wholeNanoseconds {
+            messageDeadline = MonotonicClock.nanoseconds() &+ max(nanoseconds, 1)
+            messageLimit = limit
+        } else {
+            guard messageDeadline != 0 else { return }
+            messageDeadline = 0
+        }
+        loop.deadlines.update(self)
+    }
+
     /// Marks the connection active now (the loop's clock of this
     /// iteration): a byte arrived or went out.
     @inline(__always)
@@ -28,6 +51,7 @@ extension Connection {
             let idleDeadline = max(lastActivity, startedAt) &+ idle
             deadline = min(deadline ?? .max, idleDeadline)
         }
+        if messageDeadline != 0 { deadline = min(deadline ?? .max, messageDeadline) }
         return deadline
     }
 
@@ -41,7 +65,10 @@ extension Connection {
     /// `.timedOut`, saying which limit it broke.
     func deadlinePassed(now: UInt64) {
         guard state != .closed else { return }
-        if !handshakeEnded, let handshake = timeouts.handshake, let limit = handshake.wholeNanoseconds, startedAt &+ limit <= now {
+        if messageDeadline != 0 && messageDeadline <= now {
+            loop.statistics.messageTimeouts &+= 1
+            tearDown(error: EvplError(.timedOut, operation: "message", context: "\(remoteAddress): a message not received whole within \(messageLimit)"))
+        } else if !handshakeEnded, let handshake = timeouts.handshake, let limit = handshake.wholeNanoseconds, startedAt &+ limit <= now {
             loop.statistics.handshakeTimeouts &+= 1
             tearDown(error: EvplError(.timedOut, operation: "handshake", context: "\(remoteAddress): no handshake within \(handshake)"))
         } else if let idle = timeouts.idle {

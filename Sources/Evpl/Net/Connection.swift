@@ -111,6 +111,11 @@ public final class Connection: PollSource {
     /// The handshake is over: the first message was delivered, or
     /// ``endHandshake()`` was called.
     var handshakeEnded = false
+    /// When the message being read must have arrived whole
+    /// (``setMessageDeadline(after:)``); 0 without one.
+    var messageDeadline: UInt64 = 0
+    /// The limit `messageDeadline` was set from, for the error that breaks it.
+    var messageLimit = Duration.zero
     /// Where the loop's ``ConnectionDeadlines`` keeps the connection; -1 when not there.
     var deadlineSlot = -1
     var deadlineIndex = 0

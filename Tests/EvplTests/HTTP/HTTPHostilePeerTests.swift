@@ -40,6 +40,55 @@ import Glibc
         #expect(elapsed < 3, "cut off after \(elapsed) s, with a 0.5 s handshake timeout")
     }
 
+    /// Sends `text` a byte every `interval` until the server closes or
+    /// `seconds` pass; returns how long the server took to close, or `nil`.
+    private func trickle(_ text: String, to client: RawHTTPClient, every interval: UInt32 = 100_000, for seconds: Double = 5,
+                         server: HTTPTestServer) throws -> Double? {
+        let started = MonotonicClock.nanoseconds()
+        for byte in text.utf8 {
+            let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            if elapsed > seconds { return nil }
+            guard client.send([byte]) else { return elapsed }
+            if try !served(server) { Issue.record("a well-behaved client was not served meanwhile") }
+            usleep(interval)
+        }
+        return client.closedByServer(seconds: 2) ? Double(MonotonicClock.nanoseconds() - started) / 1e9 : nil
+    }
+
+    @Test("a slow head on a kept connection is cut off at the head timeout, long after the handshake", arguments: StreamCase.backends)
+    func slowlorisOnKeptConnection(backend: EvplProtocol.Backend) throws {
+        let server = try HTTPTestServer(backend: backend, headTimeout: .milliseconds(500))
+        let client = try RawHTTPClient(server.address)
+        client.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(client.readResponse()?.status == 200)
+        let closedAfter = try trickle("GET /slow HTTP/1.1\r\nHost: h\r\n" + String(repeating: "X-Slow: 1\r\n", count: 10), to: client, server: server)
+        #expect(closedAfter != nil, "the slow head kept its connection")
+        #expect((closedAfter ?? 99) < 2, "cut off after \(closedAfter ?? 99) s with a 0.5 s head timeout")
+        #expect(try server.onLoop { $0.statistics.messageTimeouts } == 1)
+    }
+
+    @Test("a body that stalls is cut off at the body timeout; one that trickles steadily is served", arguments: StreamCase.backends)
+    func stalledBody(backend: EvplProtocol.Backend) throws {
+        let server = try HTTPTestServer(backend: backend, bodyTimeout: .milliseconds(500))
+        let stalled = try RawHTTPClient(server.address)
+        stalled.send("POST /stall HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+        let started = MonotonicClock.nanoseconds()
+        #expect(stalled.closedByServer(seconds: 3), "a stalled body kept its connection")
+        let waited = Double(MonotonicClock.nanoseconds() - started) / 1e9
+        #expect(waited < 2, "cut off after \(waited) s with a 0.5 s body timeout")
+
+        let steady = try RawHTTPClient(server.address)
+        steady.send("POST /steady HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n")
+        // 12 bytes over about 1.2 s: each arrives well within the timeout, the whole body does not.
+        for byte in "hello, world".utf8 {
+            #expect(steady.send([byte]))
+            usleep(100_000)
+        }
+        let response = steady.readResponse()
+        #expect(response?.status == 200)
+        #expect(response?.echoed["body"] == Array("hello, world".utf8).map { String(format2: $0) }.joined())
+    }
+
     /// Writes `next()` until the server stops taking bytes for
     /// `stallSeconds`, or, when `untilAnswered`, until it has something to
     /// read (as curl does, which reads while it uploads); returns the bytes

@@ -16,6 +16,7 @@ final class HTTPTestServer: Sendable {
     private let pool: EventLoopThreadPool<Void>
 
     init(backend: EvplProtocol.Backend = .socket, limits: HTTPLimits = .default, timeouts: ConnectionTimeouts = .none,
+         headTimeout: Duration? = .seconds(10), bodyTimeout: Duration? = .seconds(30),
          configure: @Sendable (inout EvplConfig) -> Void = { _ in },
          handler: @escaping @Sendable (HTTPServerConnection, HTTPServerEvent) -> Void = HTTPEchoHandler.handle) throws {
         var config = EvplConfig()
@@ -23,7 +24,7 @@ final class HTTPTestServer: Sendable {
         let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend), timeouts: timeouts)
         self.listener = listener
         address = listener.address
-        let configuration = HTTPServerConfiguration(limits: limits)
+        let configuration = HTTPServerConfiguration(limits: limits, headTimeout: headTimeout, bodyTimeout: bodyTimeout)
         pool = try EventLoopThreadPool(count: 1, config: config) { loop, _ in
             loop.serveHTTP(from: listener, configuration: configuration, handler: handler)
         }

@@ -129,6 +129,46 @@ struct TimeoutTests {
         expectNoLeaks(server.loop)
     }
 
+    @Test("a message deadline closes a connection whose message is late, even while it keeps sending; a cleared one closes nothing",
+          arguments: StreamCase.backends)
+    func messageDeadline(_ backend: EvplProtocol.Backend) throws {
+        // Each connection gets a 300 ms deadline at its first message, which
+        // the second connection's second message clears.
+        var messagesSeen: [ObjectIdentifier: Int] = [:]
+        let server = try Server(backend, timeouts: ConnectionTimeouts(idle: .seconds(10))) { connection in
+            let echo = connection.handler
+            connection.handler = { connection, event in
+                if case .received = event {
+                    let seen = messagesSeen[ObjectIdentifier(connection), default: 0] + 1
+                    messagesSeen[ObjectIdentifier(connection)] = seen
+                    connection.setMessageDeadline(after: seen == 1 ? .milliseconds(300) : nil)
+                }
+                echo(connection, event)
+            }
+        }
+        let late = HostilePeerTests.flood(server.listener.address, count: 1, sending: HostilePeerTests.frame([1]))
+        let cleared = HostilePeerTests.flood(server.listener.address, count: 1, sending: HostilePeerTests.frame([1]) + HostilePeerTests.frame([2]))
+        defer { (late + cleared).forEach { close($0) } }
+        let start = MonotonicClock.nanoseconds()
+        // The late client keeps the connection active with half a frame a byte at a time: only the deadline catches it.
+        var trickled = 0
+        let ticker = try server.loop.addTimer(every: .milliseconds(50)) { _ in
+            if trickled < 3 { _ = rawWriteAll(late[0], [0]) }
+            trickled += 1
+        }
+        try spin(server.loop, seconds: 5, "the late message's deadline") { server.ended == 1 }
+        let elapsed = Self.seconds(since: start)
+        #expect(elapsed >= 0.25 && elapsed < 1.2, "message deadline after \(elapsed) s")
+        try runLoop(server.loop, forMilliseconds: 600)
+        ticker.cancel()
+        #expect(server.ended == 1, "the connection whose deadline was cleared closed too")
+        let closed = try #require(server.logs.first { $0.disconnected > 0 })
+        #expect(closed.disconnectError?.code == .timedOut)
+        #expect(closed.disconnectError?.operation == "message")
+        #expect(server.loop.statistics.messageTimeouts == 1)
+        expectNoLeaks(server.loop)
+    }
+
     @Test("a TLS client that sends no ClientHello, or half of one, is closed at the handshake deadline", arguments: StreamCase.backends)
     func tlsHandshakeDeadline(_ backend: EvplProtocol.Backend) throws {
         let fixtures = try TLSFixtures.get()

@@ -15,7 +15,7 @@ let app = Application(
     configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port), serverName: nil),
     onServerRunning: { _ in
         print("listening on 127.0.0.1:\(port)")
-        fflush(stdout)
+        fflush(nil)
     },
     eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: 1))
 )
