@@ -2,12 +2,16 @@ import HTTPTypes
 
 /// How a message's body is delimited on the wire (RFC 9112 section 6).
 public enum HTTPBodyFraming: Sendable, Hashable {
-    /// No body: no `Content-Length` or `Transfer-Encoding` in a request.
+    /// No body: a request with no `Content-Length` or `Transfer-Encoding`;
+    /// a response to HEAD, or with status 1xx, 204 or 304.
     case none
     /// Exactly this many bytes (`Content-Length`).
     case length(Int)
     /// The chunked transfer coding, ended by a zero-size chunk and trailers.
     case chunked
+    /// The rest of the stream: a response with neither `Content-Length` nor
+    /// chunked coding ends when the server closes the connection.
+    case untilClose
 }
 
 /// A request's head as the server read it: the request in swift-http-types'

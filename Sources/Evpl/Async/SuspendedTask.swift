@@ -5,7 +5,7 @@
 /// Owners keep one for as long as they live (a connection's inbound side,
 /// its writer), so waiting allocates nothing: the continuation lives in
 /// the task, and a timer is made only when a deadline applies.
-final class SuspendedTask: @unchecked Sendable {
+package final class SuspendedTask: @unchecked Sendable {
     // Sendable because every member is touched only on the loop's thread:
     // `wait` and `resume` are called there, and the cancellation handler,
     // which may run on any thread, moves to the loop before touching
@@ -18,13 +18,13 @@ final class SuspendedTask: @unchecked Sendable {
     private var generation: UInt64 = 0
     private var timer: EvplTimer?
 
-    init(loop: EventLoop) {
+    package init(loop: EventLoop) {
         self.loop = loop
         self.executor = loop.executor
     }
 
     /// Whether a task is suspended here now.
-    var isWaiting: Bool { continuation != nil }
+    package var isWaiting: Bool { continuation != nil }
 
     /// Suspends the calling task, which runs on the loop, until ``resume()``.
     ///
@@ -34,7 +34,7 @@ final class SuspendedTask: @unchecked Sendable {
     ///     itself, without an error (a sleep).
     /// - Throws: ``EvplError`` `.cancelled` when the task is or becomes
     ///   cancelled, `.timedOut` when the enclosing deadline passes first.
-    nonisolated(nonsending) func wait(_ operation: String, wakeAt: UInt64? = nil) async throws(EvplError) {
+    nonisolated(nonsending) package func wait(_ operation: String, wakeAt: UInt64? = nil) async throws(EvplError) {
         precondition(continuation == nil, "two tasks wait on one \(operation)")
         generation &+= 1
         let waitGeneration = generation
@@ -74,7 +74,7 @@ final class SuspendedTask: @unchecked Sendable {
 
     /// Resumes the waiting task normally; does nothing when none waits.
     @inline(__always)
-    func resume() {
+    package func resume() {
         guard let continuation else { return }
         self.continuation = nil
         continuation.resume(returning: nil)

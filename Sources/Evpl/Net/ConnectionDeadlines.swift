@@ -6,8 +6,9 @@
 /// one store), so nothing moves in the wheel on the hot path: when a slot
 /// comes up, each connection in it either timed out or goes to the slot of
 /// its current deadline. Deadlines further out than a revolution come
-/// round again. The timer runs only while some connection has a deadline,
-/// so an idle loop without them still sleeps without waking.
+/// round again. The timer runs only while some connection has a deadline
+/// (and one tick after the last goes), so an idle loop without them still
+/// sleeps without waking.
 final class ConnectionDeadlines {
     /// Wheel resolution: a timeout fires up to this late.
     static let tick: UInt64 = 100_000_000
@@ -23,7 +24,6 @@ final class ConnectionDeadlines {
     /// The most deadlines at once since the wheel was last empty.
     private var peakCount = 0
     private var expired: [Connection] = []
-    private var advancing = false
 
     init(loop: EventLoop) {
         self.loop = loop
@@ -50,7 +50,9 @@ final class ConnectionDeadlines {
         }
         connection.deadlineSlot = -1
         count -= 1
-        if count == 0 && !advancing { stopTimer() }
+        // The timer stops at its next tick if the wheel is still empty then
+        // (``advance()``), not here: a deadline set and cleared per message
+        // would otherwise make and cancel a timer each time.
     }
 
     /// Stops the timer once no connection has a deadline. After a wave of
@@ -92,11 +94,7 @@ final class ConnectionDeadlines {
     private func advance() {
         let now = MonotonicClock.nanoseconds()
         let through = now / Self.tick
-        advancing = true
-        defer {
-            advancing = false
-            if count == 0 { stopTimer() }
-        }
+        defer { if count == 0 { stopTimer() } }
         while cursor <= through && count > 0 {
             let current = Int(cursor % UInt64(Self.slotCount))
             cursor += 1

@@ -90,6 +90,7 @@ enum HTTPEchoHandler {
         case .none: framing = "none"
         case .length(let length): framing = "length:\(length)"
         case .chunked: framing = "chunked"
+        case .untilClose: framing = "untilClose"
         }
         var lines = [
             "method=\(head.request.method.rawValue)",
