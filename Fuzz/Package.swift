@@ -21,6 +21,7 @@ let package = Package(
         fuzzTarget("FuzzBlockLocation"),
         fuzzTarget("FuzzTLSRecords", tls: true),
         fuzzTarget("FuzzHTTPRequest", http: true),
+        fuzzTarget("FuzzHTTPResponse", http: true),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,9 +13,10 @@
 #   iproute2       the network fault tests build hosts in network
 #                  namespaces (`ip netns`, veth pairs) and rate-limit with tc.
 #   nftables       those tests drop and reset traffic between the hosts.
-#   curl, python3, wrk
+#   curl, python3, wrk, nginx-light
 #                  the HTTP tests' real peers: curl and Python's http.client
-#                  and urllib as clients, wrk as a load generator.
+#                  and urllib as clients, wrk as a load generator, Python's
+#                  http.server and nginx as servers for the client.
 #
 # Run it as root, or as a user who may use sudo.
 #
@@ -33,6 +34,7 @@ command -v nft >/dev/null || missing+=(nftables)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

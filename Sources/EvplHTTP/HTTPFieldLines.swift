@@ -3,6 +3,24 @@ import HTTPTypes
 /// Reads the field lines of a header or trailer section (RFC 9112
 /// section 5): `field-name ":" OWS field-value OWS CRLF`, strictly.
 enum HTTPFieldLines {
+    /// The start line (without its CRLF) and the field section (each line
+    /// with its CRLF, the empty line left out) of a whole head.
+    static func splitHead(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> (startLine: UnsafeRawBufferPointer, section: UnsafeRawBufferPointer) {
+        var lineEnd = 0
+        while lineEnd < bytes.count && bytes[lineEnd] != HTTPSyntax.cr && bytes[lineEnd] != HTTPSyntax.lf { lineEnd += 1 }
+        guard lineEnd + 1 < bytes.count, bytes[lineEnd] == HTTPSyntax.cr, bytes[lineEnd + 1] == HTTPSyntax.lf else {
+            throw HTTPParseError(.bareLineBreak, "a CR or LF alone in the start line")
+        }
+        return (UnsafeRawBufferPointer(rebasing: bytes[0..<lineEnd]), UnsafeRawBufferPointer(rebasing: bytes[(lineEnd + 2)..<(bytes.count - 2)]))
+    }
+
+    /// Empty fields with room for `section`'s lines: one allocation instead of one per doubling.
+    static func fields(reservedFor section: UnsafeRawBufferPointer) -> HTTPFields {
+        var fields = HTTPFields()
+        fields.reserveCapacity(section.reduce(0) { $1 == HTTPSyntax.lf ? $0 + 1 : $0 })
+        return fields
+    }
+
     /// Calls `body` with the name and trimmed value of each field line of
     /// `section`, which holds whole lines, each ending in CRLF, and no
     /// empty line. Throws at the first malformed line, or past `maximumCount`

@@ -6,67 +6,29 @@ enum HTTPRequestHeadParser {
     /// The head in `bytes`, which starts with the request line and ends
     /// with the CRLF of the empty line.
     static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
-        var lineEnd = 0
-        while lineEnd < bytes.count && bytes[lineEnd] != HTTPSyntax.cr && bytes[lineEnd] != HTTPSyntax.lf { lineEnd += 1 }
-        guard lineEnd + 1 < bytes.count, bytes[lineEnd] == HTTPSyntax.cr, bytes[lineEnd + 1] == HTTPSyntax.lf else {
-            throw HTTPParseError(.bareLineBreak, "in the request line")
-        }
-        let line = UnsafeRawBufferPointer(rebasing: bytes[0..<lineEnd])
+        let (line, section) = try HTTPFieldLines.splitHead(bytes)
         let (method, target, version) = try requestLine(line)
-
-        let section = UnsafeRawBufferPointer(rebasing: bytes[(lineEnd + 2)..<(bytes.count - 2)])
-        var fields = HTTPFields()
-        // One allocation for the fields instead of one per doubling.
-        fields.reserveCapacity(section.reduce(0) { $1 == HTTPSyntax.lf ? $0 + 1 : $0 })
+        var fields = HTTPFieldLines.fields(reservedFor: section)
         var hosts = 0
         var host: UnsafeRawBufferPointer?
-        var contentLengths = 0
-        var contentLength: Int?
-        var transferEncoding = false
-        var chunked = false
-        var close = false
-        var keepAliveToken = false
+        var framingFields = HTTPFramingFields()
         var expectsContinue = false
         try HTTPFieldLines.forEach(in: section, maximumCount: limits.fieldCount) { (name, value) throws(HTTPParseError) in
-            switch name.count {
-            case 4 where HTTPSyntax.equalsIgnoringCase(name, "host"):
+            if name.count == 4 && HTTPSyntax.equalsIgnoringCase(name, "host") {
                 hosts += 1
                 host = value
                 return
-            case 6 where HTTPSyntax.equalsIgnoringCase(name, "expect"):
+            }
+            if name.count == 6 && HTTPSyntax.equalsIgnoringCase(name, "expect") {
                 guard HTTPSyntax.equalsIgnoringCase(value, "100-continue") else {
                     throw HTTPParseError(.unsupportedExpectation, "Expect: \(String(decoding: value, as: UTF8.self))")
                 }
                 expectsContinue = true
-            case 10 where HTTPSyntax.equalsIgnoringCase(name, "connection"):
-                HTTPSyntax.forEachListElement(value) { option in
-                    if HTTPSyntax.equalsIgnoringCase(option, "close") { close = true }
-                    if HTTPSyntax.equalsIgnoringCase(option, "keep-alive") { keepAliveToken = true }
-                    return true
-                }
-            case 14 where HTTPSyntax.equalsIgnoringCase(name, "content-length"):
-                contentLengths += 1
-                contentLength = try Self.contentLength(value, limits: limits)
-            case 17 where HTTPSyntax.equalsIgnoringCase(name, "transfer-encoding"):
-                transferEncoding = true
-                try Self.transferCodings(value, chunked: &chunked)
-            default:
-                break
             }
+            try framingFields.observe(name: name, value: value)
             fields.append(try HTTPFieldLines.field(name: name, value: value))
         }
-
-        // RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
-        if transferEncoding && version.minor == 0 {
-            throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding in an HTTP/1.0 request")
-        }
-        if transferEncoding && contentLengths > 0 {
-            throw HTTPParseError(.conflictingFraming, "both Content-Length and Transfer-Encoding")
-        }
-        if contentLengths > 1 { throw HTTPParseError(.invalidContentLength, "Content-Length repeated") }
-        if transferEncoding && !chunked {
-            throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding does not end with chunked")
-        }
+        let framing = try Self.framing(framingFields, version: version, limits: limits)
 
         var authority: String?
         let path: String
@@ -89,19 +51,11 @@ enum HTTPRequestHeadParser {
             if authority == nil { authority = String(decoding: host, as: UTF8.self) }
         }
 
-        let framing: HTTPBodyFraming
-        if chunked {
-            framing = .chunked
-        } else if let contentLength, contentLength > 0 {
-            framing = .length(contentLength)
-        } else {
-            framing = .none
-        }
         guard let requestMethod = HTTPRequest.Method(String(decoding: method, as: UTF8.self)) else {
             throw HTTPParseError(.invalidMethod)
         }
         let request = HTTPRequest(method: requestMethod, scheme: scheme, authority: authority, path: path, headerFields: fields)
-        let keepAlive = version.minor == 0 ? keepAliveToken && !close : !close
+        let keepAlive = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
         return HTTPRequestHead(request: request, version: version, keepAlive: keepAlive,
                                expectsContinue: expectsContinue && version.minor >= 1 && framing != .none, bodyFraming: framing)
     }
@@ -140,49 +94,24 @@ enum HTTPRequestHeadParser {
         return HTTPVersion(major: 1, minor: min(minor, 1))
     }
 
-    /// A `Content-Length` value: `1*DIGIT` and no more than the body limit.
-    private static func contentLength(_ value: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> Int {
-        guard !value.isEmpty else { throw HTTPParseError(.invalidContentLength, "empty") }
-        var length = 0
-        for byte in value {
-            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else {
-                throw HTTPParseError(.invalidContentLength, "\"\(String(decoding: value.prefix(32), as: UTF8.self))\"")
-            }
-            length = length * 10 + Int(byte - UInt8(ascii: "0"))
-            // Past the limit nothing else matters (and the number cannot overflow).
-            if length > limits.body { throw HTTPParseError(.bodyTooLarge, "Content-Length above \(limits.body)") }
-        }
-        return length
-    }
-
-    /// Checks a `Transfer-Encoding` list: chunked once and last, no other coding.
-    private static func transferCodings(_ value: UnsafeRawBufferPointer, chunked: inout Bool) throws(HTTPParseError) {
-        var failure: HTTPParseError?
-        var sawCoding = false
-        HTTPSyntax.forEachListElement(value) { coding in
-            sawCoding = true
-            if chunked {
-                // Anything after chunked, chunked again included, leaves the length unknowable.
-                failure = HTTPParseError(.invalidTransferEncoding, "a coding after chunked")
-                return false
-            }
-            if HTTPSyntax.equalsIgnoringCase(coding, "chunked") {
-                chunked = true
-            } else if failure == nil {
-                failure = coding.allSatisfy(HTTPSyntax.isTokenByte)
-                    ? HTTPParseError(.unsupportedTransferCoding, String(decoding: coding, as: UTF8.self))
-                    : HTTPParseError(.invalidTransferEncoding, "a coding that is not a token")
-            }
-            return true
-        }
-        if !sawCoding { failure = HTTPParseError(.invalidTransferEncoding, "empty") }
-        if let failure {
+    /// The body's framing by RFC 9112 section 6.3 for requests: a length,
+    /// chunked, or none; every ambiguity refused.
+    private static func framing(_ fields: HTTPFramingFields, version: HTTPVersion, limits: HTTPLimits) throws(HTTPParseError) -> HTTPBodyFraming {
+        if fields.transferEncoding {
+            // Section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+            guard version.minor >= 1 else { throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding in an HTTP/1.0 request") }
+            guard fields.contentLengthCount == 0 else { throw HTTPParseError(.conflictingFraming, "both Content-Length and Transfer-Encoding") }
+            guard !fields.malformedCoding else { throw HTTPParseError(.invalidTransferEncoding, "a coding that is not a token") }
+            guard !fields.codingAfterChunked else { throw HTTPParseError(.invalidTransferEncoding, "a coding after chunked") }
+            guard fields.chunkedLast else { throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding does not end with chunked") }
             // A coding we lack matters only once the framing is otherwise sound.
-            if failure.kind == .unsupportedTransferCoding && !chunked {
-                throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding does not end with chunked")
-            }
-            throw failure
+            if let other = fields.otherCoding { throw HTTPParseError(.unsupportedTransferCoding, other) }
+            return .chunked
         }
+        guard fields.contentLengthCount <= 1 else { throw HTTPParseError(.invalidContentLength, "Content-Length repeated") }
+        guard let length = fields.contentLength, length > 0 else { return .none }
+        guard length <= limits.body else { throw HTTPParseError(.bodyTooLarge, "Content-Length above \(limits.body)") }
+        return .length(length)
     }
 
     private enum TargetForm {

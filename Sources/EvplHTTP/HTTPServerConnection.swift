@@ -92,7 +92,7 @@ public final class HTTPServerConnection {
     private init(connection: Connection, configuration: HTTPServerConfiguration, handler: @escaping HTTPServerHandler) {
         self.connection = connection
         self.handler = handler
-        decoder = HTTPRequestDecoder(limits: configuration.limits)
+        decoder = HTTPRequestDecoder(parser: HTTPRequestHeads(), limits: configuration.limits)
         headTimeout = configuration.headTimeout
         bodyTimeout = configuration.bodyTimeout
         scratch.reserveCapacity(256)
@@ -111,7 +111,7 @@ public final class HTTPServerConnection {
             pendingFrame = .framing
             return .message(length: bytes.count)
         }
-        if decoder.isBetweenRequests && !headDeadlineSet, let headTimeout {
+        if decoder.isBetweenMessages && !headDeadlineSet, let headTimeout {
             // The first byte of a head: from now it has `headTimeout` to end.
             headDeadlineSet = true
             connection.setMessageDeadline(after: headTimeout)
@@ -129,7 +129,7 @@ public final class HTTPServerConnection {
             received(frame, bytes)
         case .inputClosed:
             peerEnded = true
-            if finishing || (request == nil && decoder.isBetweenRequests) {
+            if finishing || (request == nil && decoder.isBetweenMessages) {
                 finish()
             } else if !requestComplete {
                 // The request was cut short: there is nothing to answer.
@@ -156,7 +156,7 @@ public final class HTTPServerConnection {
             closeAfterResponse = !head.keepAlive
             handler(self, .head(head))
             guard connection.isOpen else { return }
-            if decoder.completesRequest {
+            if decoder.completesMessage {
                 requestEnded(trailers: nil)
             } else if head.expectsContinue, case .none = response {
                 continueSent = true
@@ -165,8 +165,8 @@ public final class HTTPServerConnection {
         case .body:
             if bodyTimeout != nil { connection.setMessageDeadline(after: bodyTimeout) }
             if !discardingBody { handler(self, .body(bytes)) }
-            if decoder.completesRequest && connection.isOpen { requestEnded(trailers: nil) }
-        case .framing:
+            if decoder.completesMessage && connection.isOpen { requestEnded(trailers: nil) }
+        case .framing, .informational:
             break
         case .end(let trailers):
             requestEnded(trailers: trailers)

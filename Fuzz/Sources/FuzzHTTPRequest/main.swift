@@ -16,7 +16,7 @@ let limits = HTTPLimits(requestLine: 64, fieldSection: 256, fieldCount: 8, body:
 
 /// What the decoder read from `stream` cut into pieces by `seed`.
 func read(_ stream: [UInt8], seed: UInt64, on loop: EventLoop) -> [String] {
-    var decoder = HTTPRequestDecoder(limits: limits)
+    var decoder = HTTPRequestDecoder(parser: HTTPRequestHeads(), limits: limits)
     var frame: HTTPRequestFrame?
     var log: [String] = []
     var body: [UInt8] = []
@@ -35,14 +35,14 @@ func read(_ stream: [UInt8], seed: UInt64, on loop: EventLoop) -> [String] {
         case .head(let head):
             flushBody()
             log.append("head \(head.request.method) \(head.request.path ?? "") \(head.version) \(head.bodyFraming) \(head.keepAlive) \(head.request.headerFields.count)")
-            if decoder.completesRequest { log.append("end") }
+            if decoder.completesMessage { log.append("end") }
         case .body:
             body += bytes.array
-            if decoder.completesRequest {
+            if decoder.completesMessage {
                 flushBody()
                 log.append("end")
             }
-        case .framing:
+        case .framing, .informational:
             break
         case .end(let trailers):
             flushBody()

@@ -8,11 +8,16 @@ import Glibc
 /// Clients out to hold a server's memory or connections: each is cut off
 /// or held to a stated bound, and a well-behaved client is served meanwhile.
 @Suite struct HTTPHostilePeerTests {
-    /// A well-behaved request gets its answer.
-    private func served(_ server: HTTPTestServer) throws -> Bool {
+    /// A well-behaved request gets its answer; records what it got otherwise.
+    private func served(_ server: HTTPTestServer, sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
         let client = try RawHTTPClient(server.address)
         client.send("GET /fine HTTP/1.1\r\nHost: h\r\n\r\n")
-        return client.readResponse()?.echoed["target"] == "/fine"
+        let response = client.readResponse()
+        guard response?.echoed["target"] == "/fine" else {
+            Issue.record("a well-behaved client got \(response.map { "\($0)" } ?? "no response (closed: \(client.peerClosed))")", sourceLocation: sourceLocation)
+            return false
+        }
+        return true
     }
 
     /// Buffers the server's loop holds for itself (not lent to the kernel's ring).
@@ -22,22 +27,23 @@ import Glibc
 
     @Test("slowloris: a head sent a byte at a time is cut off at the handshake timeout", arguments: StreamCase.backends)
     func slowloris(backend: EvplProtocol.Backend) throws {
-        let server = try HTTPTestServer(backend: backend, timeouts: ConnectionTimeouts(handshake: .milliseconds(500)))
+        // 1 s: the well-behaved clients, on the same listener, must make it under ThreadSanitizer on a loaded machine.
+        let server = try HTTPTestServer(backend: backend, timeouts: ConnectionTimeouts(handshake: .seconds(1)))
         let client = try RawHTTPClient(server.address)
         client.send("GET / HTTP/1.1\r\nHost: h\r\n")
         let started = MonotonicClock.nanoseconds()
         var cutOff = false
-        while MonotonicClock.nanoseconds() - started < 5_000_000_000 {
+        while MonotonicClock.nanoseconds() - started < 8_000_000_000 {
             guard client.send(Array("X-Slow: 1\r\n".utf8), .byteAtATime) else {
                 cutOff = true
                 break
             }
-            if try !served(server) { Issue.record("a well-behaved client was not served during the attack") }
+            _ = try served(server)
             usleep(100_000)
         }
         #expect(cutOff || client.closedByServer(seconds: 1), "the slow client kept its connection")
         let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
-        #expect(elapsed < 3, "cut off after \(elapsed) s, with a 0.5 s handshake timeout")
+        #expect(elapsed < 5, "cut off after \(elapsed) s, with a 1 s handshake timeout")
     }
 
     /// Sends `text` a byte every `interval` until the server closes or
@@ -49,7 +55,7 @@ import Glibc
             let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
             if elapsed > seconds { return nil }
             guard client.send([byte]) else { return elapsed }
-            if try !served(server) { Issue.record("a well-behaved client was not served meanwhile") }
+            _ = try served(server)
             usleep(interval)
         }
         return client.closedByServer(seconds: 2) ? Double(MonotonicClock.nanoseconds() - started) / 1e9 : nil
@@ -57,13 +63,13 @@ import Glibc
 
     @Test("a slow head on a kept connection is cut off at the head timeout, long after the handshake", arguments: StreamCase.backends)
     func slowlorisOnKeptConnection(backend: EvplProtocol.Backend) throws {
-        let server = try HTTPTestServer(backend: backend, headTimeout: .milliseconds(500))
+        let server = try HTTPTestServer(backend: backend, headTimeout: .seconds(1))
         let client = try RawHTTPClient(server.address)
         client.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
         #expect(client.readResponse()?.status == 200)
-        let closedAfter = try trickle("GET /slow HTTP/1.1\r\nHost: h\r\n" + String(repeating: "X-Slow: 1\r\n", count: 10), to: client, server: server)
+        let closedAfter = try trickle("GET /slow HTTP/1.1\r\nHost: h\r\n" + String(repeating: "X-Slow: 1\r\n", count: 10), to: client, for: 8, server: server)
         #expect(closedAfter != nil, "the slow head kept its connection")
-        #expect((closedAfter ?? 99) < 2, "cut off after \(closedAfter ?? 99) s with a 0.5 s head timeout")
+        #expect((closedAfter ?? 99) < 4, "cut off after \(closedAfter ?? 99) s with a 1 s head timeout")
         #expect(try server.onLoop { $0.statistics.messageTimeouts } == 1)
     }
 
@@ -134,7 +140,7 @@ import Glibc
         // the 32 buffers of its ring.
         let bound = 24 + (backend == .ioUring ? 32 : 0)
         #expect(held <= bound, "\(held) buffers held for one client that reads nothing (bound \(bound))")
-        #expect(try served(server))
+        _ = try served(server)
     }
 
     @Test("a chunked upload past the body limit gets 413 after about the limit, then is cut off", arguments: StreamCase.backends)
@@ -156,6 +162,6 @@ import Glibc
         let afterAnswer = writeUntilStalled(client.fd, stallSeconds: 5, limit: 1 << 30) { chunk }
         #expect(afterAnswer < 48 << 20, "\(afterAnswer) bytes taken after the 413")
         #expect(try buffersHeld(server) <= 8)
-        #expect(try served(server))
+        _ = try served(server)
     }
 }

@@ -1,0 +1,214 @@
+import Evpl
+import HTTPTypes
+
+/// An HTTP/1.1 client on one event loop, with a pool of kept-alive
+/// connections per host and port.
+///
+/// Requests are swift-http-types' `HTTPRequest`s: `authority` names the
+/// host and port, `path` the target. A connection carries one request at a
+/// time; concurrent requests to one host open more connections, and the
+/// pool keeps up to ``HTTPClientConfiguration/idleConnectionsPerHost`` of
+/// them once their responses end. A kept connection the server closed
+/// meanwhile is noticed when a request on it fails before any response
+/// byte: an idempotent request is then sent again, once, on a new
+/// connection. Everything happens on the loop's thread.
+public final class HTTPClient {
+    /// The loop every connection runs on.
+    public let loop: EventLoop
+    /// How connections are made and responses read.
+    public let configuration: HTTPClientConfiguration
+    private var idle: [String: [HTTPClientConnection]] = [:]
+
+    /// A client on `loop` (call it on the loop's thread).
+    public init(loop: EventLoop, configuration: HTTPClientConfiguration = .init()) {
+        self.loop = loop
+        self.configuration = configuration
+    }
+
+    /// Kept-alive connections waiting for a request, over every host.
+    public var idleConnectionCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    /// Sends `request` with `body` and reports the response to `handler`,
+    /// on the loop. A body goes with its `Content-Length` (POST, PUT and
+    /// PATCH always get one). The request's `Host` is its `authority`.
+    public func execute(_ request: HTTPRequest, body: [UInt8] = [], handler: @escaping HTTPClientHandler) {
+        let exchange: HTTPClientConnection.Exchange
+        do {
+            exchange = try Self.exchange(request, body: body, handler: handler)
+        } catch {
+            handler(.failed(error))
+            return
+        }
+        send(exchange, reusing: true)
+    }
+
+    /// Sends `request` with `body` and returns the whole response. Call it
+    /// from a task running on the loop (`Task(executorPreference:
+    /// loop.executor)`).
+    ///
+    /// - Throws: ``HTTPClientError``: the request's failure, `.bodyTooLarge`
+    ///   past ``HTTPLimits/body``, `.cancelled` when the task is cancelled.
+    nonisolated(nonsending) public func execute(_ request: HTTPRequest, body: [UInt8] = []) async throws(HTTPClientError) -> HTTPClientResponse {
+        let state = AsyncExchange(loop: loop)
+        let limit = configuration.limits.body
+        execute(request, body: body) { event in
+            switch event {
+            case .head(let head):
+                state.head = head
+            case .body(let bytes):
+                guard state.result == nil else { return }
+                if state.body.count + bytes.count > limit {
+                    state.result = .failure(HTTPClientError(.bodyTooLarge, "more than \(limit) bytes"))
+                    state.waiter.resume()
+                    return
+                }
+                bytes.forEachSegment { state.body.append(contentsOf: $0) }
+            case .end(let trailers):
+                guard state.result == nil, let head = state.head else { return }
+                state.result = .success(HTTPClientResponse(head: head, body: state.body, trailers: trailers))
+                state.waiter.resume()
+            case .failed(let error):
+                guard state.result == nil else { return }
+                state.result = .failure(error)
+                state.waiter.resume()
+            }
+        }
+        while state.result == nil {
+            do throws(EvplError) {
+                try await state.waiter.wait("HTTP response")
+            } catch {
+                throw HTTPClientError(error.code == .timedOut ? .timedOut : .cancelled, error.description, underlying: error)
+            }
+        }
+        return try state.result!.get()
+    }
+
+    /// Closes every kept-alive connection; requests in flight go on.
+    public func closeIdleConnections() {
+        let connections = idle.values.flatMap { $0 }
+        idle.removeAll()
+        for client in connections { client.connection.finish() }
+    }
+
+    // MARK: The pool
+
+    func send(_ exchange: HTTPClientConnection.Exchange, reusing: Bool) {
+        if reusing, var kept = idle[exchange.key], let connection = kept.popLast() {
+            idle[exchange.key] = kept.isEmpty ? nil : kept
+            connection.send(exchange)
+            return
+        }
+        do {
+            // The connection's context holds the client connection (no cycle through the handler).
+            let connection = try loop.connect(to: exchange.address, protocol: configuration.evplProtocol) { connection, event in
+                (connection.context as? HTTPClientConnection)?.handle(event)
+            }
+            let client = HTTPClientConnection(connection: connection, key: exchange.key, client: self)
+            connection.context = client
+            client.send(exchange)
+        } catch {
+            exchange.handler(.failed(HTTPClientError(.connect, "\(exchange.address)", underlying: error)))
+        }
+    }
+
+    /// Sends an exchange again on a new connection.
+    func resend(_ exchange: HTTPClientConnection.Exchange) {
+        send(exchange, reusing: false)
+    }
+
+    /// Keeps a connection whose response ended, while the pool has room.
+    func park(_ connection: HTTPClientConnection) {
+        var kept = idle[connection.key] ?? []
+        guard kept.count < configuration.idleConnectionsPerHost else {
+            connection.connection.finish()
+            return
+        }
+        kept.append(connection)
+        idle[connection.key] = kept
+    }
+
+    /// A connection ended: it leaves the pool.
+    func forget(_ connection: HTTPClientConnection) {
+        connection.connection.context = nil
+        guard var kept = idle[connection.key], let index = kept.firstIndex(where: { $0 === connection }) else { return }
+        kept.remove(at: index)
+        idle[connection.key] = kept.isEmpty ? nil : kept
+    }
+
+    // MARK: Requests on the wire
+
+    /// The request's bytes and where they go.
+    static func exchange(_ request: HTTPRequest, body: [UInt8], handler: @escaping HTTPClientHandler) throws(HTTPClientError) -> HTTPClientConnection.Exchange {
+        guard let authority = request.authority, !authority.isEmpty else {
+            throw HTTPClientError(.invalidRequest, "no authority (host and port) in the request")
+        }
+        let defaultPort: UInt16 = request.scheme == "https" ? 443 : 80
+        let (host, port) = try hostAndPort(authority, defaultPort: defaultPort)
+        let address: SocketAddress
+        do {
+            address = try SocketAddress(host: host, port: port)
+        } catch {
+            throw HTTPClientError(.invalidRequest, "\(authority) does not resolve", underlying: error)
+        }
+        var wire: [UInt8] = []
+        wire.reserveCapacity(256 + body.count)
+        wire += request.method.rawValue.utf8
+        wire.append(HTTPSyntax.space)
+        wire += (request.path ?? "/").utf8
+        wire += Array(" HTTP/1.1\r\nHost: ".utf8)
+        wire += authority.utf8
+        wire += [HTTPSyntax.cr, HTTPSyntax.lf]
+        for field in request.headerFields {
+            switch field.name {
+            case .contentLength, .transferEncoding: continue
+            default: break
+            }
+            if field.name.canonicalName == "host" { continue }
+            wire += field.name.rawName.utf8
+            wire += Array(": ".utf8)
+            wire += field.value.utf8
+            wire += [HTTPSyntax.cr, HTTPSyntax.lf]
+        }
+        if !body.isEmpty || [.post, .put, .patch].contains(request.method) {
+            wire += Array("Content-Length: \(body.count)\r\n".utf8)
+        }
+        wire += [HTTPSyntax.cr, HTTPSyntax.lf]
+        wire += body
+        let idempotent: Bool = [.get, .head, .put, .delete, .options, .trace].contains(request.method)
+        return HTTPClientConnection.Exchange(method: request.method, wire: wire, handler: handler, idempotent: idempotent,
+                                             key: "\(host):\(port)", address: address)
+    }
+
+    /// `host[:port]`, with IPv6 literals in brackets.
+    static func hostAndPort(_ authority: String, defaultPort: UInt16) throws(HTTPClientError) -> (String, UInt16) {
+        var host = Substring(authority)
+        var port = defaultPort
+        if let at = host.lastIndex(of: "@") { host = host[host.index(after: at)...] }
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { throw HTTPClientError(.invalidRequest, "an unclosed IPv6 literal in \(authority)") }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if rest.hasPrefix(":") {
+                guard let parsed = UInt16(rest.dropFirst()) else { throw HTTPClientError(.invalidRequest, "port of \(authority)") }
+                port = parsed
+            }
+        } else if let colon = host.lastIndex(of: ":") {
+            guard let parsed = UInt16(host[host.index(after: colon)...]) else { throw HTTPClientError(.invalidRequest, "port of \(authority)") }
+            port = parsed
+            host = host[..<colon]
+        }
+        return (String(host), port)
+    }
+}
+
+/// The state an awaited request fills in, on the loop.
+private final class AsyncExchange {
+    let waiter: SuspendedTask
+    var head: HTTPResponseHead?
+    var body: [UInt8] = []
+    var result: Result<HTTPClientResponse, HTTPClientError>?
+
+    init(loop: EventLoop) {
+        waiter = SuspendedTask(loop: loop)
+    }
+}

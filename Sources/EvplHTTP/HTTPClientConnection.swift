@@ -1,0 +1,157 @@
+import Evpl
+import HTTPTypes
+
+/// One connection of an ``HTTPClient``: it sends one request at a time and
+/// frames the response with ``HTTPResponseDecoder``.
+final class HTTPClientConnection {
+    /// A request in flight on this connection.
+    struct Exchange {
+        let method: HTTPRequest.Method
+        /// The whole request (head and body), kept to send again on a fresh
+        /// connection if a kept one turns out to have been closed.
+        let wire: [UInt8]
+        let handler: HTTPClientHandler
+        /// Whether it may be sent twice (RFC 9110 section 9.2.2).
+        let idempotent: Bool
+        let key: String
+        let address: SocketAddress
+    }
+
+    let connection: Connection
+    let key: String
+    private unowned let client: HTTPClient
+    private var decoder: HTTPResponseDecoder
+    private var pendingFrame: HTTPResponseFrame?
+    private(set) var exchange: Exchange?
+    /// A byte of the current response has arrived: sending the request again would be wrong.
+    private var responseStarted = false
+    private var keepAlive = false
+    /// The connection served a request before this one.
+    private(set) var reused = false
+    private var connected = false
+
+    init(connection: Connection, key: String, client: HTTPClient) {
+        self.connection = connection
+        self.key = key
+        self.client = client
+        decoder = HTTPResponseDecoder(parser: HTTPResponseHeads(), limits: client.configuration.limits)
+        connection.segmenter = { [unowned self] bytes in segment(bytes) }
+    }
+
+    /// Sends `exchange`'s request; its events go to its handler.
+    func send(_ exchange: Exchange) {
+        self.exchange = exchange
+        responseStarted = false
+        decoder.parser.method = exchange.method
+        // From now: the connect, if any, and the response's head must come within the limit.
+        if let timeout = client.configuration.responseTimeout { connection.setMessageDeadline(after: timeout) }
+        do {
+            try connection.send(exchange.wire)
+        } catch {
+            fail(HTTPClientError(.closedEarly, "the request could not be sent", underlying: error))
+            connection.close()
+        }
+    }
+
+    private func segment(_ bytes: ReceivedBytes) -> SegmentDecision {
+        guard let (frame, length) = decoder.nextFrame(in: bytes) else { return .needMoreBytes }
+        pendingFrame = frame
+        return .message(length: length)
+    }
+
+    /// The connection's handler.
+    func handle(_ event: ConnectionEvent) {
+        switch event {
+        case .connected:
+            connected = true
+        case .received(let bytes):
+            guard let frame = pendingFrame else { return }
+            pendingFrame = nil
+            received(frame, bytes)
+        case .inputClosed:
+            guard exchange != nil else { return }
+            if decoder.readsUntilClose {
+                // The body that ends with the stream has ended.
+                keepAlive = false
+                complete(trailers: nil)
+            } else {
+                retryOrFail(HTTPClientError(.closedEarly, "the server ended the stream before the response ended"))
+            }
+        case .disconnected(let error):
+            client.forget(self)
+            guard exchange != nil else { return }
+            if error?.code == .timedOut {
+                fail(HTTPClientError(.timedOut, "no response within \(client.configuration.responseTimeout.map { "\($0)" } ?? "the limit")", underlying: error))
+            } else if !connected {
+                fail(HTTPClientError(.connect, "\(connection.remoteAddress)", underlying: error))
+            } else {
+                retryOrFail(HTTPClientError(.closedEarly, "the connection ended before the response did", underlying: error))
+            }
+        case .writable, .sent:
+            break
+        }
+    }
+
+    private func received(_ frame: HTTPResponseFrame, _ bytes: ReceivedBytes) {
+        guard let exchange else {
+            // Bytes no request asked for: the server's framing cannot be trusted.
+            connection.close()
+            return
+        }
+        responseStarted = true
+        switch frame {
+        case .informational, .framing:
+            break
+        case .head(let head):
+            keepAlive = head.keepAlive
+            if let timeout = client.configuration.responseTimeout {
+                connection.setMessageDeadline(after: decoder.completesMessage ? nil : timeout)
+            }
+            exchange.handler(.head(head))
+            if decoder.completesMessage { complete(trailers: nil) }
+        case .body:
+            if let timeout = client.configuration.responseTimeout { connection.setMessageDeadline(after: timeout) }
+            exchange.handler(.body(bytes))
+            if decoder.completesMessage && self.exchange != nil { complete(trailers: nil) }
+        case .end(let trailers):
+            complete(trailers: trailers)
+        case .failure(let error):
+            fail(HTTPClientError(error.kind == .bodyTooLarge ? .bodyTooLarge : .malformedResponse, error.description, parseError: error))
+            connection.close()
+        }
+    }
+
+    /// The response ended: the connection goes back to the pool if both
+    /// ends let it, before the handler hears, so that a request the handler
+    /// makes can take it.
+    private func complete(trailers: HTTPFields?) {
+        guard let exchange else { return }
+        self.exchange = nil
+        connection.setMessageDeadline(after: nil)
+        if keepAlive && connection.isOpen {
+            reused = true
+            client.park(self)
+        } else {
+            connection.finish()
+        }
+        exchange.handler(.end(trailers: trailers))
+    }
+
+    private func fail(_ error: HTTPClientError) {
+        guard let exchange else { return }
+        self.exchange = nil
+        exchange.handler(.failed(error))
+    }
+
+    /// A kept connection the server had closed before it read the request:
+    /// an idempotent request goes again on a new connection, once.
+    private func retryOrFail(_ error: HTTPClientError) {
+        guard let exchange else { return }
+        if reused && !responseStarted && exchange.idempotent {
+            self.exchange = nil
+            client.resend(exchange)
+        } else {
+            fail(error)
+        }
+    }
+}
