@@ -6,7 +6,7 @@ import PackageDescription
 func fuzzTarget(_ name: String, tls: Bool = false, http: Bool = false) -> Target {
     .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Evpl", package: "swift-evpl")]
                           + (tls ? [.product(name: "EvplTLS", package: "swift-evpl")] : [])
-                          + (http ? [.product(name: "EvplHTTP", package: "swift-evpl")] : []))
+                          + (http ? ["FuzzHTTPSupport", .product(name: "EvplHTTP", package: "swift-evpl")] : []))
 }
 
 let package = Package(
@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [.package(name: "swift-evpl", path: "..")],
     targets: [
         .target(name: "FuzzSupport", dependencies: [.product(name: "Evpl", package: "swift-evpl")]),
+        .target(name: "FuzzHTTPSupport", dependencies: ["FuzzSupport", .product(name: "EvplHTTP", package: "swift-evpl")]),
         fuzzTarget("FuzzConfig"),
         fuzzTarget("FuzzAddress"),
         fuzzTarget("FuzzSegmenters"),

@@ -2,12 +2,15 @@ import ArgumentParser
 import Evpl
 import EvplHTTP
 import HTTPTypes
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct HTTPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "http",
         abstract: "HTTP/1.1 on the event loop.",
-        subcommands: [HTTPServeCommand.self]
+        subcommands: [HTTPServeCommand.self, HTTPGetCommand.self]
     )
 }
 
@@ -37,6 +40,67 @@ struct HTTPServeCommand: ParsableCommand {
         signals.wait()
         listener.close()
         _ = pool.shutdownGracefully(timeout: .seconds(5))
+    }
+}
+
+struct HTTPGetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Send one request and print the response as curl -i does: status line, fields, an empty line, the body. Exits 1 when the request fails."
+    )
+
+    @Argument(help: "http://HOST[:PORT]/PATH")
+    var url: String
+
+    @Option(help: "The method.")
+    var method: String = "GET"
+
+    @Option(name: .customLong("data"), help: "A body to send (with Content-Length).")
+    var data: String?
+
+    @Option(help: "Backend: auto, socket or io_uring.")
+    var backend: EvplProtocol.Backend = .auto
+
+    func run() throws {
+        guard url.hasPrefix("http://") else { throw ValidationError("only http:// URLs (TLS is not wired to the command yet)") }
+        let rest = url.dropFirst("http://".count)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        guard let requestMethod = HTTPRequest.Method(method) else { throw ValidationError("\(method) is not a method") }
+        let request = HTTPRequest(method: requestMethod, scheme: "http", authority: String(rest[..<slash]),
+                                  path: slash == rest.endIndex ? "/" : String(rest[slash...]))
+        let loop = try failing { try EventLoop() }
+        let client = HTTPClient(loop: loop, configuration: HTTPClientConfiguration(evplProtocol: EvplProtocol(.tcp, backend: backend)))
+        var output: [UInt8] = []
+        var failure: HTTPClientError?
+        var done = false
+        client.execute(request, body: Array((data ?? "").utf8)) { event in
+            switch event {
+            case .head(let head):
+                output += Array("\(head.version) \(head.response.status.code) \(head.response.status.reasonPhrase)\r\n".utf8)
+                for field in head.response.headerFields { output += Array("\(field.name.rawName): \(field.value)\r\n".utf8) }
+                output += Array("\r\n".utf8)
+            case .body(let bytes):
+                bytes.forEachSegment { output.append(contentsOf: $0) }
+            case .end:
+                done = true
+            case .failed(let error):
+                failure = error
+                done = true
+            }
+        }
+        while !done { loop.runOnce() }
+        client.closeIdleConnections()
+        flushStandardOutput()
+        output.withUnsafeBytes { raw in
+            var written = 0
+            while written < raw.count {
+                let count = write(STDOUT_FILENO, raw.baseAddress! + written, raw.count - written)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                written += count
+            }
+        }
+        if let failure { throw CommandFailure(message: "evpl http get: \(failure)") }
     }
 }
 
