@@ -1,6 +1,8 @@
 import ArgumentParser
 import Evpl
+import EvplHTTP
 import EvplTLS
+import HTTPTypes
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -71,11 +73,68 @@ struct DemoCommand: ParsableCommand {
                 flushStandardOutput()
             }
         }
+        try httpRows(widths)
         try blockRows(widths)
         print("")
         print("unavailable here:")
         for entry in Probe.entries() + Probe.tlsEntries() where !entry.available {
             print("  \(entry.kind) \(entry.name): \(entry.reason)")
+        }
+    }
+
+    /// HTTP/1.1 keep-alive GETs of `hello world` from the library's client
+    /// on this thread to `evpl http serve`'s handler on a loop thread, one
+    /// request at a time, per backend.
+    private func httpRows(_ widths: [Int]) throws {
+        for backend in [EvplProtocol.Backend.socket, .ioUring] where Probe.unavailableReason(for: backend) == nil {
+            let listener = try failing { try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend)) }
+            let pool = try failing {
+                try EventLoopThreadPool(count: 1) { loop, _ in loop.serveHTTP(from: listener, handler: HelloWorld.handle) }
+            }
+            defer {
+                listener.close()
+                _ = pool.shutdownGracefully(timeout: .seconds(2))
+            }
+            let loop = try failing { try EventLoop() }
+            let client = HTTPClient(loop: loop, configuration: HTTPClientConfiguration(evplProtocol: EvplProtocol(.tcp, backend: backend)))
+            let request = HTTPRequest(method: .get, scheme: "http", authority: "\(listener.address)", path: "/")
+            var latency = LatencyHistogram()
+            var completed = 0
+            var failure: HTTPClientError?
+            var sentAt: UInt64 = 0
+            let end = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
+            func next() {
+                sentAt = MonotonicClock.nanoseconds()
+                client.execute(request) { event in
+                    switch event {
+                    case .end:
+                        let now = MonotonicClock.nanoseconds()
+                        latency.record(now - sentAt)
+                        completed += 1
+                        if now < end { next() }
+                    case .failed(let error): failure = error
+                    default: break
+                    }
+                }
+            }
+            let started = MonotonicClock.nanoseconds()
+            next()
+            while MonotonicClock.nanoseconds() < end + 100_000_000 && failure == nil && (completed == 0 || MonotonicClock.nanoseconds() < end) {
+                loop.runOnce()
+            }
+            let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            client.closeIdleConnections()
+            if let failure { throw CommandFailure(message: "http demo: \(failure)") }
+            print(row([
+                "http/\(backend.rawValue)",
+                "callbacks",
+                "GET keep-alive",
+                String(Int((Double(completed) / elapsed).rounded())),
+                "-",
+                PerfReport.microseconds(latency.value(atQuantile: 0.5)),
+                PerfReport.microseconds(latency.value(atQuantile: 0.99)),
+            ], widths))
+            flushStandardOutput()
         }
     }
 
