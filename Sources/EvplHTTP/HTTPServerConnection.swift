@@ -27,6 +27,9 @@ public final class HTTPServerConnection {
     /// The application's state for this connection (the connection's own
     /// `Connection.context` holds the HTTP layer).
     public var context: AnyObject?
+    /// Called when the send queue drains below the low watermark (the async
+    /// writer waits for it).
+    var onWritable: (() -> Void)?
 
     private let handler: HTTPServerHandler
     private var decoder: HTTPRequestDecoder
@@ -135,7 +138,9 @@ public final class HTTPServerConnection {
                 // The request was cut short: there is nothing to answer.
                 connection.close()
             }
-        case .writable, .sent, .connected:
+        case .writable:
+            onWritable?()
+        case .sent, .connected:
             break
         case .disconnected(let error):
             connection.context = nil

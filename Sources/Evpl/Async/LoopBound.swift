@@ -3,7 +3,12 @@
 /// `@unchecked Sendable` because it is made on a loop's thread and opened
 /// only on that thread (by a task that prefers the loop's executor, or
 /// after checking ``EventLoopExecutor/isLoopThread``): the value is never
-/// used on two threads. Internal, so that no caller can break that rule.
-struct LoopBound<Value>: @unchecked Sendable {
-    let value: Value
+/// used on two threads. Package-wide (EvplHTTP uses it), so that no user
+/// can break that rule.
+package struct LoopBound<Value>: @unchecked Sendable {
+    package let value: Value
+
+    package init(value: Value) {
+        self.value = value
+    }
 }

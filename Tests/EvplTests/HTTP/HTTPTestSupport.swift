@@ -30,6 +30,19 @@ final class HTTPTestServer: Sendable {
         }
     }
 
+    /// A server whose requests go to `respond`, a task each (the async API).
+    init(backend: EvplProtocol.Backend = .socket, limits: HTTPLimits = .default, configure: @Sendable (inout EvplConfig) -> Void = { _ in },
+         respond: @escaping @Sendable (HTTPServerRequest, HTTPResponseWriter) async throws -> Void) throws {
+        var config = EvplConfig()
+        configure(&config)
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: EvplProtocol(.tcp, backend: backend))
+        self.listener = listener
+        address = listener.address
+        pool = try EventLoopThreadPool(count: 1, config: config) { loop, _ in
+            loop.serveHTTP(from: listener, configuration: HTTPServerConfiguration(limits: limits), respond: respond)
+        }
+    }
+
     /// Runs `body` on the server's loop and waits for its result.
     func onLoop<R: Sendable>(_ body: @escaping @Sendable (EventLoop) -> R) throws -> R {
         let result = Locked<R?>(nil)
