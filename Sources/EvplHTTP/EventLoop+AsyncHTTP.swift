@@ -42,7 +42,10 @@ extension EventLoop {
         serveHTTP(from: listener, configuration: configuration) { exchange, event in
             switch event {
             case .head(let head):
-                let body = HTTPRequestBody(connection: exchange.connection)
+                // A previous handler that answered before reading all of its body gets no more of it.
+                (exchange.context as? AsyncRequestState)?.request.body.fail(
+                    EvplError(.invalidState, operation: "receive", context: "the response ended before the body was read"))
+                let body = HTTPRequestBody(exchange: exchange)
                 let state = AsyncRequestState(request: HTTPServerRequest(head: head, body: body), writer: HTTPResponseWriter(exchange: exchange))
                 exchange.context = state
                 let bound = LoopBound(value: (state, exchange))

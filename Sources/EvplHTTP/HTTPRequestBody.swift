@@ -6,7 +6,8 @@ import Evpl
 /// Bytes are copied out of the receive buffers as they arrive. Once
 /// ``window`` bytes wait unread, the connection stops reading, so a client
 /// that uploads faster than the handler consumes holds at most that much
-/// memory here (and its own kernel buffers). Iterate it on the loop's
+/// memory here (and its own kernel buffers); the body timeout does not run
+/// meanwhile, as the wait is the handler's. Iterate it on the loop's
 /// thread, from the handler's task.
 public final class HTTPRequestBody: AsyncSequence {
     /// What each iteration yields: the next bytes, as they arrived.
@@ -17,7 +18,7 @@ public final class HTTPRequestBody: AsyncSequence {
     /// Unread bytes past which the connection stops reading.
     public static let window = 256 << 10
 
-    private unowned let connection: Connection
+    private unowned let exchange: HTTPServerConnection
     private var chunks: [[UInt8]] = []
     private var nextChunk = 0
     private var buffered = 0
@@ -26,9 +27,9 @@ public final class HTTPRequestBody: AsyncSequence {
     private var paused = false
     private let waiter: SuspendedTask
 
-    init(connection: Connection) {
-        self.connection = connection
-        waiter = SuspendedTask(loop: connection.loop)
+    init(exchange: HTTPServerConnection) {
+        self.exchange = exchange
+        waiter = SuspendedTask(loop: exchange.connection.loop)
     }
 
     func append(_ bytes: ReceivedBytes) {
@@ -36,7 +37,7 @@ public final class HTTPRequestBody: AsyncSequence {
         buffered += bytes.count
         if buffered >= Self.window && !paused {
             paused = true
-            connection.pauseReceiving()
+            exchange.pauseBody()
         }
         waiter.resume()
     }
@@ -67,7 +68,7 @@ public final class HTTPRequestBody: AsyncSequence {
                 buffered -= chunk.count
                 if paused && buffered < Self.window / 2 {
                     paused = false
-                    if !connection.isClosed { connection.resumeReceiving() }
+                    exchange.resumeBody()
                 }
                 return chunk
             }

@@ -194,6 +194,21 @@ public final class HTTPServerConnection {
         }
     }
 
+    /// The application stops taking the body for a while (the async body's
+    /// window is full): the connection stops reading, and the body timeout,
+    /// which is for clients that stall, stops with it.
+    func pauseBody() {
+        connection.pauseReceiving()
+        connection.setMessageDeadline(after: nil)
+    }
+
+    /// Undoes ``pauseBody()``.
+    func resumeBody() {
+        guard !connection.isClosed else { return }
+        connection.resumeReceiving()
+        if !requestComplete, let bodyTimeout { connection.setMessageDeadline(after: bodyTimeout) }
+    }
+
     /// After a response and its request have both ended.
     private func nextRequest() {
         request = nil

@@ -31,7 +31,8 @@ final class HTTPTestServer: Sendable {
     }
 
     /// A server whose requests go to `respond`, a task each (the async API).
-    init(backend: EvplProtocol.Backend = .socket, limits: HTTPLimits = .default, configure: @Sendable (inout EvplConfig) -> Void = { _ in },
+    init(backend: EvplProtocol.Backend = .socket, limits: HTTPLimits = .default, bodyTimeout: Duration? = .seconds(30),
+         configure: @Sendable (inout EvplConfig) -> Void = { _ in },
          respond: @escaping @Sendable (HTTPServerRequest, HTTPResponseWriter) async throws -> Void) throws {
         var config = EvplConfig()
         configure(&config)
@@ -39,7 +40,7 @@ final class HTTPTestServer: Sendable {
         self.listener = listener
         address = listener.address
         pool = try EventLoopThreadPool(count: 1, config: config) { loop, _ in
-            loop.serveHTTP(from: listener, configuration: HTTPServerConfiguration(limits: limits), respond: respond)
+            loop.serveHTTP(from: listener, configuration: HTTPServerConfiguration(limits: limits, bodyTimeout: bodyTimeout), respond: respond)
         }
     }
 
