@@ -236,7 +236,7 @@ public final class HTTPServerConnection {
         let body = Array("\(error.status.code) \(error.status.reasonPhrase)\n".utf8)
         var head = HTTPResponse(status: error.status)
         head.headerFields[.contentType] = "text/plain"
-        startResponse(head, bodyLength: body.count)
+        try? startResponse(head, bodyLength: body.count)
         body.withUnsafeBytes { writeBodyBytes($0) }
         try? end(trailers: nil)
     }
@@ -252,7 +252,7 @@ public final class HTTPServerConnection {
     ///   (the connection is then closed: a response cut short cannot be framed).
     public func respond(_ response: HTTPResponse, body: UnsafeRawBufferPointer) throws(EvplError) {
         try checkNoResponse()
-        startResponse(response, bodyLength: body.count)
+        try startResponse(response, bodyLength: body.count)
         writeBodyBytes(body)
         try end(trailers: nil)
     }
@@ -277,7 +277,7 @@ public final class HTTPServerConnection {
         guard response.status.kind != .informational else {
             throw EvplError(.invalidArgument, operation: "writeHead", context: "\(response.status): 1xx responses are sent by the server itself")
         }
-        startResponse(response, bodyLength: nil)
+        try startResponse(response, bodyLength: nil)
         try checkSent()
     }
 
@@ -368,18 +368,24 @@ public final class HTTPServerConnection {
     }
 
     /// Writes the head of `response` and decides how its body is framed.
-    private func startResponse(_ response: HTTPResponse, bodyLength: Int?) {
+    ///
+    /// - Throws: `EvplError` `.invalidArgument` when the response's own
+    ///   `Content-Length` is not the whole body's length; nothing is sent.
+    private func startResponse(_ response: HTTPResponse, bodyLength: Int?) throws(EvplError) {
         let status = response.status.code
         let method = request?.request.method
-        let bodyless = method == .head || status == 204 || status == 304 || (100..<200).contains(status)
+        let noBody = bodyless(status)
+        let declared = response.headerFields[.contentLength].flatMap { Int($0) }
+        if let declared, let bodyLength, declared != bodyLength, !noBody {
+            throw EvplError(.invalidArgument, operation: "respond", context: "Content-Length \(declared) with a body of \(bodyLength) bytes")
+        }
         if !requestComplete {
             // The rest of the body is dropped; a client still waiting for 100 Continue never sends it.
             discardingBody = true
             if request?.expectsContinue == true && !continueSent { closeAfterResponse = true }
         }
-        let declared = response.headerFields[.contentLength].flatMap { Int($0) }
         let coding: BodyCoding
-        if bodyless {
+        if noBody {
             coding = .none
         } else if let length = declared ?? bodyLength {
             coding = .length(remaining: length)
@@ -439,6 +445,12 @@ public final class HTTPServerConnection {
         self.response = .body(coding)
         // A whole short response goes out in one copy with its body (``writeBodyBytes``).
         if bodyLength == nil || bodyLength! > Self.coalescedBodyLimit || !(coding.sendsBytes) { sendScratch() }
+    }
+
+    /// Whether a response with `status` to the current request carries no
+    /// body whatever is written (RFC 9110 sections 9.3.2, 15.3.5, 15.4.5).
+    private func bodyless(_ status: Int) -> Bool {
+        request?.request.method == .head || status == 204 || status == 304 || (100..<200).contains(status)
     }
 
     /// Sends body bytes as the coding asks. The head may still sit in

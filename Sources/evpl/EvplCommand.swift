@@ -37,9 +37,10 @@ struct EndpointOptions: ParsableArguments {
 
     @OptionGroup var tls: TLSOptions
 
-    /// The protocol the options name, with TLS in `role` when `--tls` is given.
-    func evplProtocol(role: TLSContext.Role) throws -> EvplProtocol {
-        EvplProtocol(`protocol`, backend: backend, tls: try tls.context(role: role, host: host))
+    /// The protocol the options name, with TLS in `role` when `--tls` is
+    /// given, offering `applicationProtocols` by ALPN.
+    func evplProtocol(role: TLSContext.Role, applicationProtocols: [String] = []) throws -> EvplProtocol {
+        EvplProtocol(`protocol`, backend: backend, tls: try tls.context(role: role, host: host, applicationProtocols: applicationProtocols))
     }
 
     func address(defaultPath: String) throws -> SocketAddress {

@@ -27,7 +27,8 @@ struct HTTPServeCommand: ParsableCommand {
         let endpoint = server.endpoint
         let config = try failing { try server.logging.config() }
         let listener = try failing {
-            try Listener(address: endpoint.address(defaultPath: "/tmp/evpl-http.sock"), protocol: endpoint.evplProtocol(role: .server),
+            // Over TLS, ALPN names HTTP/1.1 (RFC 7301), the only protocol this server speaks.
+            try Listener(address: endpoint.address(defaultPath: "/tmp/evpl-http.sock"), protocol: endpoint.evplProtocol(role: .server, applicationProtocols: ["http/1.1"]),
                          timeouts: server.timeouts, logger: config.logger)
         }
         let pool = try failing {

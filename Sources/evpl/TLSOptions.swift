@@ -36,7 +36,7 @@ struct TLSOptions: ParsableArguments {
     }
 
     /// The TLS context the options describe for `role`, or `nil` without `--tls`.
-    func context(role: TLSContext.Role, host: String) throws -> TLSContext? {
+    func context(role: TLSContext.Role, host: String, applicationProtocols: [String] = []) throws -> TLSContext? {
         guard tls else { return nil }
         var configuration: TLSConfiguration
         switch role {
@@ -55,6 +55,7 @@ struct TLSOptions: ParsableArguments {
             configuration.resumesSessions = resume
         }
         configuration.profile = profile ?? .intermediate
+        configuration.applicationProtocols = applicationProtocols
         let ready = configuration
         return try failing { try TLSContext(ready, role: role) }
     }

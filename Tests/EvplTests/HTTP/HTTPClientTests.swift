@@ -43,6 +43,15 @@ func get(_ address: SocketAddress, _ path: String, method: HTTPRequest.Method = 
     HTTPRequest(method: method, scheme: "http", authority: "\(address)", path: path, headerFields: fields)
 }
 
+/// Reads one byte, again when a signal interrupts the read; false at the end or on error.
+private func readByte(_ fd: Int32, _ byte: inout UInt8) -> Bool {
+    while true {
+        let count = read(fd, &byte, 1)
+        if count < 0 && errno == EINTR { continue }
+        return count == 1
+    }
+}
+
 /// A plain socket server on a thread of its own that answers each
 /// connection's first request with canned bytes, then closes or not.
 final class CannedServer: Sendable {
@@ -68,7 +77,7 @@ final class CannedServer: Sendable {
                 setReceiveTimeout(client, seconds: 5)
                 var head: [UInt8] = []
                 var byte: UInt8 = 0
-                while read(client, &byte, 1) == 1 {
+                while readByte(client, &byte) {
                     head.append(byte)
                     if head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] { break }
                 }
@@ -77,7 +86,7 @@ final class CannedServer: Sendable {
                 if closeAfter {
                     shutdown(client, Int32(SHUT_WR))
                     // Read until the client closes, so the close is orderly.
-                    while read(client, &byte, 1) == 1 {}
+                    while readByte(client, &byte) {}
                 } else {
                     usleep(2_000_000)
                 }
@@ -228,7 +237,7 @@ final class CannedServer: Sendable {
             self.pid = pid
             var line: [UInt8] = []
             var byte: UInt8 = 0
-            while read(output, &byte, 1) == 1 && byte != 10 { line.append(byte) }
+            while readByte(output, &byte) && byte != 10 { line.append(byte) }
             close(output)
             unlink(path)
             port = try #require(UInt16(String(decoding: line, as: UTF8.self).split(separator: " ").last ?? ""))

@@ -92,7 +92,8 @@ import Glibc
                 let client = try RawHTTPClient(server.address)
                 client.send(defect.request, delivery)
                 guard let response = client.readResponse() else {
-                    Issue.record("\(defect) [\(delivery)]: no response")
+                    let refusals = try server.onLoop { $0.statistics.admissionRefusals }
+                    Issue.record("\(defect) [\(delivery)]: no response (closed \(client.peerClosed), errno \(client.lastErrno), \(client.unparsed) bytes unparsed, \(refusals) admission refusals)")
                     continue
                 }
                 let listed = httpDivergences[defect.name]

@@ -174,6 +174,10 @@ final class RawHTTPClient {
     let fd: Int32
     private var buffer: [UInt8] = []
     private(set) var peerClosed = false
+    /// The errno of the last read that failed (ECONNRESET, EAGAIN at the timeout).
+    private(set) var lastErrno: Int32 = 0
+    /// Bytes read but not yet parsed.
+    var unparsed: Int { buffer.count }
 
     init(_ address: SocketAddress, timeoutSeconds: Int = 10) throws {
         fd = rawConnect(to: address)
@@ -221,9 +225,13 @@ final class RawHTTPClient {
     /// Reads more into the buffer; false at the end of the stream or on timeout.
     private func fill() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        var count = 0
+        // A signal to this process (some tests' children end meanwhile) interrupts a blocking read: read again.
+        repeat {
+            count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        } while count < 0 && errno == EINTR
         guard count > 0 else {
-            if count == 0 { peerClosed = true }
+            if count == 0 { peerClosed = true } else { lastErrno = errno }
             return false
         }
         buffer += chunk[..<count]
