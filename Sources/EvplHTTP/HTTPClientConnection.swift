@@ -84,6 +84,9 @@ final class HTTPClientConnection {
                 fail(HTTPClientError(.timedOut, "no response within \(client.configuration.responseTimeout.map { "\($0)" } ?? "the limit")", underlying: error))
             } else if !connected {
                 fail(HTTPClientError(.connect, "\(connection.remoteAddress)", underlying: error))
+            } else if error?.code == .aborted {
+                // Closed by this side (`close()`, `closeAll()`): nothing to try again.
+                fail(HTTPClientError(.closedEarly, "the connection was closed by this side", underlying: error))
             } else {
                 retryOrFail(HTTPClientError(.closedEarly, "the connection ended before the response did", underlying: error))
             }

@@ -90,7 +90,9 @@ struct HTTPGetCommand: ParsableCommand {
             }
         }
         while !done { loop.runOnce() }
-        client.closeIdleConnections()
+        // Every connection ends before the loop goes: a connection and its
+        // HTTP layer hold each other until then.
+        loop.closeAll()
         flushStandardOutput()
         output.withUnsafeBytes { raw in
             var written = 0

@@ -439,12 +439,15 @@ public final class Connection: PollSource {
     func abandon() {
         guard state != .closed else { return }
         state = .closed
-        if deadlineSlot >= 0 { loop.deadlines.remove(self) }
+        // The deadline wheel goes with the loop; the loop, being destroyed, cannot be reached.
+        deadlineSlot = -1
         abandonTransport()
         sendQueue.releaseAll()
         receiveQueue.releaseAll()
         security?.ciphertext.releaseAll()
         handler = { _, _ in }
+        // What the application hung on the connection may hold it in turn (a protocol layer does).
+        context = nil
     }
 
     func completeDisconnect() {

@@ -169,6 +169,30 @@ struct TimeoutTests {
         expectNoLeaks(server.loop)
     }
 
+    @Test("a loop destroyed while its connections have deadlines lets them go without reaching back into itself", arguments: StreamCase.backends)
+    func loopEndsWithDeadlines(_ backend: EvplProtocol.Backend) throws {
+        var client: [Int32] = []
+        do {
+            let server = try Server(backend, timeouts: ConnectionTimeouts(idle: .seconds(30))) { connection in
+                connection.setMessageDeadline(after: .seconds(30))
+            }
+            client = HostilePeerTests.flood(server.listener.address, count: 2, sending: HostilePeerTests.frame([1]))
+            try spin(server.loop, seconds: 5, "two connections with deadlines") { server.logs.count == 2 && server.logs.allSatisfy { $0.messages.count == 1 } }
+            // The server (and its loop) goes here, its connections still open and in the deadline wheel.
+        }
+        for fd in client {
+            // The echo, then the end of the stream: not the 5 s timeout.
+            var buffer = [UInt8](repeating: 0, count: 64)
+            setReceiveTimeout(fd, seconds: 5)
+            var result = 0
+            repeat {
+                result = read(fd, &buffer, buffer.count)
+            } while result > 0 || (result < 0 && errno == EINTR)
+            #expect(result == 0 || errno != EAGAIN, "the connection outlived its loop")
+            close(fd)
+        }
+    }
+
     @Test("a TLS client that sends no ClientHello, or half of one, is closed at the handshake deadline", arguments: StreamCase.backends)
     func tlsHandshakeDeadline(_ backend: EvplProtocol.Backend) throws {
         let fixtures = try TLSFixtures.get()
