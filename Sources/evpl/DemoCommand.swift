@@ -65,7 +65,7 @@ struct DemoCommand: ParsableCommand {
                     label,
                     api.rawValue,
                     "\(mode.rawValue) \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) B")",
-                    String(Int(result.operationsPerSecond.rounded())),
+                    Self.rate(result.operationsPerSecond),
                     PerfReport.format2(result.gigabitsPerSecond),
                     hasLatency ? PerfReport.microseconds(result.latency.value(atQuantile: 0.5)) : "-",
                     hasLatency ? PerfReport.microseconds(result.latency.value(atQuantile: 0.99)) : "-",
@@ -115,7 +115,7 @@ struct DemoCommand: ParsableCommand {
                 "http/\(backend.rawValue)",
                 "callbacks",
                 "GET keep-alive",
-                String(Int((Double(completed) / elapsed).rounded())),
+                Self.rate(Double(completed) / elapsed),
                 "-",
                 PerfReport.microseconds(latency.value(atQuantile: 0.5)),
                 PerfReport.microseconds(latency.value(atQuantile: 0.99)),
@@ -174,13 +174,19 @@ struct DemoCommand: ParsableCommand {
                 "blk/\(engine.rawValue)",
                 api.rawValue,
                 "randread 4 KiB",
-                String(Int(result.operationsPerSecond.rounded())),
+                Self.rate(result.operationsPerSecond),
                 PerfReport.format2(result.bytesPerSecond * 8 / 1e9),
                 PerfReport.microseconds(result.latency.value(atQuantile: 0.5)),
                 PerfReport.microseconds(result.latency.value(atQuantile: 0.99)),
             ], widths))
             flushStandardOutput()
         }
+    }
+
+    /// A rate as a whole number, or "-" for one a run too short to time
+    /// made infinite or undefined (converting those to `Int` traps).
+    private static func rate(_ value: Double) -> String {
+        value.isFinite ? String(Int(value.rounded())) : "-"
     }
 
     private func row(_ cells: [String], _ widths: [Int]) -> String {
