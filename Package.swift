@@ -42,7 +42,7 @@ let package = Package(
             name: "EvplServiceLifecycle",
             dependencies: ["Evpl", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
-        .target(name: "EvplHTTP", dependencies: ["Evpl", .product(name: "HTTPTypes", package: "swift-http-types")]),
+        .target(name: "EvplHTTP", dependencies: ["Evpl", "CEvplLinux", .product(name: "HTTPTypes", package: "swift-http-types")]),
         .executableTarget(
             name: "evpl",
             dependencies: [

@@ -251,11 +251,18 @@ process_ticks() {
 # or hummingbird) answers GET / with "hello world" on CPU 0 (one worker, one event loop), and
 # wrk -t1 -cCONNECTIONS on CPU 1 loads it for SECS over keep-alive connections; cpu_us is the
 # server's CPU time per request (user + system, its worker included). "nan" when wrk saw an
-# error or a non-2xx answer.
+# error or a non-2xx answer. With ROOT and PATH, evpl and nginx serve the files under ROOT instead
+# (evpl through its block engine, nginx with sendfile on) and wrk asks for PATH.
 http_bench() {
     local dir; dir=$(mktemp -d)
+    local location='default_type text/plain; return 200 "hello world";' root_option=() path=/
+    if [ -n "${4:-}" ]; then
+        location="root $4; sendfile on; tcp_nopush on;"
+        root_option=(--root "$4")
+        path=$5
+    fi
     case $1 in
-        evpl) taskset -c 0 "$EVPL" http serve --port "$2" >"$dir/log" 2>&1 & ;;
+        evpl) taskset -c 0 "$EVPL" http serve --port "$2" "${root_option[@]}" >"$dir/log" 2>&1 & ;;
         hummingbird) taskset -c 0 "$HUMMINGBIRD" "$2" >"$dir/log" 2>&1 & ;;
         nginx)
             cat >"$dir/nginx.conf" <<CONF
@@ -270,7 +277,7 @@ http {
     keepalive_requests 100000000;
     server {
         listen 127.0.0.1:$2;
-        location / { default_type text/plain; return 200 "hello world"; }
+        location / { $location }
     }
 }
 CONF
@@ -279,7 +286,7 @@ CONF
     local pid=$!
     wait_http "$2"
     local before; before=$(process_ticks $pid)
-    taskset -c 1 wrk -t1 -c"$3" -d"${SECS}s" --latency "http://127.0.0.1:$2/" >"$dir/wrk"
+    taskset -c 1 wrk -t1 -c"$3" -d"${SECS}s" --latency "http://127.0.0.1:$2$path" >"$dir/wrk"
     local ticks=$(( $(process_ticks $pid) - before ))
     awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" -v secs="$SECS" '
         function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }

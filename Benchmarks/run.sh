@@ -118,6 +118,14 @@ if chosen http; then
     THOUSAND="HTTP/1.1 GET hello world, 1,000 keep-alive connections, wrk -t1, server CPU 0, wrk CPU 1"
     pair http "$THOUSAND" "requests/s" http_evpl_1000_rps "evpl http" http_nginx_1000_rps "nginx, 1 worker"
     pair http "$THOUSAND" "server CPU µs per request" http_evpl_1000_cpu "evpl http" http_nginx_1000_cpu "nginx, 1 worker"
+    FILE="HTTP/1.1 GET of a 1 MiB file from the page cache, keep-alive, wrk -t1 -c16, server CPU 0, wrk CPU 1"
+    pair http "$FILE" "Gbit/s" http_evpl_file_gbps "evpl http --root (block engine)" http_nginx_file_gbps "nginx, 1 worker, sendfile on"
+    pair http "$FILE" "server CPU µs per request" http_evpl_file_cpu "evpl http --root (block engine)" http_nginx_file_cpu "nginx, 1 worker, sendfile on"
+    HTTP_ROOT=$(mktemp -d)
+    head -c 1048576 /dev/urandom >"$HTTP_ROOT/file.bin"
+    # nginx's worker runs as nobody.
+    chmod 755 "$HTTP_ROOT" && chmod 644 "$HTTP_ROOT/file.bin"
+    trap 'rm -f "$SAMPLES" "$PAIRS" "${CALLGRIND_COPY:-}"; rm -rf "$HTTP_ROOT"' EXIT
 fi
 if chosen stream; then
     for backend in "${BACKENDS[@]}"; do
@@ -211,6 +219,13 @@ for run in $(seq "$RUNS"); do
                 sample http_${server}_${connections}_p99 "$p99"
                 offset=$((offset + 1))
             done
+        done
+        for server in evpl nginx; do
+            cat "$HTTP_ROOT/file.bin" >/dev/null
+            read -r rps p50 p99 cpu <<<"$(http_bench $server $((PORT + offset)) 16 "$HTTP_ROOT" /file.bin)"
+            sample http_${server}_file_gbps "$(awk -v rps="$rps" 'BEGIN { if (rps == "nan") print "nan"; else printf "%.2f", rps * 1048576 * 8 / 1e9 }')"
+            sample http_${server}_file_cpu "$cpu"
+            offset=$((offset + 1))
         done
     fi
     if chosen stream; then

@@ -10,6 +10,9 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+#include <unistd.h>
 #include <time.h>
 
 int cevpl_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token) {
@@ -186,4 +189,13 @@ void cevpl_set_thread_fault_plan(void *plan) { thread_fault_plan = plan; }
 
 int cevpl_malloc_trim(void) {
     return malloc_trim(0);
+}
+
+int cevpl_open_beneath(int dirfd, const char *path, int flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = (uint64_t)flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+    return fd < 0 ? -errno : (int)fd;
 }

@@ -70,6 +70,8 @@ extension EventLoop {
                 (exchange.context as? AsyncRequestState)?.request.body.append(bytes)
             case .end:
                 (exchange.context as? AsyncRequestState)?.request.body.finish()
+            case .writable:
+                break  // The writer waits through `onWritable`.
             case .closed(let error):
                 guard let state = exchange.context as? AsyncRequestState else { return }
                 let ended = error ?? EvplError(.invalidState, operation: "receive", context: "the connection ended")

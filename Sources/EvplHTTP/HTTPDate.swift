@@ -57,4 +57,39 @@ struct HTTPDate {
             out[28] = UInt8(ascii: "T")
         }
     }
+
+    /// The moment an IMF-fixdate names (`Sun, 06 Nov 1994 08:49:37 GMT`), in
+    /// seconds since the epoch, or `nil` for anything else. The two obsolete
+    /// forms RFC 9110 section 5.6.7 also names (RFC 850 and asctime) are not
+    /// read: see the divergence table in the HTTP documentation.
+    static func parse(_ text: Substring) -> Int? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 29, bytes[3] == UInt8(ascii: ","), bytes[4] == UInt8(ascii: " "), bytes[7] == UInt8(ascii: " "),
+              bytes[11] == UInt8(ascii: " "), bytes[16] == UInt8(ascii: " "), bytes[19] == UInt8(ascii: ":"),
+              bytes[22] == UInt8(ascii: ":"), bytes[25...28].elementsEqual(" GMT".utf8)
+        else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var value = 0
+            for byte in bytes[range] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        func name(_ at: Int, in table: [UInt8]) -> Int? {
+            stride(from: 0, to: table.count, by: 3).first { table[$0..<$0 + 3].elementsEqual(bytes[at..<at + 3]) }.map { $0 / 3 }
+        }
+        guard name(0, in: days) != nil, let day = number(5..<7), let month = name(8, in: months), let year = number(12..<16),
+              let hour = number(17..<19), let minute = number(20..<22), let second = number(23..<25),
+              (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        return Int(timegm(&parts))
+    }
 }

@@ -140,6 +140,7 @@ public final class HTTPServerConnection {
             }
         case .writable:
             onWritable?()
+            handler(self, .writable)
         case .sent, .connected:
             break
         case .disconnected(let error):
@@ -303,6 +304,51 @@ public final class HTTPServerConnection {
             Result { () throws(EvplError) in try writeBody(copying: raw) }
         }
         try result.get()
+    }
+
+    /// Sends pooled memory as the next piece of the body without copying it
+    /// (block-device reads, say), taking over the caller's reference to each
+    /// IOVec: they are released once written, or at once for a response
+    /// that carries no body (one to HEAD). A streamed body of any length
+    /// keeps at most the connection's send queue in memory when the handler
+    /// waits for ``HTTPServerEvent/writable`` once `Connection.queuedBytes`
+    /// reaches the loop's low watermark.
+    ///
+    /// - Throws: `EvplError` `.invalidState` outside a streamed response
+    ///   or past its `Content-Length` (the IOVecs are released), or the
+    ///   connection's send error.
+    public func writeBody(taking iovecs: [IOVec]) throws(EvplError) {
+        guard case .body(let coding) = response else {
+            for iovec in iovecs { iovec.release() }
+            throw EvplError(.invalidState, operation: "writeBody", context: "no response head written, or the response has ended")
+        }
+        var count = 0
+        for iovec in iovecs { count += iovec.length }
+        if case .length(let remaining) = coding, count > remaining {
+            for iovec in iovecs { iovec.release() }
+            throw EvplError(.invalidState, operation: "writeBody", context: "\(count) bytes where Content-Length leaves \(remaining)")
+        }
+        if !scratch.isEmpty { sendScratch() }
+        switch coding {
+        case .none:
+            for iovec in iovecs { iovec.release() }
+        case .length(let remaining):
+            response = .body(.length(remaining: remaining - count))
+            send(taking: iovecs)
+        case .chunked:
+            guard count > 0 else {
+                for iovec in iovecs { iovec.release() }
+                break
+            }
+            scratch += String(count, radix: 16).utf8
+            scratch += Self.crlf
+            sendScratch()
+            send(taking: iovecs)
+            sendRaw(Self.crlf)
+        case .closeDelimited:
+            send(taking: iovecs)
+        }
+        try checkSent()
     }
 
     /// Ends the response: the last chunk and `trailers` for a chunked body;
@@ -496,6 +542,19 @@ public final class HTTPServerConnection {
 
     private func sendRaw(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { send($0) }
+    }
+
+    private func send(taking iovecs: [IOVec]) {
+        guard sendFailure == nil else {
+            for iovec in iovecs { iovec.release() }
+            return
+        }
+        do {
+            try connection.send(taking: iovecs)
+        } catch {
+            sendFailure = error
+            connection.close()
+        }
     }
 
     private func send(_ bytes: UnsafeRawBufferPointer) {

@@ -16,6 +16,10 @@ public enum HTTPServerEvent {
     /// had any. The next request's head comes only once the response to
     /// this one has ended, so responses go out in request order.
     case end(trailers: HTTPFields?)
+    /// The send queue fell below the loop's low watermark: a handler
+    /// streaming a large body (``HTTPServerConnection/writeBody(taking:)``)
+    /// writes its next piece.
+    case writable
     /// The connection is over: `nil` after an orderly end. Nothing follows;
     /// a response still being written goes nowhere.
     case closed(EvplError?)

@@ -17,10 +17,20 @@ struct HTTPCommand: ParsableCommand {
 struct HTTPServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve HTTP/1.0 and 1.1: GET and HEAD get 200 'hello world' (text/plain); POST and PUT read their body, then get the same. Prints 'listening on <address>' when ready; exits 0 on SIGINT or SIGTERM."
+        abstract: "Serve HTTP/1.0 and 1.1: GET and HEAD get 200 'hello world' (text/plain); POST and PUT read their body, then get the same. With --root, serve the files under a directory instead. Prints 'listening on <address>' when ready; exits 0 on SIGINT or SIGTERM."
     )
 
     @OptionGroup var server: ServerOptions
+
+    @Option(help: "Which layer answers: callbacks on the loop, or async handlers.")
+    var api: API = .callbacks
+
+    @Option(help: "Serve the files under this directory (GET and HEAD, ranges, ETag, Last-Modified), read by the block engine.")
+    var root: String?
+
+    func validate() throws {
+        if root != nil && api == .async { throw ValidationError("--root serves through the callback API; leave out --api async") }
+    }
 
     func run() throws {
         let signals = try failing { try TerminationSignals() }
@@ -31,9 +41,17 @@ struct HTTPServeCommand: ParsableCommand {
             try Listener(address: endpoint.address(defaultPath: "/tmp/evpl-http.sock"), protocol: endpoint.evplProtocol(role: .server, applicationProtocols: ["http/1.1"]),
                          timeouts: server.timeouts, logger: config.logger)
         }
+        let files = try failing { try root.map { try HTTPFileServer(root: $0) } }
+        let api = self.api
         let pool = try failing {
             try EventLoopThreadPool(count: server.threads, config: config) { loop, _ in
-                loop.serveHTTP(from: listener, handler: HelloWorld.handle)
+                if let files {
+                    loop.serveHTTP(from: listener, handler: files.handle)
+                } else if api == .async {
+                    loop.serveHTTP(from: listener, respond: HelloWorld.respond)
+                } else {
+                    loop.serveHTTP(from: listener, handler: HelloWorld.handle)
+                }
             }
         }
         print("listening on \(listener.address)")
@@ -132,8 +150,23 @@ enum HelloWorld {
             if let method = exchange.request?.request.method, method == .post || method == .put {
                 try? exchange.respond(ok, body: body)
             }
-        case .body, .closed:
+        case .body, .writable, .closed:
             break
+        }
+    }
+
+    /// The same answers from an async handler.
+    @Sendable static func respond(_ request: HTTPServerRequest, _ writer: HTTPResponseWriter) async throws {
+        switch request.head.request.method {
+        case .get, .head:
+            try writer.respond(ok, body: Array(body.utf8))
+        case .post, .put:
+            for try await _ in request.body {}
+            try writer.respond(ok, body: Array(body.utf8))
+        default:
+            var refusal = HTTPResponse(status: .methodNotAllowed)
+            refusal.headerFields[.allow] = "GET, HEAD, POST, PUT"
+            try writer.respond(refusal)
         }
     }
 }

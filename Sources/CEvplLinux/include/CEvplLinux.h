@@ -34,6 +34,13 @@ int cevpl_fallocate(int fd, int mode, int64_t offset, int64_t length);
 /// blocking. Returns bytes read, or -errno (-EAGAIN when it would block).
 long cevpl_preadv_nowait(int fd, const struct iovec *vectors, int count, int64_t offset);
 
+/// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: opens `path`
+/// relative to the directory `dirfd` only if it resolves inside it (no `..`
+/// above it, no absolute path, no symlink leading out). Returns the
+/// descriptor, or -errno (-EXDEV for a path that leaves the directory,
+/// -ENOSYS before Linux 5.6).
+int cevpl_open_beneath(int dirfd, const char *path, int flags);
+
 /// The kernel's limit on iovecs per readv/writev/sendmsg (UIO_MAXIOV).
 static inline int cevpl_iov_max(void) { return 1024; }
 

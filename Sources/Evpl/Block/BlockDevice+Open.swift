@@ -58,6 +58,41 @@ extension EventLoop {
         return device
     }
 
+    /// Makes a block device of a descriptor the caller opened: read-only,
+    /// beneath a directory, or with flags ``openBlockDevice(_:engine:direct:create:queueDepth:)``
+    /// does not offer. The device owns `fd` from the call on, and closes it
+    /// even when this throws.
+    ///
+    /// - Parameters:
+    ///   - fd: an open file or block device; reads and writes fail as the
+    ///     descriptor's own mode says (`EBADF` writing to a read-only one).
+    ///   - name: what the device's ``BlockDevice/path`` and its errors call it.
+    ///   - direct: whether `fd` was opened with `O_DIRECT` (offsets and
+    ///     lengths must then be 4 KiB multiples).
+    /// - Throws: ``EvplError`` `.unavailable` for an engine this machine or
+    ///   build lacks, `.invalidArgument` for a negative descriptor or depth.
+    public func openBlockDevice(
+        adopting fd: Int32,
+        name: String,
+        engine: BlockEngine = .ioUring,
+        direct: Bool = false,
+        queueDepth: Int = 128
+    ) throws(EvplError) -> BlockDevice {
+        checkLoopThread()
+        guard fd >= 0 else {
+            throw EvplError(.invalidArgument, operation: "open block device", context: "\(name): descriptor \(fd)")
+        }
+        guard queueDepth > 0 else {
+            SystemCalls.close(fd)
+            throw EvplError(.invalidArgument, operation: "open block device", context: "queue depth \(queueDepth)")
+        }
+        if let reason = Self.refusal(of: engine) {
+            SystemCalls.close(fd)
+            throw EvplError(.unavailable, operation: "open block device", context: "\(name): \(engine.rawValue): \(reason)")
+        }
+        return try BlockDevice(loop: self, path: name, fd: fd, engine: engine, direct: direct, queueDepth: queueDepth)
+    }
+
     /// Why `engine` cannot open a device here, or `nil` when it can.
     private static func refusal(of engine: BlockEngine) -> String? {
         switch engine {

@@ -51,32 +51,8 @@ enum BlockLocation {
 
     /// `bytes` with every `%XX` replaced by the byte it names.
     private static func percentDecoded(_ bytes: Substring.UTF8View.SubSequence, location: String) throws(EvplError) -> [UInt8] {
-        var decoded: [UInt8] = []
-        decoded.reserveCapacity(bytes.count)
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
-            let byte = bytes[index]
-            index = bytes.index(after: index)
-            guard byte == UInt8(ascii: "%") else {
-                decoded.append(byte)
-                continue
-            }
-            guard index != bytes.endIndex, let high = hexValue(bytes[index]) else { throw badEscape(location) }
-            index = bytes.index(after: index)
-            guard index != bytes.endIndex, let low = hexValue(bytes[index]) else { throw badEscape(location) }
-            index = bytes.index(after: index)
-            decoded.append(high << 4 | low)
-        }
+        guard let decoded = PercentDecoding.decode(bytes) else { throw badEscape(location) }
         return decoded
-    }
-
-    private static func hexValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     private static func badEscape(_ location: String) -> EvplError {

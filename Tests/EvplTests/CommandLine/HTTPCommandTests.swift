@@ -26,5 +26,31 @@ struct HTTPCommandTests {
         let nothing = try runEvpl(["http", "get", url])
         #expect(nothing.status == 1, "a request to a closed port succeeded")
     }
-}
 
+    @Test("evpl http serve --api async answers like the callbacks")
+    func serveAsync() throws {
+        let server = try EvplServer(["http", "serve", "--port", "0", "--api", "async"])
+        let get = try runEvpl(["http", "get", "http://\(server.address)/x"])
+        #expect(get.output.hasSuffix("\r\nContent-Length: 11\r\n\r\nhello world"), "\(get.output)")
+        let post = try runEvpl(["http", "get", "http://\(server.address)/x", "--method", "POST", "--data", "body"])
+        #expect(post.output.hasSuffix("hello world"), "\(post.output)")
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("evpl http serve --root: curl downloads a file whole and by range, and resumes one cut short", arguments: StreamCase.backends)
+    func serveRootToCurl(backend: EvplProtocol.Backend) throws {
+        let tree = FileTree()
+        let content = HTTPFileServerTests.randomBytes(2 << 20 + 7)
+        let source = tree.write("file.bin", content)
+        let server = try EvplServer(["http", "serve", "--port", "0", "--backend", backend.rawValue, "--root", tree.path])
+        let url = "http://\(server.address)/file.bin"
+        let whole = try runShell("curl -sS -o \(tree.path)/whole \(url) && cmp \(source) \(tree.path)/whole && echo same")
+        #expect(whole.output.hasSuffix("same\n"), "\(whole.output)")
+        let part = try runShell("curl -sS -r 1000-1999 -o \(tree.path)/part \(url) && cmp -n 1000 -i 1000:0 \(source) \(tree.path)/part && wc -c < \(tree.path)/part")
+        #expect(part.output.trimmingCharacters(in: " \n") == "1000", "\(part.output)")
+        // curl -C -: resume from what the file holds, by a Range request.
+        let resumed = try runShell("head -c 12345 \(source) > \(tree.path)/resumed && curl -sS -C - -o \(tree.path)/resumed \(url) && cmp \(source) \(tree.path)/resumed && echo same")
+        #expect(resumed.output.hasSuffix("same\n"), "\(resumed.output)")
+        #expect(server.terminate() == 0)
+    }
+}

@@ -94,6 +94,8 @@ enum HTTPEchoHandler {
             }
         case .closed:
             exchange.context = nil
+        case .writable:
+            break
         }
     }
 
