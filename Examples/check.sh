@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the examples and checks each against a real client: the echo
 # server echoes, the key-value server keeps its data (concurrent SETs
-# included) across a restart and across a record torn by a crash, the file server sends a file byte for
+# included) across a restart and across a record torn by a crash, the HTTP
+# key-value servers answer curl's GET, PUT and DELETE and keep them across a
+# restart, the file server sends a file byte for
 # byte and refuses names outside its folder, the range server keeps what
 # concurrent clients on two loops wrote to one file; none links OpenSSL. Exits 1 on the first failure.
 #
@@ -11,8 +13,8 @@ cd "$(dirname "$0")"
 swift build
 bin=$(swift build --show-bin-path)
 
-# The examples depend on the Evpl product alone, which links no OpenSSL (TLS is EvplTLS).
-for example in EchoServer KeyValueServer FileServer; do
+# The examples depend on Evpl (and EvplHTTP), which link no OpenSSL (TLS is EvplTLS).
+for example in EchoServer KeyValueServer FileServer HTTPKeyValueServer; do
     if ldd "$bin/$example" | grep -E "libssl|libcrypto"; then
         echo "$example links OpenSSL, though it depends on Evpl alone" >&2
         exit 1
@@ -126,6 +128,51 @@ check(ask('GET size'), 'VALUE 42')
 check(ask('GET color'), 'VALUE green')
 check(ask('GET g'), 'NOTFOUND')
 PY
+    stop
+done
+
+# status WANT CURL-ARGS...: curl's request gets the status WANT; the body is left in $work/body.
+status() {
+    local want=$1; shift
+    local got; got=$(curl -sS -o "$work/body" -w '%{http_code}' "$@")
+    if [ "$got" != "$want" ]; then
+        echo "curl $*: status $got, want $want: $(head -c 200 "$work/body")" >&2
+        exit 1
+    fi
+}
+
+head -c 50000 /dev/urandom >"$work/binary"
+head -c 70000 /dev/urandom >"$work/too-big"
+for server in HTTPKeyValueServer AsyncHTTPKeyValueServer; do
+    echo "== $server: GET, PUT and DELETE from curl survive a restart"
+    data="$work/$server.log"
+    start $server "$data"
+    base="http://127.0.0.1:$port"
+    status 204 -X PUT --data 'blue' "$base/color"
+    status 200 "$base/color"
+    [ "$(cat "$work/body")" = blue ] || { echo "GET /color: $(cat "$work/body")" >&2; exit 1; }
+    status 204 -X PUT --data-binary @"$work/binary" "$base/blob"
+    status 200 "$base/blob"
+    cmp "$work/binary" "$work/body"
+    status 413 -X PUT --data-binary @"$work/too-big" "$base/big"
+    status 404 "$base/big"
+    status 204 -X DELETE "$base/color"
+    status 404 "$base/color"
+    status 404 -X DELETE "$base/color"
+    status 400 "$base/"
+    status 405 -X POST --data x "$base/x"
+    # 64 PUTs from 16 clients at once, each answered only once durable.
+    answers=$(seq 64 | xargs -P 16 -I{} curl -sS -o /dev/null -w '%{http_code}\n' -X PUT --data 'v{}' "$base/k{}" | sort | uniq -c | tr -s ' ')
+    [ "$answers" = " 64 204" ] || { echo "concurrent PUTs answered: $answers" >&2; exit 1; }
+    # One keep-alive connection, three requests.
+    [ "$(curl -sS "$base/k1" "$base/k2" "$base/k64")" = v1v2v64 ] || { echo "keep-alive GETs differ" >&2; exit 1; }
+    stop
+    start $server "$data"
+    base="http://127.0.0.1:$port"
+    status 404 "$base/color"
+    status 200 "$base/blob"
+    cmp "$work/binary" "$work/body"
+    [ "$(curl -sS "$base/k33")" = v33 ] || { echo "k33 lost in the restart" >&2; exit 1; }
     stop
 done
 

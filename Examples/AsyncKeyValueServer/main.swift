@@ -4,13 +4,25 @@ import KeyValueLog
 import Glibc
 #endif
 
-// KeyValueServer through the async API: a `KeyValueStore` actor on the
+// KeyValueServer through the async API: an `AsyncLoggedStore` actor on the
 // loop owns the values and the log, and each connection is a task that
 // awaits a line, awaits the store's answer and writes it. SETs from many
 // connections are made durable together (group commit).
 //
 // `AsyncKeyValueServer DATA-FILE [PORT]`: prints `listening on ADDRESS`,
 // stops on SIGINT or SIGTERM.
+
+/// The answer to one line, sent once a SET is durable.
+@Sendable func answer(_ request: Request, from store: AsyncLoggedStore) async -> String {
+    switch request {
+    case .get(let key):
+        return await store.value(for: key).map { "VALUE " + String(decoding: $0, as: UTF8.self) } ?? "NOTFOUND"
+    case .set(let key, let value):
+        return await store.change(key, to: Array(value.utf8)).map { "ERROR \($0)" } ?? "OK"
+    case .invalid:
+        return Request.usage
+    }
+}
 
 let arguments = CommandLine.arguments.dropFirst()
 guard let path = arguments.first else {
@@ -27,9 +39,9 @@ do {
     // code first suspends, the main thread waits inside the runtime with
     // every signal unblocked, and SIGTERM would end the process at once.
     let server = Task.detached {
-        let store: KeyValueStore
+        let store: AsyncLoggedStore
         do {
-            store = try await KeyValueStore.open(path, on: executor)
+            store = try await AsyncLoggedStore.open(path, on: executor)
         } catch {
             print("AsyncKeyValueServer: \(error)")
             exit(1)
@@ -39,7 +51,7 @@ do {
         await listener.serve(on: [executor], segmenter: lines) { connection in
             // One request at a time: the next line is read once this one is answered.
             while let line = try await connection.receive() {
-                let answer = await store.answer(Request(line: line.array.dropLast()))
+                let answer = await answer(Request(line: line.array.dropLast()), from: store)
                 try await connection.write(Array((answer + "\n").utf8))
             }
         }

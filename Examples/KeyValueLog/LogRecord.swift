@@ -3,32 +3,39 @@ import Evpl
 import Glibc
 #endif
 
-/// The key-value servers' log: one record per SET, appended in the order
-/// the SETs were answered. A record is the key's length and the value's
-/// length (4 bytes each, big-endian), then the key and the value, UTF-8.
+/// The key-value servers' log: one record per SET or DELETE, appended in
+/// the order they were answered. A record is the key's length and the
+/// value's length (4 bytes each, big-endian), then the key (UTF-8) and the
+/// value's bytes; a DELETE's value length is `0xFFFFFFFF` and it has no
+/// value.
 public enum LogRecord {
-    /// The record that sets `key` to `value`.
-    public static func encoded(key: String, value: String) -> [UInt8] {
-        let key = Array(key.utf8), value = Array(value.utf8)
+    /// The value length that marks a deletion.
+    static let deletionMark = UInt32.max
+
+    /// The record that sets `key` to `value`, or deletes `key` when `value` is `nil`.
+    public static func encoded(key: String, value: [UInt8]?) -> [UInt8] {
+        let key = Array(key.utf8)
         var record: [UInt8] = []
-        for length in [key.count, value.count] {
-            withUnsafeBytes(of: UInt32(length).bigEndian) { record += $0 }
+        record.reserveCapacity(8 + key.count + (value?.count ?? 0))
+        for length in [UInt32(key.count), value.map { UInt32($0.count) } ?? deletionMark] {
+            withUnsafeBytes(of: length.bigEndian) { record += $0 }
         }
-        return record + key + value
+        return record + key + (value ?? [])
     }
 
     /// The values a log holds, and where its last whole record ends: a
     /// record cut short by a crash is dropped (the next SET overwrites it).
-    public static func replay(_ log: [UInt8]) -> (values: [String: String], end: Int) {
-        var values: [String: String] = [:]
+    public static func replay(_ log: [UInt8]) -> (values: [String: [UInt8]], end: Int) {
+        var values: [String: [UInt8]] = [:]
         var position = 0
-        func length(at index: Int) -> Int { log[index..<(index + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        func length(at index: Int) -> UInt32 { log[index..<(index + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
         while log.count - position >= 8 {
-            let keyLength = length(at: position), valueLength = length(at: position + 4)
-            let end = position + 8 + keyLength + valueLength
+            let keyLength = Int(length(at: position)), valueLength = length(at: position + 4)
+            let deletes = valueLength == deletionMark
+            let end = position + 8 + keyLength + (deletes ? 0 : Int(valueLength))
             guard end <= log.count else { break }
             let key = String(decoding: log[(position + 8)..<(position + 8 + keyLength)], as: UTF8.self)
-            values[key] = String(decoding: log[(position + 8 + keyLength)..<end], as: UTF8.self)
+            values[key] = deletes ? nil : Array(log[(position + 8 + keyLength)..<end])
             position = end
         }
         return (values, position)

@@ -1,26 +1,27 @@
 import Evpl
-import KeyValueLog
 
 /// The values and the log they persist in, as an actor that runs on an
 /// event loop's thread: its executor is the loop's, so its methods use the
 /// loop's block device directly and a connection's task on the same loop
 /// reaches it without a thread hop.
 ///
-/// SETs are committed in groups. The first SET starts a commit task; every
-/// SET that arrives while a group is being written and flushed waits for
-/// the next group, which goes out as one gather write and one flush. A SET
-/// is applied and answered only once its group is durable, so a GET never
-/// sees a value a crash could take back, and the log's end moves only past
-/// durable records (the log never has a hole).
-actor KeyValueStore {
-    nonisolated let executor: EventLoopExecutor
-    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+/// Changes are committed in groups. The first change starts a commit task;
+/// every change that arrives while a group is being written and flushed
+/// waits for the next group, which goes out as one gather write and one
+/// flush. A change is applied and confirmed only once its group is durable,
+/// so a read never sees a value a crash could take back, and the log's end
+/// moves only past durable records (the log never has a hole).
+public actor AsyncLoggedStore {
+    /// The executor of the loop the store runs on.
+    public nonisolated let executor: EventLoopExecutor
+    /// The loop's executor, so that the actor runs on the loop's thread.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    /// A SET waiting for its group to be durable; `answer` resumes its
-    /// task with the log's error, or nil.
+    /// A change waiting for its group to be durable (`value` nil deletes);
+    /// `answer` resumes its task with the log's error, or nil.
     private struct PendingSet {
         var key: String
-        var value: String
+        var value: [UInt8]?
         var record: [UInt8]
         var answer: UnsafeContinuation<EvplError?, Never>
     }
@@ -29,7 +30,7 @@ actor KeyValueStore {
     private static let groupBytes = 1 << 20
 
     private let device: BlockDevice
-    private var values: [String: String]
+    private var values: [String: [UInt8]]
     private var logEnd: UInt64
     private var pending: [PendingSet] = []
     private var committing = false
@@ -39,8 +40,8 @@ actor KeyValueStore {
 
     /// Opens the log at `path` (created if absent) on the loop of
     /// `executor`, reads it back with block reads and replays it.
-    static func open(_ path: String, on executor: EventLoopExecutor) async throws -> KeyValueStore {
-        try await withTaskExecutorPreference(executor) { try await KeyValueStore(loading: path, executor: executor) }
+    public static func open(_ path: String, on executor: EventLoopExecutor) async throws -> AsyncLoggedStore {
+        try await withTaskExecutorPreference(executor) { try await AsyncLoggedStore(loading: path, executor: executor) }
     }
 
     /// Runs on the loop of `executor`: the preference set by `open`
@@ -65,19 +66,15 @@ actor KeyValueStore {
         logEnd = UInt64(end)
     }
 
-    /// The answer to one request, sent once a SET is durable.
-    func answer(_ request: Request) async -> String {
-        switch request {
-        case .get(let key): return values[key].map { "VALUE \($0)" } ?? "NOTFOUND"
-        case .set(let key, let value): return await set(key, to: value)
-        case .invalid: return Request.usage
-        }
-    }
+    /// The value of `key`, as of the last durable change.
+    public func value(for key: String) -> [UInt8]? { values[key] }
 
-    private func set(_ key: String, to value: String) async -> String {
-        if let refusal { return "ERROR \(refusal)" }
+    /// Sets `key` to `value`, or deletes it when `value` is `nil`; returns
+    /// once the change is durable, or with why it is not.
+    public func change(_ key: String, to value: [UInt8]?) async -> EvplError? {
+        if let refusal { return EvplError(.invalidState, operation: "set", context: refusal) }
         let record = LogRecord.encoded(key: key, value: value)
-        let failure = await withUnsafeContinuation { answer in
+        return await withUnsafeContinuation { answer in
             pending.append(PendingSet(key: key, value: value, record: record, answer: answer))
             if !committing {
                 committing = true
@@ -87,7 +84,6 @@ actor KeyValueStore {
                 Task(executorPreference: executor) { [self] in await commitPending() }
             }
         }
-        return failure.map { "ERROR the log failed: \($0)" } ?? "OK"
     }
 
     /// Commits groups until no SET waits.
@@ -139,9 +135,9 @@ actor KeyValueStore {
         return nil
     }
 
-    /// Refuses further SETs, lets the SETs already taken become durable and
-    /// be answered, then closes the log.
-    func close() async {
+    /// Refuses further changes, lets the ones already taken become durable
+    /// and be confirmed, then closes the log.
+    public func close() async {
         refusal = refusal ?? "the server is shutting down"
         if committing {
             await withUnsafeContinuation { commitEnded.append($0) }
