@@ -17,7 +17,12 @@ public final class HTTPClient {
     public let loop: EventLoop
     /// How connections are made and responses read.
     public let configuration: HTTPClientConfiguration
-    private var idle: [String: [HTTPClientConnection]] = [:]
+    /// Kept connections by authority. A list is a class that stays in the
+    /// dictionary once emptied, so that taking and parking a connection
+    /// only reads the dictionary and allocates nothing.
+    private var idle: [String: IdleConnections] = [:]
+    /// Resolved authorities.
+    private var addresses: [String: SocketAddress] = [:]
 
     /// A client on `loop` (call it on the loop's thread).
     public init(loop: EventLoop, configuration: HTTPClientConfiguration = .init()) {
@@ -26,7 +31,7 @@ public final class HTTPClient {
     }
 
     /// Kept-alive connections waiting for a request, over every host.
-    public var idleConnectionCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+    public var idleConnectionCount: Int { idle.values.reduce(0) { $0 + $1.connections.count } }
 
     /// Sends `request` with `body` and reports the response to `handler`,
     /// on the loop. A body goes with its `Content-Length` (POST, PUT and
@@ -34,7 +39,7 @@ public final class HTTPClient {
     public func execute(_ request: HTTPRequest, body: [UInt8] = [], handler: @escaping HTTPClientHandler) {
         let exchange: HTTPClientConnection.Exchange
         do {
-            exchange = try Self.exchange(request, body: body, handler: handler)
+            exchange = try self.exchange(request, body: body, handler: handler)
         } catch {
             handler(.failed(error))
             return
@@ -85,7 +90,7 @@ public final class HTTPClient {
 
     /// Closes every kept-alive connection; requests in flight go on.
     public func closeIdleConnections() {
-        let connections = idle.values.flatMap { $0 }
+        let connections = idle.values.flatMap(\.connections)
         idle.removeAll()
         for client in connections { client.connection.finish() }
     }
@@ -93,8 +98,7 @@ public final class HTTPClient {
     // MARK: The pool
 
     func send(_ exchange: HTTPClientConnection.Exchange, reusing: Bool) {
-        if reusing, var kept = idle[exchange.key], let connection = kept.popLast() {
-            idle[exchange.key] = kept.isEmpty ? nil : kept
+        if reusing, let connection = idle[exchange.key]?.connections.popLast() {
             connection.send(exchange)
             return
         }
@@ -118,65 +122,55 @@ public final class HTTPClient {
 
     /// Keeps a connection whose response ended, while the pool has room.
     func park(_ connection: HTTPClientConnection) {
-        var kept = idle[connection.key] ?? []
-        guard kept.count < configuration.idleConnectionsPerHost else {
+        let kept: IdleConnections
+        if let existing = idle[connection.key] {
+            kept = existing
+        } else {
+            kept = IdleConnections()
+            idle[connection.key] = kept
+        }
+        guard kept.connections.count < configuration.idleConnectionsPerHost else {
             connection.connection.finish()
             return
         }
-        kept.append(connection)
-        idle[connection.key] = kept
+        kept.connections.append(connection)
     }
 
     /// A connection ended: it leaves the pool.
     func forget(_ connection: HTTPClientConnection) {
         connection.connection.context = nil
-        guard var kept = idle[connection.key], let index = kept.firstIndex(where: { $0 === connection }) else { return }
-        kept.remove(at: index)
-        idle[connection.key] = kept.isEmpty ? nil : kept
+        guard let kept = idle[connection.key], let index = kept.connections.firstIndex(where: { $0 === connection }) else { return }
+        kept.connections.remove(at: index)
     }
 
     // MARK: Requests on the wire
 
-    /// The request's bytes and where they go.
-    static func exchange(_ request: HTTPRequest, body: [UInt8], handler: @escaping HTTPClientHandler) throws(HTTPClientError) -> HTTPClientConnection.Exchange {
+    /// The request, checked, and where it goes. Addresses are resolved
+    /// once per authority and kept for the client's life.
+    func exchange(_ request: HTTPRequest, body: [UInt8], handler: @escaping HTTPClientHandler) throws(HTTPClientError) -> HTTPClientConnection.Exchange {
         guard let authority = request.authority, !authority.isEmpty else {
             throw HTTPClientError(.invalidRequest, "no authority (host and port) in the request")
         }
-        let defaultPort: UInt16 = request.scheme == "https" ? 443 : 80
-        let (host, port) = try hostAndPort(authority, defaultPort: defaultPort)
         let address: SocketAddress
-        do {
-            address = try SocketAddress(host: host, port: port)
-        } catch {
-            throw HTTPClientError(.invalidRequest, "\(authority) does not resolve", underlying: error)
-        }
-        var wire: [UInt8] = []
-        wire.reserveCapacity(256 + body.count)
-        wire += request.method.rawValue.utf8
-        wire.append(HTTPSyntax.space)
-        wire += (request.path ?? "/").utf8
-        wire += Array(" HTTP/1.1\r\nHost: ".utf8)
-        wire += authority.utf8
-        wire += [HTTPSyntax.cr, HTTPSyntax.lf]
-        for field in request.headerFields {
-            switch field.name {
-            case .contentLength, .transferEncoding: continue
-            default: break
+        if let known = addresses[authority] {
+            address = known
+        } else {
+            let defaultPort: UInt16 = request.scheme == "https" ? 443 : 80
+            let (host, port) = try Self.hostAndPort(authority, defaultPort: defaultPort)
+            do {
+                address = try SocketAddress(host: host, port: port)
+            } catch {
+                throw HTTPClientError(.invalidRequest, "\(authority) does not resolve", underlying: error)
             }
-            if field.name.canonicalName == "host" { continue }
-            wire += field.name.rawName.utf8
-            wire += Array(": ".utf8)
-            wire += field.value.utf8
-            wire += [HTTPSyntax.cr, HTTPSyntax.lf]
+            addresses[authority] = address
         }
-        if !body.isEmpty || [.post, .put, .patch].contains(request.method) {
-            wire += Array("Content-Length: \(body.count)\r\n".utf8)
+        let idempotent: Bool
+        switch request.method {
+        case .get, .head, .put, .delete, .options, .trace: idempotent = true
+        default: idempotent = false
         }
-        wire += [HTTPSyntax.cr, HTTPSyntax.lf]
-        wire += body
-        let idempotent: Bool = [.get, .head, .put, .delete, .options, .trace].contains(request.method)
-        return HTTPClientConnection.Exchange(method: request.method, wire: wire, handler: handler, idempotent: idempotent,
-                                             key: "\(host):\(port)", address: address)
+        return HTTPClientConnection.Exchange(request: request, body: body, handler: handler, idempotent: idempotent,
+                                             key: authority, address: address)
     }
 
     /// `host[:port]`, with IPv6 literals in brackets.
@@ -199,6 +193,11 @@ public final class HTTPClient {
         }
         return (String(host), port)
     }
+}
+
+/// The kept connections to one authority.
+private final class IdleConnections {
+    var connections: [HTTPClientConnection] = []
 }
 
 /// The state an awaited request fills in, on the loop.

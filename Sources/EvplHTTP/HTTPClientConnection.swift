@@ -6,10 +6,10 @@ import HTTPTypes
 final class HTTPClientConnection {
     /// A request in flight on this connection.
     struct Exchange {
-        let method: HTTPRequest.Method
-        /// The whole request (head and body), kept to send again on a fresh
+        /// The request and its body, kept to send again on a fresh
         /// connection if a kept one turns out to have been closed.
-        let wire: [UInt8]
+        let request: HTTPRequest
+        let body: [UInt8]
         let handler: HTTPClientHandler
         /// Whether it may be sent twice (RFC 9110 section 9.2.2).
         let idempotent: Bool
@@ -29,6 +29,9 @@ final class HTTPClientConnection {
     /// The connection served a request before this one.
     private(set) var reused = false
     private var connected = false
+    /// The request's bytes, written here and copied into the send queue;
+    /// its capacity is kept between requests.
+    private var scratch: [UInt8] = []
 
     init(connection: Connection, key: String, client: HTTPClient) {
         self.connection = connection
@@ -42,16 +45,68 @@ final class HTTPClientConnection {
     func send(_ exchange: Exchange) {
         self.exchange = exchange
         responseStarted = false
-        decoder.parser.method = exchange.method
+        decoder.parser.method = exchange.request.method
         // From now: the connect, if any, and the response's head must come within the limit.
         if let timeout = client.configuration.responseTimeout { connection.setMessageDeadline(after: timeout) }
         do {
-            try connection.send(exchange.wire)
+            writeHead(of: exchange)
+            if exchange.body.count <= Self.coalescedBodyLimit {
+                scratch += exchange.body
+                try connection.send(scratch)
+            } else {
+                try connection.send(scratch)
+                try connection.send(exchange.body)
+            }
         } catch {
             fail(HTTPClientError(.closedEarly, "the request could not be sent", underlying: error))
             connection.close()
         }
     }
+
+    /// Writes the request's head into ``scratch``: the request line, `Host`
+    /// from the authority, the fields (the framing ones left to the body),
+    /// `Content-Length` for a body (POST, PUT and PATCH always get one).
+    private func writeHead(of exchange: Exchange) {
+        let request = exchange.request
+        scratch.removeAll(keepingCapacity: true)
+        scratch += request.method.rawValue.utf8
+        scratch.append(HTTPSyntax.space)
+        scratch += (request.path ?? "/").utf8
+        scratch += Self.versionAndHost
+        scratch += exchange.key.utf8
+        scratch += Self.crlf
+        for field in request.headerFields {
+            switch field.name {
+            case .contentLength, .transferEncoding: continue
+            default: break
+            }
+            if field.name.canonicalName == "host" { continue }
+            scratch += field.name.rawName.utf8
+            scratch += Self.colonSpace
+            scratch += field.value.utf8
+            scratch += Self.crlf
+        }
+        switch request.method {
+        case .post, .put, .patch:
+            writeContentLength(exchange.body.count)
+        default:
+            if !exchange.body.isEmpty { writeContentLength(exchange.body.count) }
+        }
+        scratch += Self.crlf
+    }
+
+    private func writeContentLength(_ length: Int) {
+        scratch += Self.contentLengthName
+        scratch += String(length).utf8
+        scratch += Self.crlf
+    }
+
+    private static let versionAndHost = Array(" HTTP/1.1\r\nHost: ".utf8)
+    private static let crlf = Array("\r\n".utf8)
+    private static let colonSpace = Array(": ".utf8)
+    private static let contentLengthName = Array("Content-Length: ".utf8)
+    /// Bodies up to this size go out in one copy with their head.
+    private static let coalescedBodyLimit = 16 << 10
 
     private func segment(_ bytes: ReceivedBytes) -> SegmentDecision {
         guard let (frame, length) = decoder.nextFrame(in: bytes) else { return .needMoreBytes }

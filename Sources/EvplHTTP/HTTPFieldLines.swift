@@ -14,11 +14,24 @@ enum HTTPFieldLines {
         return (UnsafeRawBufferPointer(rebasing: bytes[0..<lineEnd]), UnsafeRawBufferPointer(rebasing: bytes[(lineEnd + 2)..<(bytes.count - 2)]))
     }
 
-    /// Empty fields with room for `section`'s lines: one allocation instead of one per doubling.
-    static func fields(reservedFor section: UnsafeRawBufferPointer) -> HTTPFields {
-        var fields = HTTPFields()
-        fields.reserveCapacity(section.reduce(0) { $1 == HTTPSyntax.lf ? $0 + 1 : $0 })
-        return fields
+    /// Makes field `index` of `fields` the line `name: value`, keeping the
+    /// field already there when it is the same line. A kept-alive peer
+    /// repeats most of its fields from one message to the next, and a value
+    /// past 15 bytes (a `Date`, a `User-Agent`) costs an allocation each
+    /// time it is made anew. Fields are put at 0, 1, 2... in turn.
+    static func put(_ fields: inout HTTPFields, at index: Int, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(HTTPParseError) {
+        guard index < fields.count else {
+            fields.append(try field(name: name, value: value))
+            return
+        }
+        let existing = fields[index]
+        if existing.name.rawName.utf8.elementsEqual(name) && existing.value.utf8.elementsEqual(value) { return }
+        fields[index] = try field(name: name, value: value)
+    }
+
+    /// Drops the fields a previous message had past the `count` this one put.
+    static func truncate(_ fields: inout HTTPFields, to count: Int) {
+        if count < fields.count { fields.removeSubrange(count..<fields.count) }
     }
 
     /// Calls `body` with the name and trimmed value of each field line of

@@ -21,7 +21,7 @@ enum HTTPFrame<Head> {
 protocol HTTPHeadParsing {
     associatedtype Head
     /// The head in `raw`, from its start line through its empty line.
-    func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> Head
+    mutating func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> Head
     /// How the body after `head` is delimited.
     func framing(of head: Head) -> HTTPBodyFraming
     /// Whether `head` is an interim response another head follows.
@@ -90,7 +90,8 @@ struct HTTPMessageDecoder<Parser: HTTPHeadParsing> {
         }
         let start = scanner.firstLineStart
         scanner.reset()
-        let head = try HTTPBytes.parse(bytes.subrange(from: start, length: end - start)) { [parser, limits] (raw) throws(HTTPParseError) in
+        let limits = self.limits
+        let head = try HTTPBytes.parse(bytes.subrange(from: start, length: end - start)) { (raw) throws(HTTPParseError) in
             try parser.parse(raw, limits: limits)
         }
         if try parser.isInterim(head) { return (.informational(head), end) }
@@ -103,9 +104,17 @@ struct HTTPMessageDecoder<Parser: HTTPHeadParsing> {
 }
 
 /// Request heads, for the server.
+///
+/// Each head is parsed into the same `HTTPRequest`: once the connection has
+/// let go of the last head (its response has ended), swift-http-types'
+/// storage is uniquely referenced again and is rewritten in place, so a
+/// head costs no allocation unless a handler keeps it or a value is longer
+/// than a small string.
 struct HTTPRequestHeads: HTTPHeadParsing {
-    func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
-        try HTTPRequestHeadParser.parse(raw, limits: limits)
+    private var reusable = HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/")
+
+    mutating func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
+        try HTTPRequestHeadParser.parse(raw, limits: limits, into: &reusable)
     }
 
     func framing(of head: HTTPRequestHead) -> HTTPBodyFraming { head.bodyFraming }
@@ -117,9 +126,11 @@ struct HTTPRequestHeads: HTTPHeadParsing {
 struct HTTPResponseHeads: HTTPHeadParsing {
     /// The method of the request being answered: a response to HEAD has no body.
     var method = HTTPRequest.Method.get
+    /// Reused as ``HTTPRequestHeads`` reuses its request.
+    private var reusable = HTTPResponse(status: .ok)
 
-    func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPResponseHead {
-        try HTTPResponseHeadParser.parse(raw, method: method, limits: limits)
+    mutating func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPResponseHead {
+        try HTTPResponseHeadParser.parse(raw, method: method, limits: limits, into: &reusable)
     }
 
     func framing(of head: HTTPResponseHead) -> HTTPBodyFraming { head.bodyFraming }

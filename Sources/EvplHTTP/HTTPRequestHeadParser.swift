@@ -6,9 +6,16 @@ enum HTTPRequestHeadParser {
     /// The head in `bytes`, which starts with the request line and ends
     /// with the CRLF of the empty line.
     static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequestHead {
+        var request = HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/")
+        return try parse(bytes, limits: limits, into: &request)
+    }
+
+    /// The head in `bytes`, its request written over `request`: where
+    /// `request`'s storage is not shared, it is reused without allocating.
+    static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits, into request: inout HTTPRequest) throws(HTTPParseError) -> HTTPRequestHead {
         let (line, section) = try HTTPFieldLines.splitHead(bytes)
         let (method, target, version) = try requestLine(line)
-        var fields = HTTPFieldLines.fields(reservedFor: section)
+        var fieldCount = 0
         var hosts = 0
         var host: UnsafeRawBufferPointer?
         var framingFields = HTTPFramingFields()
@@ -26,8 +33,10 @@ enum HTTPRequestHeadParser {
                 expectsContinue = true
             }
             try framingFields.observe(name: name, value: value)
-            fields.append(try HTTPFieldLines.field(name: name, value: value))
+            try HTTPFieldLines.put(&request.headerFields, at: fieldCount, name: name, value: value)
+            fieldCount += 1
         }
+        HTTPFieldLines.truncate(&request.headerFields, to: fieldCount)
         let framing = try Self.framing(framingFields, version: version, limits: limits)
 
         var authority: String?
@@ -54,7 +63,10 @@ enum HTTPRequestHeadParser {
         guard let requestMethod = HTTPRequest.Method(String(decoding: method, as: UTF8.self)) else {
             throw HTTPParseError(.invalidMethod)
         }
-        let request = HTTPRequest(method: requestMethod, scheme: scheme, authority: authority, path: path, headerFields: fields)
+        request.method = requestMethod
+        request.scheme = scheme
+        request.authority = authority
+        request.path = path
         let keepAlive = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
         return HTTPRequestHead(request: request, version: version, keepAlive: keepAlive,
                                expectsContinue: expectsContinue && version.minor >= 1 && framing != .none, bodyFraming: framing)

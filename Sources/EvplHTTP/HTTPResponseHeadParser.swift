@@ -6,18 +6,28 @@ enum HTTPResponseHeadParser {
     /// The head in `bytes`, which starts with the status line and ends with
     /// the CRLF of the empty line, of a response to a request with `method`.
     static func parse(_ bytes: UnsafeRawBufferPointer, method: HTTPRequest.Method, limits: HTTPLimits) throws(HTTPParseError) -> HTTPResponseHead {
+        var response = HTTPResponse(status: .ok)
+        return try parse(bytes, method: method, limits: limits, into: &response)
+    }
+
+    /// The head in `bytes`, its response written over `response`: where
+    /// `response`'s storage is not shared, it is reused without allocating.
+    static func parse(_ bytes: UnsafeRawBufferPointer, method: HTTPRequest.Method, limits: HTTPLimits,
+                      into response: inout HTTPResponse) throws(HTTPParseError) -> HTTPResponseHead {
         let (line, section) = try HTTPFieldLines.splitHead(bytes)
         let (version, status) = try statusLine(line)
-        var fields = HTTPFieldLines.fields(reservedFor: section)
         var framingFields = HTTPFramingFields()
+        var fieldCount = 0
         try HTTPFieldLines.forEach(in: section, maximumCount: limits.fieldCount) { (name, value) throws(HTTPParseError) in
             try framingFields.observe(name: name, value: value)
-            fields.append(try HTTPFieldLines.field(name: name, value: value))
+            try HTTPFieldLines.put(&response.headerFields, at: fieldCount, name: name, value: value)
+            fieldCount += 1
         }
+        HTTPFieldLines.truncate(&response.headerFields, to: fieldCount)
         let framing = try Self.framing(framingFields, status: status.code, method: method, limits: limits)
         let persistent = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
-        return HTTPResponseHead(response: HTTPResponse(status: status, headerFields: fields), version: version,
-                                keepAlive: persistent && framing != .untilClose, bodyFraming: framing)
+        response.status = status
+        return HTTPResponseHead(response: response, version: version, keepAlive: persistent && framing != .untilClose, bodyFraming: framing)
     }
 
     /// `HTTP-version SP 3DIGIT SP [ reason-phrase ]`.

@@ -80,6 +80,13 @@ struct HTTPGetCommand: ParsableCommand {
     @Option(help: "Backend: auto, socket or io_uring.")
     var backend: EvplProtocol.Backend = .auto
 
+    @Option(help: "Send the request this many times, one after another over kept-alive connections, and print the last response.")
+    var `repeat`: Int = 1
+
+    func validate() throws {
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+    }
+
     func run() throws {
         guard url.hasPrefix("http://") else { throw ValidationError("only http:// URLs (TLS is not wired to the command yet)") }
         let rest = url.dropFirst("http://".count)
@@ -92,21 +99,33 @@ struct HTTPGetCommand: ParsableCommand {
         var output: [UInt8] = []
         var failure: HTTPClientError?
         var done = false
-        client.execute(request, body: Array((data ?? "").utf8)) { event in
+        var left = `repeat`
+        let body = Array((data ?? "").utf8)
+        var handler: HTTPClientHandler = { _ in }
+        handler = { event in
             switch event {
             case .head(let head):
+                // Only the last response is printed (and formatted).
+                guard left == 1 else { return }
                 output += Array("\(head.version) \(head.response.status.code) \(head.response.status.reasonPhrase)\r\n".utf8)
                 for field in head.response.headerFields { output += Array("\(field.name.rawName): \(field.value)\r\n".utf8) }
                 output += Array("\r\n".utf8)
             case .body(let bytes):
+                guard left == 1 else { return }
                 bytes.forEachSegment { output.append(contentsOf: $0) }
             case .end:
-                done = true
+                left -= 1
+                if left == 0 {
+                    done = true
+                } else {
+                    client.execute(request, body: body, handler: handler)
+                }
             case .failed(let error):
                 failure = error
                 done = true
             }
         }
+        client.execute(request, body: body, handler: handler)
         while !done { loop.runOnce() }
         // Every connection ends before the loop goes: a connection and its
         // HTTP layer hold each other until then.

@@ -67,8 +67,10 @@ extension EventLoop {
     ///   - fd: an open file or block device; reads and writes fail as the
     ///     descriptor's own mode says (`EBADF` writing to a read-only one).
     ///   - name: what the device's ``BlockDevice/path`` and its errors call it.
+    ///   - engine: how requests run; io_uring by default.
     ///   - direct: whether `fd` was opened with `O_DIRECT` (offsets and
     ///     lengths must then be 4 KiB multiples).
+    ///   - queueDepth: requests in flight at most.
     /// - Throws: ``EvplError`` `.unavailable` for an engine this machine or
     ///   build lacks, `.invalidArgument` for a negative descriptor or depth.
     public func openBlockDevice(

@@ -36,8 +36,10 @@ public final class HTTPFileServer: Sendable {
 
     /// Opens `root` for serving.
     ///
-    /// - Parameter engine: the block engine that reads files; `nil` picks
-    ///   io_uring where this machine has it, otherwise psync.
+    /// - Parameters:
+    ///   - root: the directory whose files are served.
+    ///   - engine: the block engine that reads files; `nil` picks io_uring
+    ///     where this machine has it, otherwise psync.
     /// - Throws: `EvplError` naming `root` when it is missing or not a directory.
     public init(root: String, engine: BlockEngine? = nil) throws(EvplError) {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
