@@ -54,3 +54,21 @@ struct HTTPCommandTests {
         #expect(server.terminate() == 0)
     }
 }
+
+extension HTTPCommandTests {
+    /// A run as short as this once trapped converting an infinite rate to
+    /// `Int` (SIGILL in CI's coverage build); rates too short to time print `-`.
+    @Test("evpl demo prints a row per protocol, the HTTP rows and the block engines, and exits 0")
+    func demo() throws {
+        let run = try runEvpl(["demo", "--seconds", "0.2"])
+        #expect(run.status == 0, "\(run.output)")
+        let rows = run.output.split(separator: "\n").map(String.init)
+        let http = rows.filter { $0.hasPrefix("http/") }
+        #expect(http.count == StreamCase.backends.count, "\(run.output)")
+        for row in http {
+            let cells = row.split(separator: " ", omittingEmptySubsequences: true)
+            #expect(cells.count == 8 && (Int(cells[4]) ?? 0) > 0, "an HTTP row without requests: \(row)")
+        }
+        #expect(rows.contains { $0.hasPrefix("tcp/") } && rows.contains { $0.hasPrefix("blk/") })
+    }
+}
