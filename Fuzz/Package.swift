@@ -23,6 +23,7 @@ let package = Package(
         fuzzTarget("FuzzTLSRecords", tls: true),
         fuzzTarget("FuzzHTTPRequest", http: true),
         fuzzTarget("FuzzHTTPResponse", http: true),
+        fuzzTarget("FuzzHTTPFiles", http: true),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -125,9 +125,13 @@ struct HTTPRequestHeads: HTTPHeadParsing {
 /// Response heads, for the client: the framing depends on the request's method.
 struct HTTPResponseHeads: HTTPHeadParsing {
     /// The method of the request being answered: a response to HEAD has no body.
-    var method = HTTPRequest.Method.get
+    var method: HTTPRequest.Method
     /// Reused as ``HTTPRequestHeads`` reuses its request.
     private var reusable = HTTPResponse(status: .ok)
+
+    init(method: HTTPRequest.Method = .get) {
+        self.method = method
+    }
 
     mutating func parse(_ raw: UnsafeRawBufferPointer, limits: HTTPLimits) throws(HTTPParseError) -> HTTPResponseHead {
         try HTTPResponseHeadParser.parse(raw, method: method, limits: limits, into: &reusable)
