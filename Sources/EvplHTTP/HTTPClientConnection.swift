@@ -68,43 +68,42 @@ final class HTTPClientConnection {
     /// `Content-Length` for a body (POST, PUT and PATCH always get one).
     private func writeHead(of exchange: Exchange) {
         let request = exchange.request
-        scratch.removeAll(keepingCapacity: true)
-        scratch += request.method.rawValue.utf8
-        scratch.append(HTTPSyntax.space)
-        scratch += (request.path ?? "/").utf8
-        scratch += Self.versionAndHost
-        scratch += exchange.key.utf8
-        scratch += Self.crlf
+        // Built in a local buffer: each append to a class's property would
+        // be an exclusivity check at run time.
+        var head: [UInt8] = []
+        swap(&head, &scratch)
+        head.removeAll(keepingCapacity: true)
+        head.append(contentsOf: request.method.rawValue.utf8)
+        head.append(HTTPSyntax.space)
+        head.append(contentsOf: (request.path ?? "/").utf8)
+        head.append(" HTTP/1.1\r\nHost: ")
+        head.append(contentsOf: exchange.key.utf8)
+        head.append("\r\n")
         for field in request.headerFields {
             switch field.name {
             case .contentLength, .transferEncoding: continue
             default: break
             }
             if field.name.canonicalName == "host" { continue }
-            scratch += field.name.rawName.utf8
-            scratch += Self.colonSpace
-            scratch += field.value.utf8
-            scratch += Self.crlf
+            head.append(contentsOf: field.name.rawName.utf8)
+            head.append(": ")
+            head.append(contentsOf: field.value.utf8)
+            head.append("\r\n")
         }
+        let length: Int?
         switch request.method {
-        case .post, .put, .patch:
-            writeContentLength(exchange.body.count)
-        default:
-            if !exchange.body.isEmpty { writeContentLength(exchange.body.count) }
+        case .post, .put, .patch: length = exchange.body.count
+        default: length = exchange.body.isEmpty ? nil : exchange.body.count
         }
-        scratch += Self.crlf
+        if let length {
+            head.append("Content-Length: ")
+            head.append(contentsOf: String(length).utf8)
+            head.append("\r\n")
+        }
+        head.append("\r\n")
+        swap(&head, &scratch)
     }
 
-    private func writeContentLength(_ length: Int) {
-        scratch += Self.contentLengthName
-        scratch += String(length).utf8
-        scratch += Self.crlf
-    }
-
-    private static let versionAndHost = Array(" HTTP/1.1\r\nHost: ".utf8)
-    private static let crlf = Array("\r\n".utf8)
-    private static let colonSpace = Array(": ".utf8)
-    private static let contentLengthName = Array("Content-Length: ".utf8)
     /// Bodies up to this size go out in one copy with their head.
     private static let coalescedBodyLimit = 16 << 10
 

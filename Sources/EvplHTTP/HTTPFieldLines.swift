@@ -1,4 +1,7 @@
 import HTTPTypes
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads the field lines of a header or trailer section (RFC 9112
 /// section 5): `field-name ":" OWS field-value OWS CRLF`, strictly.
@@ -25,8 +28,23 @@ enum HTTPFieldLines {
             return
         }
         let existing = fields[index]
-        if existing.name.rawName.utf8.elementsEqual(name) && existing.value.utf8.elementsEqual(value) { return }
+        if same(existing.name.rawName, name) && same(existing.value, value) { return }
         fields[index] = try field(name: name, value: value)
+    }
+
+    /// Whether `text` is exactly `bytes`, or both are absent.
+    static func same(_ text: String?, _ bytes: UnsafeRawBufferPointer?) -> Bool {
+        guard let text, let bytes else { return text == nil && bytes == nil }
+        return same(text, bytes)
+    }
+
+    /// Whether `text` is exactly `bytes`: a length check and one `memcmp`
+    /// (a generic comparison walks a string's UTF-8 view index by index).
+    static func same(_ text: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var text = text
+        return text.withUTF8 { utf8 in
+            utf8.count == bytes.count && (bytes.isEmpty || memcmp(utf8.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
+        }
     }
 
     /// Drops the fields a previous message had past the `count` this one put.

@@ -39,34 +39,43 @@ enum HTTPRequestHeadParser {
         HTTPFieldLines.truncate(&request.headerFields, to: fieldCount)
         let framing = try Self.framing(framingFields, version: version, limits: limits)
 
-        var authority: String?
-        let path: String
-        var scheme: String?
+        // The parts as bytes: each becomes a string only when it differs
+        // from the last head's (`set(_:to:)`).
+        var authority: UnsafeRawBufferPointer?
+        // `nil`: an absolute-form target without a path, which means `/`.
+        var path: UnsafeRawBufferPointer? = target
+        var scheme: UnsafeRawBufferPointer?
         switch try targetForm(target, method: method) {
         case .origin, .asterisk:
-            path = String(decoding: target, as: UTF8.self)
+            break
         case .absolute(let schemeLength, let authorityRange):
-            scheme = String(decoding: UnsafeRawBufferPointer(rebasing: target[0..<schemeLength]), as: UTF8.self)
-            authority = String(decoding: UnsafeRawBufferPointer(rebasing: target[authorityRange]), as: UTF8.self)
+            scheme = UnsafeRawBufferPointer(rebasing: target[0..<schemeLength])
+            authority = UnsafeRawBufferPointer(rebasing: target[authorityRange])
             let rest = UnsafeRawBufferPointer(rebasing: target[authorityRange.upperBound...])
-            path = rest.isEmpty ? "/" : String(decoding: rest, as: UTF8.self)
+            path = rest.isEmpty ? nil : rest
         }
         // RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1; an
         // absolute-form target's authority replaces it.
         if hosts > 1 { throw HTTPParseError(.invalidHost, "more than one Host field") }
         if hosts == 0 && version.minor >= 1 { throw HTTPParseError(.invalidHost, "no Host field") }
         if let host {
-            guard host.allSatisfy(Self.isHostByte) else { throw HTTPParseError(.invalidHost, "a byte outside uri-host in Host") }
-            if authority == nil { authority = String(decoding: host, as: UTF8.self) }
+            guard host.allSatisfy(HTTPSyntax.isHostByte) else { throw HTTPParseError(.invalidHost, "a byte outside uri-host in Host") }
+            if authority == nil { authority = host }
         }
 
-        guard let requestMethod = HTTPRequest.Method(String(decoding: method, as: UTF8.self)) else {
-            throw HTTPParseError(.invalidMethod)
+        if !HTTPFieldLines.same(request.method.rawValue, method) {
+            guard let requestMethod = HTTPRequest.Method(String(decoding: method, as: UTF8.self)) else {
+                throw HTTPParseError(.invalidMethod)
+            }
+            request.method = requestMethod
         }
-        request.method = requestMethod
-        request.scheme = scheme
-        request.authority = authority
-        request.path = path
+        if !HTTPFieldLines.same(request.scheme, scheme) { request.scheme = scheme.map { String(decoding: $0, as: UTF8.self) } }
+        if !HTTPFieldLines.same(request.authority, authority) { request.authority = authority.map { String(decoding: $0, as: UTF8.self) } }
+        if let path {
+            if !HTTPFieldLines.same(request.path, path) { request.path = String(decoding: path, as: UTF8.self) }
+        } else if request.path != "/" {
+            request.path = "/"
+        }
         let keepAlive = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
         return HTTPRequestHead(request: request, version: version, keepAlive: keepAlive,
                                expectsContinue: expectsContinue && version.minor >= 1 && framing != .none, bodyFraming: framing)
@@ -97,7 +106,8 @@ enum HTTPRequestHeadParser {
     /// `HTTP/DIGIT.DIGIT`, case-sensitive; a major version other than 1 is unsupported.
     private static func version(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> HTTPVersion {
         let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-        guard bytes.count == 8, bytes.starts(with: "HTTP/".utf8), isDigit(bytes[5]), bytes[6] == UInt8(ascii: "."), isDigit(bytes[7]) else {
+        guard bytes.count == 8, bytes[0] == UInt8(ascii: "H"), bytes[1] == UInt8(ascii: "T"), bytes[2] == UInt8(ascii: "T"),
+              bytes[3] == UInt8(ascii: "P"), bytes[4] == UInt8(ascii: "/"), isDigit(bytes[5]), bytes[6] == UInt8(ascii: "."), isDigit(bytes[7]) else {
             throw HTTPParseError(.invalidVersion, "\"\(String(decoding: bytes.prefix(16), as: UTF8.self))\"")
         }
         let major = Int(bytes[5] - UInt8(ascii: "0"))
@@ -150,9 +160,9 @@ enum HTTPRequestHeadParser {
         }
         let authorityStart = schemeEnd + 3
         var authorityEnd = authorityStart
-        while authorityEnd < target.count, !"/?#".utf8.contains(target[authorityEnd]) { authorityEnd += 1 }
+        while authorityEnd < target.count, target[authorityEnd] != UInt8(ascii: "/") && target[authorityEnd] != UInt8(ascii: "?") && target[authorityEnd] != UInt8(ascii: "#") { authorityEnd += 1 }
         let authority = target[authorityStart..<authorityEnd]
-        guard !authority.isEmpty, authority.allSatisfy({ Self.isHostByte($0) || $0 == UInt8(ascii: "@") }) else {
+        guard !authority.isEmpty, authority.allSatisfy({ HTTPSyntax.isHostByte($0) || $0 == UInt8(ascii: "@") }) else {
             throw HTTPParseError(.invalidTarget, "an absolute-form target without a valid authority")
         }
         return .absolute(schemeLength: schemeEnd, authority: authorityStart..<authorityEnd)
@@ -162,12 +172,5 @@ enum HTTPRequestHeadParser {
         let letter = (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
         if first { return letter }
         return letter || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || "+-.".utf8.contains(byte)
-    }
-
-    /// A byte of `uri-host [ ":" port ]`: unreserved, pct-encoded,
-    /// sub-delims, the colon and IP-literal brackets.
-    private static func isHostByte(_ byte: UInt8) -> Bool {
-        let letter = (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
-        return letter || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || "-._~%!$&'()*+,;=:[]".utf8.contains(byte)
     }
 }

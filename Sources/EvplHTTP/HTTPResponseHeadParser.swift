@@ -26,14 +26,17 @@ enum HTTPResponseHeadParser {
         HTTPFieldLines.truncate(&response.headerFields, to: fieldCount)
         let framing = try Self.framing(framingFields, status: status.code, method: method, limits: limits)
         let persistent = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
-        response.status = status
+        // swift-http-types writes (and later parses) the status as a field: only when it changes.
+        let current = response.status
+        if current.code != status.code || current.reasonPhrase != status.reasonPhrase { response.status = status }
         return HTTPResponseHead(response: response, version: version, keepAlive: persistent && framing != .untilClose, bodyFraming: framing)
     }
 
     /// `HTTP-version SP 3DIGIT SP [ reason-phrase ]`.
     private static func statusLine(_ line: UnsafeRawBufferPointer) throws(HTTPParseError) -> (HTTPVersion, HTTPResponse.Status) {
         let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-        guard line.count >= 12, line.starts(with: "HTTP/".utf8), isDigit(line[5]), line[6] == UInt8(ascii: "."), isDigit(line[7]),
+        guard line.count >= 12, line[0] == UInt8(ascii: "H"), line[1] == UInt8(ascii: "T"), line[2] == UInt8(ascii: "T"),
+              line[3] == UInt8(ascii: "P"), line[4] == UInt8(ascii: "/"), isDigit(line[5]), line[6] == UInt8(ascii: "."), isDigit(line[7]),
               line[8] == HTTPSyntax.space, isDigit(line[9]), isDigit(line[10]), isDigit(line[11]),
               line.count == 12 || line[12] == HTTPSyntax.space else {
             throw HTTPParseError(.invalidRequestLine, "a malformed status line")

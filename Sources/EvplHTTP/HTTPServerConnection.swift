@@ -366,7 +366,7 @@ public final class HTTPServerConnection {
             scratch.removeAll(keepingCapacity: true)
             scratch += Self.lastChunk
             if let trailers {
-                for field in trailers { appendField(field) }
+                for field in trailers { Self.append(field, to: &scratch) }
             }
             scratch += Self.crlf
             sendScratch()
@@ -418,7 +418,10 @@ public final class HTTPServerConnection {
     /// - Throws: `EvplError` `.invalidArgument` when the response's own
     ///   `Content-Length` is not the whole body's length; nothing is sent.
     private func startResponse(_ response: HTTPResponse, bodyLength: Int?) throws(EvplError) {
-        let status = response.status.code
+        // swift-http-types parses the status from its field on every read.
+        let responseStatus = response.status
+        let status = responseStatus.code
+        let reasonPhrase = responseStatus.reasonPhrase
         let method = request?.request.method
         let noBody = bodyless(status)
         let declared = response.headerFields[.contentLength].flatMap { Int($0) }
@@ -444,14 +447,18 @@ public final class HTTPServerConnection {
         if response.headerFields[.connection]?.lowercased().contains("close") == true { closeAfterResponse = true }
 
         date.update()
-        scratch.removeAll(keepingCapacity: true)
-        scratch += Self.statusLinePrefix
-        scratch.append(UInt8(ascii: "0") + UInt8(status / 100))
-        scratch.append(UInt8(ascii: "0") + UInt8(status / 10 % 10))
-        scratch.append(UInt8(ascii: "0") + UInt8(status % 10))
-        scratch.append(UInt8(ascii: " "))
-        scratch += response.status.reasonPhrase.utf8
-        scratch += Self.crlf
+        // Built in a local buffer: each append to a class's property would
+        // be an exclusivity check at run time.
+        var head: [UInt8] = []
+        swap(&head, &scratch)
+        head.removeAll(keepingCapacity: true)
+        head.append("HTTP/1.1 ")
+        head.append(UInt8(ascii: "0") + UInt8(status / 100))
+        head.append(UInt8(ascii: "0") + UInt8(status / 10 % 10))
+        head.append(UInt8(ascii: "0") + UInt8(status % 10))
+        head.append(UInt8(ascii: " "))
+        head.append(contentsOf: reasonPhrase.utf8)
+        head.append("\r\n")
         var hasDate = false
         for field in response.headerFields {
             switch field.name {
@@ -460,34 +467,35 @@ public final class HTTPServerConnection {
             case .date: hasDate = true
             default: break
             }
-            appendField(field)
+            Self.append(field, to: &head)
         }
         if !hasDate {
-            scratch += Self.dateName
-            scratch += date.bytes
-            scratch += Self.crlf
+            head.append("Date: ")
+            head.append(contentsOf: date.bytes)
+            head.append("\r\n")
         }
         switch coding {
         case .length(let length) where declared == nil:
-            scratch += Self.contentLengthName
-            scratch += String(length).utf8
-            scratch += Self.crlf
+            head.append("Content-Length: ")
+            head.append(contentsOf: String(length).utf8)
+            head.append("\r\n")
         case .none where declared == nil && bodyLength != nil && method == .head:
             // HEAD gets the length a GET would have had.
-            scratch += Self.contentLengthName
-            scratch += String(bodyLength!).utf8
-            scratch += Self.crlf
+            head.append("Content-Length: ")
+            head.append(contentsOf: String(bodyLength!).utf8)
+            head.append("\r\n")
         case .chunked:
-            scratch += Self.chunkedCoding
+            head.append("Transfer-Encoding: chunked\r\n")
         default:
             break
         }
         if closeAfterResponse {
-            scratch += Self.connectionClose
+            head.append("Connection: close\r\n")
         } else if request?.version == .http1_0 {
-            scratch += Self.connectionKeepAlive
+            head.append("Connection: keep-alive\r\n")
         }
-        scratch += Self.crlf
+        head.append("\r\n")
+        swap(&head, &scratch)
         self.response = .body(coding)
         // A whole short response goes out in one copy with its body (``writeBodyBytes``).
         if bodyLength == nil || bodyLength! > Self.coalescedBodyLimit || !(coding.sendsBytes) { sendScratch() }
@@ -528,11 +536,11 @@ public final class HTTPServerConnection {
         }
     }
 
-    private func appendField(_ field: HTTPField) {
-        scratch += field.name.rawName.utf8
-        scratch += Self.colonSpace
-        scratch += field.value.utf8
-        scratch += Self.crlf
+    private static func append(_ field: HTTPField, to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: field.name.rawName.utf8)
+        bytes.append(": ")
+        bytes.append(contentsOf: field.value.utf8)
+        bytes.append("\r\n")
     }
 
     private func sendScratch() {
@@ -568,14 +576,7 @@ public final class HTTPServerConnection {
     }
 
     // The fixed pieces of a response head.
-    private static let statusLinePrefix = Array("HTTP/1.1 ".utf8)
     private static let crlf = Array("\r\n".utf8)
-    private static let colonSpace = Array(": ".utf8)
-    private static let dateName = Array("Date: ".utf8)
-    private static let contentLengthName = Array("Content-Length: ".utf8)
-    private static let chunkedCoding = Array("Transfer-Encoding: chunked\r\n".utf8)
-    private static let connectionClose = Array("Connection: close\r\n".utf8)
-    private static let connectionKeepAlive = Array("Connection: keep-alive\r\n".utf8)
     private static let lastChunk = Array("0\r\n".utf8)
     private static let continueResponse = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
     /// Bodies up to this size go out in one copy with their head.

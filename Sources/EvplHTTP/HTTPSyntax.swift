@@ -13,6 +13,18 @@ enum HTTPSyntax {
         }
     }
 
+    private static let hostTable: [Bool] = (0..<256).map { byte in
+        switch UInt8(byte) {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"): return true
+        default: return "-._~%!$&'()*+,;=:[]".utf8.contains(UInt8(byte))
+        }
+    }
+
+    /// A byte of `uri-host [ ":" port ]`: unreserved, pct-encoded,
+    /// sub-delims, the colon and IP-literal brackets.
+    @inline(__always)
+    static func isHostByte(_ byte: UInt8) -> Bool { hostTable[Int(byte)] }
+
     /// `tchar`: the bytes of a token (a method, a field name, a coding).
     @inline(__always)
     static func isTokenByte(_ byte: UInt8) -> Bool { tokenTable[Int(byte)] }

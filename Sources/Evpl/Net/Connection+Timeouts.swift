@@ -18,17 +18,31 @@ extension Connection {
     /// For protocols whose peers could send a message slowly enough to
     /// dodge the idle timeout: a byte every few seconds keeps a connection
     /// active, but not its message on time. An HTTP server sets one when a
-    /// request's head starts and another while its body arrives. Setting
-    /// it costs two updates of the loop's deadline wheel, no system call.
+    /// request's head starts and another while its body arrives. A deadline
+    /// later than the one the wheel already waits for, or none, is only
+    /// stored (the wheel places the connection anew when it comes up); an
+    /// earlier one moves it in the wheel. No system call either way.
     public func setMessageDeadline(after limit: Duration?) {
         checkThread()
         guard state != .closed else { return }
-        if let limit, let nanoseconds = limit.wholeNanoseconds {
-            messageDeadline = MonotonicClock.nanoseconds() &+ max(nanoseconds, 1)
-            messageLimit = limit
+        if let limit {
+            if limit != messageLimit || messageLimitNanoseconds == 0 {
+                guard let nanoseconds = limit.wholeNanoseconds else {
+                    setMessageDeadline(after: nil)
+                    return
+                }
+                messageLimit = limit
+                messageLimitNanoseconds = max(nanoseconds, 1)
+            }
+            let deadline = MonotonicClock.nanoseconds() &+ messageLimitNanoseconds
+            messageDeadline = deadline
+            // The wheel looks at the connection before this deadline and places it anew then.
+            if deadlineSlot >= 0 && deadlineTick &* ConnectionDeadlines.tick <= deadline { return }
         } else {
             guard messageDeadline != 0 else { return }
             messageDeadline = 0
+            // A later deadline, or none: the wheel finds out when it looks.
+            if deadlineSlot >= 0 { return }
         }
         loop.deadlines.update(self)
     }

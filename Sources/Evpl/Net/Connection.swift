@@ -113,12 +113,18 @@ public final class Connection: PollSource {
     var handshakeEnded = false
     /// When the message being read must have arrived whole
     /// (``setMessageDeadline(after:)``); 0 without one.
-    var messageDeadline: UInt64 = 0
+    @exclusivity(unchecked) var messageDeadline: UInt64 = 0
     /// The limit `messageDeadline` was set from, for the error that breaks it.
-    var messageLimit = Duration.zero
+    @exclusivity(unchecked) var messageLimit = Duration.zero
+    /// `messageLimit` in nanoseconds, kept: a protocol sets the same limit
+    /// per message, and converting a `Duration` costs 128-bit arithmetic.
+    @exclusivity(unchecked) var messageLimitNanoseconds: UInt64 = 0
     /// Where the loop's ``ConnectionDeadlines`` keeps the connection; -1 when not there.
-    var deadlineSlot = -1
-    var deadlineIndex = 0
+    @exclusivity(unchecked) var deadlineSlot = -1
+    @exclusivity(unchecked) var deadlineIndex = 0
+    /// The tick of the wheel slot the connection sits in: the wheel looks
+    /// at it then, and places it by its deadline of that moment.
+    @exclusivity(unchecked) var deadlineTick: UInt64 = 0
 
     /// Where the backend puts the bytes it receives: the ciphertext queue
     /// under TLS, the receive queue itself otherwise.

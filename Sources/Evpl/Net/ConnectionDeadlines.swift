@@ -75,7 +75,9 @@ final class ConnectionDeadlines {
             cursor = MonotonicClock.nanoseconds() / Self.tick
             timer = try? loop.addTimer(every: .nanoseconds(Self.tick)) { [unowned self] _ in advance() }
         }
-        let slot = slot(for: deadline)
+        let tick = max(deadline / Self.tick, cursor)
+        let slot = Int(tick % UInt64(Self.slotCount))
+        connection.deadlineTick = tick
         connection.deadlineSlot = slot
         connection.deadlineIndex = slots[slot].count
         slots[slot].append(connection)

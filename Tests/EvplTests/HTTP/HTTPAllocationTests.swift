@@ -16,7 +16,7 @@ struct HTTPAllocationTests {
     /// debug build: 6 per request (measured 2026-12-07, both backends), all
     /// in unspecialized generic code. The release build makes 0.0023 per
     /// request (23 allocations for 10,000 more requests, counted by
-    /// valgrind's heap summary of `evpl http serve`: `Benchmarks/http-allocations.sh`):
+    /// valgrind's heap summary of `evpl http serve`: `Benchmarks/http-cost.sh`):
     /// each head is parsed into the same swift-http-types storage. These
     /// bounds keep the counts from growing unnoticed.
     static let allowedPerRequest = 6.5
@@ -66,7 +66,7 @@ extension HTTPAllocationTests {
     /// The client and the server together on one loop, in this debug
     /// build: 1.0 per request (measured 2026-12-07). In release the client
     /// makes 0.0025 per request and the server 0.0019
-    /// (`Benchmarks/http-allocations.sh`).
+    /// (`Benchmarks/http-cost.sh`).
     static let allowedClientAndServerPerRequest = 1.5
 
     @Test("HTTPClient requests over a kept-alive connection, with one handler reused, allocate a bounded number of times")
