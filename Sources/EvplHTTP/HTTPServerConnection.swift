@@ -60,6 +60,8 @@ public final class HTTPServerConnection {
 
     private var response = ResponseState.none
     private var requestComplete = false
+    /// The current request is a HEAD: its response carries no body.
+    private var bodylessMethod = false
     /// The rest of the body is read and dropped: the response came first.
     private var discardingBody = false
     private var continueSent = false
@@ -155,6 +157,8 @@ public final class HTTPServerConnection {
             headDeadlineSet = false
             connection.setMessageDeadline(after: head.bodyFraming == .none ? nil : bodyTimeout)
             request = head
+            // swift-http-types parses the method from its field on every read: once here.
+            bodylessMethod = head.request.method == .head
             requestComplete = false
             discardingBody = false
             continueSent = false
@@ -233,6 +237,7 @@ public final class HTTPServerConnection {
         }
         closeAfterResponse = true
         requestComplete = true
+        if request == nil { bodylessMethod = false }
         request = request ?? HTTPRequestHead(request: HTTPRequest(method: .get, scheme: nil, authority: nil, path: nil), version: .http1_1, keepAlive: false)
         let body = Array("\(error.status.code) \(error.status.reasonPhrase)\n".utf8)
         var head = HTTPResponse(status: error.status)
@@ -422,7 +427,7 @@ public final class HTTPServerConnection {
         let responseStatus = response.status
         let status = responseStatus.code
         let reasonPhrase = responseStatus.reasonPhrase
-        let method = request?.request.method
+        let answersHead = bodylessMethod
         let noBody = bodyless(status)
         let declared = response.headerFields[.contentLength].flatMap { Int($0) }
         if let declared, let bodyLength, declared != bodyLength, !noBody {
@@ -479,7 +484,7 @@ public final class HTTPServerConnection {
             head.append("Content-Length: ")
             head.append(contentsOf: String(length).utf8)
             head.append("\r\n")
-        case .none where declared == nil && bodyLength != nil && method == .head:
+        case .none where declared == nil && bodyLength != nil && answersHead:
             // HEAD gets the length a GET would have had.
             head.append("Content-Length: ")
             head.append(contentsOf: String(bodyLength!).utf8)
@@ -504,7 +509,7 @@ public final class HTTPServerConnection {
     /// Whether a response with `status` to the current request carries no
     /// body whatever is written (RFC 9110 sections 9.3.2, 15.3.5, 15.4.5).
     private func bodyless(_ status: Int) -> Bool {
-        request?.request.method == .head || status == 204 || status == 304 || (100..<200).contains(status)
+        bodylessMethod || status == 204 || status == 304 || (100..<200).contains(status)
     }
 
     /// Sends body bytes as the coding asks. The head may still sit in
