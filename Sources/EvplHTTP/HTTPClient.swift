@@ -151,6 +151,9 @@ public final class HTTPClient {
         guard let authority = request.authority, !authority.isEmpty else {
             throw HTTPClientError(.invalidRequest, "no authority (host and port) in the request")
         }
+        guard request.scheme != "https" || configuration.evplProtocol.security != nil else {
+            throw HTTPClientError(.invalidRequest, "an https request needs a TLS protocol in HTTPClientConfiguration (EvplTLS), and this client has none")
+        }
         let address: SocketAddress
         if let known = addresses[authority] {
             address = known
@@ -174,7 +177,7 @@ public final class HTTPClient {
     }
 
     /// `host[:port]`, with IPv6 literals in brackets.
-    static func hostAndPort(_ authority: String, defaultPort: UInt16) throws(HTTPClientError) -> (String, UInt16) {
+    package static func hostAndPort(_ authority: String, defaultPort: UInt16) throws(HTTPClientError) -> (String, UInt16) {
         var host = Substring(authority)
         var port = defaultPort
         if let at = host.lastIndex(of: "@") { host = host[host.index(after: at)...] }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Evpl
 import EvplHTTP
+import EvplTLS
 import HTTPTypes
 #if canImport(Glibc)
 import Glibc
@@ -68,8 +69,14 @@ struct HTTPGetCommand: ParsableCommand {
         abstract: "Send one request and print the response as curl -i does: status line, fields, an empty line, the body. Exits 1 when the request fails."
     )
 
-    @Argument(help: "http://HOST[:PORT]/PATH")
+    @Argument(help: "http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH")
     var url: String
+
+    @Option(name: .customLong("tls-ca"), help: "https: PEM CA certificates to trust (the system's when absent).")
+    var certificateAuthorities: String?
+
+    @Option(name: .customLong("tls-verify-host"), help: "https: the name the server's certificate must carry, also sent as SNI (default: the URL's host).")
+    var verifyHost: String?
 
     @Option(help: "The method.")
     var method: String = "GET"
@@ -88,14 +95,26 @@ struct HTTPGetCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard url.hasPrefix("http://") else { throw ValidationError("only http:// URLs (TLS is not wired to the command yet)") }
-        let rest = url.dropFirst("http://".count)
+        let secure = url.hasPrefix("https://")
+        guard secure || url.hasPrefix("http://") else { throw ValidationError("an http:// or https:// URL") }
+        let rest = url.dropFirst(secure ? "https://".count : "http://".count)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         guard let requestMethod = HTTPRequest.Method(method) else { throw ValidationError("\(method) is not a method") }
-        let request = HTTPRequest(method: requestMethod, scheme: "http", authority: String(rest[..<slash]),
+        let authority = String(rest[..<slash])
+        let request = HTTPRequest(method: requestMethod, scheme: secure ? "https" : "http", authority: authority,
                                   path: slash == rest.endIndex ? "/" : String(rest[slash...]))
+        var evplProtocol = EvplProtocol(.tcp, backend: backend)
+        if secure {
+            let host = (try? HTTPClient.hostAndPort(authority, defaultPort: 443).0) ?? authority
+            var configuration = TLSConfiguration.client(serverName: verifyHost ?? host,
+                                                        trustRoots: certificateAuthorities.map { .certificates(.file($0)) } ?? .system)
+            // RFC 7301: the only protocol this client speaks.
+            configuration.applicationProtocols = ["http/1.1"]
+            let context = try failing { try TLSContext(configuration, role: .client) }
+            evplProtocol = EvplProtocol(.tcp, backend: backend, tls: context)
+        }
         let loop = try failing { try EventLoop() }
-        let client = HTTPClient(loop: loop, configuration: HTTPClientConfiguration(evplProtocol: EvplProtocol(.tcp, backend: backend)))
+        let client = HTTPClient(loop: loop, configuration: HTTPClientConfiguration(evplProtocol: evplProtocol))
         var output: [UInt8] = []
         var failure: HTTPClientError?
         var done = false

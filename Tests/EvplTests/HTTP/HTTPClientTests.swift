@@ -187,6 +187,18 @@ final class CannedServer: Sendable {
         #expect(outcome.error?.underlying?.code == .connectionRefused)
     }
 
+    @Test("an https request on a client without TLS is refused before anything is sent")
+    func httpsWithoutTLS() throws {
+        let (fd, address) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))
+        defer { close(fd) }
+        let loop = try makeLoop()
+        let client = HTTPClient(loop: loop)
+        var request = get(address, "/")
+        request.scheme = "https"
+        let outcome = try fetch(client, request)
+        #expect(outcome.error?.kind == .invalidRequest, "\(String(describing: outcome.error))")
+    }
+
     /// Python's ThreadingHTTPServer, HTTP/1.1, on a free port: its port once it serves.
     final class PythonServer {
         let pid: pid_t

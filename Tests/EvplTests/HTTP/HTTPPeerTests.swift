@@ -125,4 +125,23 @@ extension HTTPPeerTests {
         #expect(run.output.contains("Re-using existing connection"), "\(run.output)")
         #expect(server.terminate() == 0)
     }
+
+    @Test("evpl http get over TLS offers http/1.1 by ALPN to evpl http serve --tls and checks the certificate", arguments: StreamCase.backends)
+    func clientOverTLS(backend: EvplProtocol.Backend) throws {
+        let fixtures = try TLSFixtures.get()
+        let server = try EvplServer(["http", "serve", "--port", "0", "--backend", backend.rawValue, "--tls",
+                                     "--tls-cert", fixtures.serverCertificate, "--tls-key", fixtures.serverKey])
+        let url = "https://127.0.0.1:\(server.address.port!)/x"
+        let get = try runEvpl(["http", "get", url, "--backend", backend.rawValue, "--tls-ca", fixtures.caCertificate,
+                               "--tls-verify-host", "localhost", "--repeat", "3"])
+        #expect(get.status == 0 && get.output.hasSuffix("hello world"), "\(get.output)")
+        // A certificate the client was not told to trust: no request goes out.
+        let untrusted = try runEvpl(["http", "get", url, "--backend", backend.rawValue, "--tls-verify-host", "localhost"])
+        #expect(untrusted.status == 1 && !untrusted.output.contains("hello world"), "\(untrusted.output)")
+        // The wrong name: refused as well.
+        let misnamed = try runEvpl(["http", "get", url, "--backend", backend.rawValue, "--tls-ca", fixtures.caCertificate,
+                                    "--tls-verify-host", "elsewhere.example"])
+        #expect(misnamed.status == 1, "\(misnamed.output)")
+        #expect(server.terminate() == 0)
+    }
 }
