@@ -47,6 +47,28 @@ public final class HTTPClient {
         send(exchange, reusing: true)
     }
 
+    /// Sends `request`'s head now and returns the writer of its body, which
+    /// goes out as it is written: with `bodyLength` as `Content-Length`, or
+    /// chunked without one. The response is reported to `handler` as for
+    /// ``execute(_:body:handler:)``, and may come before the body ends (a
+    /// server refusing an upload); the writer's later writes then throw.
+    @discardableResult
+    public func stream(_ request: HTTPRequest, bodyLength: Int? = nil, handler: @escaping HTTPClientHandler) -> HTTPClientRequestWriter {
+        let writer = HTTPClientRequestWriter(bodyLength: bodyLength)
+        var exchange: HTTPClientConnection.Exchange
+        do {
+            exchange = try self.exchange(request, body: [], handler: handler)
+        } catch {
+            writer.detach(error)
+            handler(.failed(error))
+            return writer
+        }
+        exchange.writer = writer
+        exchange.streamedLength = bodyLength
+        send(exchange, reusing: true)
+        return writer
+    }
+
     /// Sends `request` with `body` and returns the whole response. Call it
     /// from a task running on the loop (`Task(executorPreference:
     /// loop.executor)`).
@@ -111,7 +133,9 @@ public final class HTTPClient {
             connection.context = client
             client.send(exchange)
         } catch {
-            exchange.handler(.failed(HTTPClientError(.connect, "\(exchange.address)", underlying: error)))
+            let failure = HTTPClientError(.connect, "\(exchange.address)", underlying: error)
+            exchange.writer?.detach(failure)
+            exchange.handler(.failed(failure))
         }
     }
 
@@ -173,7 +197,7 @@ public final class HTTPClient {
         default: idempotent = false
         }
         return HTTPClientConnection.Exchange(request: request, body: body, handler: handler, idempotent: idempotent,
-                                             key: authority, address: address)
+                                             key: authority, address: address, writer: nil, streamedLength: nil)
     }
 
     /// `host[:port]`, with IPv6 literals in brackets.

@@ -15,6 +15,10 @@ final class HTTPClientConnection {
         let idempotent: Bool
         let key: String
         let address: SocketAddress
+        /// The writer of a streamed body; `nil` when `body` is the whole of it.
+        var writer: HTTPClientRequestWriter?
+        /// A streamed body's `Content-Length`; chunked when `nil`.
+        var streamedLength: Int?
     }
 
     let connection: Connection
@@ -48,9 +52,12 @@ final class HTTPClientConnection {
         decoder.parser.method = exchange.request.method
         // From now: the connect, if any, and the response's head must come within the limit.
         if let timeout = client.configuration.responseTimeout { connection.setMessageDeadline(after: timeout) }
+        exchange.writer?.owner = self
         do {
             writeHead(of: exchange)
-            if exchange.body.count <= Self.coalescedBodyLimit {
+            if exchange.writer != nil {
+                try connection.send(scratch)
+            } else if exchange.body.count <= Self.coalescedBodyLimit {
                 scratch += exchange.body
                 try connection.send(scratch)
             } else {
@@ -91,9 +98,14 @@ final class HTTPClientConnection {
             head.append("\r\n")
         }
         let length: Int?
-        switch request.method {
-        case .post, .put, .patch: length = exchange.body.count
-        default: length = exchange.body.isEmpty ? nil : exchange.body.count
+        if exchange.writer != nil {
+            length = exchange.streamedLength
+            if length == nil { head.append("Transfer-Encoding: chunked\r\n") }
+        } else {
+            switch request.method {
+            case .post, .put, .patch: length = exchange.body.count
+            default: length = exchange.body.isEmpty ? nil : exchange.body.count
+            }
         }
         if let length {
             head.append("Content-Length: ")
@@ -144,7 +156,9 @@ final class HTTPClientConnection {
             } else {
                 retryOrFail(HTTPClientError(.closedEarly, "the connection ended before the response did", underlying: error))
             }
-        case .writable, .sent:
+        case .writable:
+            exchange?.writer?.onWritable?()
+        case .sent:
             break
         }
     }
@@ -185,6 +199,12 @@ final class HTTPClientConnection {
         guard let exchange else { return }
         self.exchange = nil
         connection.setMessageDeadline(after: nil)
+        if let writer = exchange.writer {
+            // A body still being written when the response ended cannot be
+            // finished on this connection, nor another request sent after it.
+            if !writer.ended { keepAlive = false }
+            writer.detach(HTTPClientError(.closedEarly, "the response ended before the body"))
+        }
         if keepAlive && connection.isOpen {
             reused = true
             client.park(self)
@@ -197,6 +217,7 @@ final class HTTPClientConnection {
     private func fail(_ error: HTTPClientError) {
         guard let exchange else { return }
         self.exchange = nil
+        exchange.writer?.detach(error)
         exchange.handler(.failed(error))
     }
 
@@ -204,7 +225,7 @@ final class HTTPClientConnection {
     /// an idempotent request goes again on a new connection, once.
     private func retryOrFail(_ error: HTTPClientError) {
         guard let exchange else { return }
-        if reused && !responseStarted && exchange.idempotent {
+        if reused && !responseStarted && exchange.idempotent && exchange.writer == nil {
             self.exchange = nil
             client.resend(exchange)
         } else {
