@@ -1,5 +1,8 @@
 import Evpl
 import HTTPTypes
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An HTTP/1.1 client on one event loop, with a pool of kept-alive
 /// connections per host and port.
@@ -23,6 +26,8 @@ public final class HTTPClient {
     private var idle: [String: IdleConnections] = [:]
     /// Resolved authorities.
     private var addresses: [String: SocketAddress] = [:]
+    /// Requests waiting for their authority's name to resolve, by authority.
+    private var resolving: [String: [HTTPClientConnection.Exchange]] = [:]
 
     /// A client on `loop` (call it on the loop's thread).
     public init(loop: EventLoop, configuration: HTTPClientConfiguration = .init()) {
@@ -124,16 +129,20 @@ public final class HTTPClient {
             connection.send(exchange)
             return
         }
+        guard let address = exchange.address else {
+            resolve(exchange, name: exchange.name!)
+            return
+        }
         do {
             // The connection's context holds the client connection (no cycle through the handler).
-            let connection = try loop.connect(to: exchange.address, protocol: configuration.evplProtocol) { connection, event in
+            let connection = try loop.connect(to: address, protocol: configuration.evplProtocol) { connection, event in
                 (connection.context as? HTTPClientConnection)?.handle(event)
             }
             let client = HTTPClientConnection(connection: connection, key: exchange.key, client: self)
             connection.context = client
             client.send(exchange)
         } catch {
-            let failure = HTTPClientError(.connect, "\(exchange.address)", underlying: error)
+            let failure = HTTPClientError(.connect, "\(address)", underlying: error)
             exchange.writer?.detach(failure)
             exchange.handler(.failed(failure))
         }
@@ -178,18 +187,23 @@ public final class HTTPClient {
         guard request.scheme != "https" || configuration.evplProtocol.security != nil else {
             throw HTTPClientError(.invalidRequest, "an https request needs a TLS protocol in HTTPClientConfiguration (EvplTLS), and this client has none")
         }
-        let address: SocketAddress
+        var address: SocketAddress?
+        var name: (host: String, port: UInt16)?
         if let known = addresses[authority] {
             address = known
         } else {
             let defaultPort: UInt16 = request.scheme == "https" ? 443 : 80
             let (host, port) = try Self.hostAndPort(authority, defaultPort: defaultPort)
-            do {
-                address = try SocketAddress(host: host, port: port)
-            } catch {
-                throw HTTPClientError(.invalidRequest, "\(authority) does not resolve", underlying: error)
+            if Self.isLiteral(host) {
+                do {
+                    address = try SocketAddress(host: host, port: port)
+                } catch {
+                    throw HTTPClientError(.invalidRequest, "\(authority) is not an address", underlying: error)
+                }
+                addresses[authority] = address
+            } else {
+                name = (host, port)
             }
-            addresses[authority] = address
         }
         let idempotent: Bool
         switch request.method {
@@ -197,7 +211,55 @@ public final class HTTPClient {
         default: idempotent = false
         }
         return HTTPClientConnection.Exchange(request: request, body: body, handler: handler, idempotent: idempotent,
-                                             key: authority, address: address, writer: nil, streamedLength: nil)
+                                             key: authority, address: address, name: name, writer: nil, streamedLength: nil)
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 literal, which resolves without a lookup.
+    private static func isLiteral(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
+    /// Resolves `name` on a thread of its own (`getaddrinfo` blocks), then
+    /// sends the requests that waited for it, on the loop; the first
+    /// request for an authority starts it, the others wait with it.
+    private func resolve(_ exchange: HTTPClientConnection.Exchange, name: (host: String, port: UInt16)) {
+        let key = exchange.key
+        if resolving[key] != nil {
+            resolving[key]!.append(exchange)
+            return
+        }
+        resolving[key] = [exchange]
+        let remote = loop.remote
+        let client = LoopBound(value: WeakClient(self))
+        do {
+            let thread = try LoopThread.spawn(name: "evpl-resolve") {
+                let result = Result { () throws(EvplError) in try SocketAddress(host: name.host, port: name.port) }
+                remote.execute { _ in client.value.client?.resolved(key, result) }
+            }
+            pthread_detach(thread)
+        } catch {
+            resolved(key, .failure(error))
+        }
+    }
+
+    private func resolved(_ key: String, _ result: Result<SocketAddress, EvplError>) {
+        let waiting = resolving.removeValue(forKey: key) ?? []
+        switch result {
+        case .success(let address):
+            addresses[key] = address
+            for var exchange in waiting {
+                exchange.address = address
+                send(exchange, reusing: true)
+            }
+        case .failure(let error):
+            let failure = HTTPClientError(.invalidRequest, "\(key) does not resolve", underlying: error)
+            for exchange in waiting {
+                exchange.writer?.detach(failure)
+                exchange.handler(.failed(failure))
+            }
+        }
     }
 
     /// `host[:port]`, with IPv6 literals in brackets.
@@ -220,6 +282,12 @@ public final class HTTPClient {
         }
         return (String(host), port)
     }
+}
+
+/// The client a name resolution reports to, if it is still there.
+private final class WeakClient {
+    weak var client: HTTPClient?
+    init(_ client: HTTPClient) { self.client = client }
 }
 
 /// The kept connections to one authority.

@@ -14,7 +14,10 @@ final class HTTPClientConnection {
         /// Whether it may be sent twice (RFC 9110 section 9.2.2).
         let idempotent: Bool
         let key: String
-        let address: SocketAddress
+        /// Where it goes; `nil` until `name` has been resolved.
+        var address: SocketAddress?
+        /// The host name and port to resolve, when the authority is not an address.
+        let name: (host: String, port: UInt16)?
         /// The writer of a streamed body; `nil` when `body` is the whole of it.
         var writer: HTTPClientRequestWriter?
         /// A streamed body's `Content-Length`; chunked when `nil`.

@@ -187,6 +187,31 @@ final class CannedServer: Sendable {
         #expect(outcome.error?.underlying?.code == .connectionRefused)
     }
 
+    @Test("a host name resolves off the loop: requests to it wait together and are sent; a name that does not resolve fails them")
+    func nameResolution() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.serveHTTP(from: listener) { exchange, event in
+            if case .head(let head) = event { try? exchange.respond(HTTPResponse(status: .ok), body: head.request.path ?? "") }
+        }
+        let client = HTTPClient(loop: loop)
+        let outcomes = (0..<3).map { _ in ClientOutcome() }
+        for (index, outcome) in outcomes.enumerated() {
+            client.execute(HTTPRequest(method: .get, scheme: "http", authority: "localhost:\(listener.address.port!)", path: "/\(index)"),
+                           handler: outcome.handle)
+        }
+        // Nothing can have been answered before the loop ran: the name was not resolved on it.
+        #expect(outcomes.allSatisfy { $0.events == 0 })
+        try spin(loop, seconds: 10, "three requests to localhost") { outcomes.allSatisfy(\.done) }
+        for (index, outcome) in outcomes.enumerated() {
+            #expect(outcome.error == nil && String(decoding: outcome.body, as: UTF8.self) == "/\(index)", "\(String(describing: outcome.error))")
+        }
+        let missing = try fetch(client, HTTPRequest(method: .get, scheme: "http", authority: "no-such-host.invalid:80", path: "/"))
+        #expect(missing.error?.kind == .invalidRequest, "\(String(describing: missing.error))")
+        listener.close()
+        loop.closeAll()
+    }
+
     @Test("an https request on a client without TLS is refused before anything is sent")
     func httpsWithoutTLS() throws {
         let (fd, address) = try rawListen(SocketAddress(host: "127.0.0.1", port: 0))
