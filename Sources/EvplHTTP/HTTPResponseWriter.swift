@@ -46,8 +46,30 @@ public final class HTTPResponseWriter {
     ///   does, or the connection's end while waiting.
     nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws(EvplError) {
         try exchange.writeBody(bytes)
+        try await waitWhileBehind()
+    }
+
+    /// Sends pooled memory as the next piece of the body without copying it
+    /// (see ``HTTPServerConnection/writeBody(taking:)``), then waits while
+    /// too much waits to be sent.
+    ///
+    /// - Throws: `EvplError` as ``HTTPServerConnection/writeBody(taking:)``
+    ///   does, or the connection's end while waiting.
+    nonisolated(nonsending) public func write(taking iovecs: [IOVec]) async throws(EvplError) {
+        try exchange.writeBody(taking: iovecs)
+        try await waitWhileBehind()
+    }
+
+    /// The loop the response is written on.
+    public var loop: EventLoop { exchange.connection.loop }
+
+    /// Waits while the send queue holds `limit` bytes or more (the high
+    /// watermark by default); the connection's `writable` event, below the
+    /// low watermark, wakes it.
+    nonisolated(nonsending) func waitWhileBehind(limit: Int? = nil) async throws(EvplError) {
         let connection = exchange.connection
-        while connection.queuedBytes >= connection.loop.config.sendHighWatermark {
+        let limit = limit ?? connection.loop.config.sendHighWatermark
+        while connection.queuedBytes >= limit {
             if let closedError { throw closedError }
             exchange.onWritable = { [waiter] in waiter.resume() }
             defer { exchange.onWritable = nil }

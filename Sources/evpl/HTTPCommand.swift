@@ -29,9 +29,6 @@ struct HTTPServeCommand: ParsableCommand {
     @Option(help: "Serve the files under this directory (GET and HEAD, ranges, ETag, Last-Modified), read by the block engine.")
     var root: String?
 
-    func validate() throws {
-        if root != nil && api == .async { throw ValidationError("--root serves through the callback API; leave out --api async") }
-    }
 
     func run() throws {
         let signals = try failing { try TerminationSignals() }
@@ -46,7 +43,9 @@ struct HTTPServeCommand: ParsableCommand {
         let api = self.api
         let pool = try failing {
             try EventLoopThreadPool(count: server.threads, config: config) { loop, _ in
-                if let files {
+                if let files, api == .async {
+                    loop.serveHTTP(from: listener) { request, writer in try await files.respond(to: request, with: writer) }
+                } else if let files {
                     loop.serveHTTP(from: listener, handler: files.handle)
                 } else if api == .async {
                     loop.serveHTTP(from: listener, respond: HelloWorld.respond)

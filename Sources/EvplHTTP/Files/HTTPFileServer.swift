@@ -70,17 +70,94 @@ public final class HTTPFileServer: Sendable {
 
     // MARK: Answering
 
+    /// What a request gets: a response without a file body, or a head and
+    /// bytes `first..<end` of an open file.
+    enum Answer {
+        case respond(HTTPResponse, body: String)
+        case file(HTTPResponse, descriptor: Int32, name: String, first: UInt64, end: UInt64)
+    }
+
     private func answer(_ head: HTTPRequestHead, on exchange: HTTPServerConnection) {
-        let request = head.request
+        switch plan(head.request) {
+        case .respond(let response, let body):
+            try? exchange.respond(response, body: body)
+        case .file(let response, let fd, let name, let first, let end):
+            let device: BlockDevice
+            do {
+                device = try exchange.connection.loop.openBlockDevice(adopting: fd, name: name, engine: engine)
+            } catch {
+                refuse(.internalServerError, on: exchange)
+                return
+            }
+            do {
+                try exchange.writeHead(response)
+            } catch {
+                device.close()
+                return
+            }
+            let transfer = HTTPFileTransfer(exchange: exchange, device: device, from: first, to: end)
+            exchange.context = transfer
+            transfer.continueReading()
+        }
+    }
+
+    /// Answers `request` from an async handler (`EventLoop.serveHTTP(from:configuration:respond:)`):
+    /// the same answers as ``handle(_:_:)``, a file's body read into pool
+    /// buffers with `BlockDevice`'s async reads and written with
+    /// ``HTTPResponseWriter/write(taking:)``, which waits while the client
+    /// is behind. Call it on the loop's thread, from the request's task.
+    ///
+    /// - Throws: `EvplError` when the connection ends or a read fails
+    ///   mid-body (the connection is then closed by the server).
+    nonisolated(nonsending) public func respond(to request: HTTPServerRequest, with writer: HTTPResponseWriter) async throws(EvplError) {
+        switch plan(request.head.request) {
+        case .respond(let response, let body):
+            try writer.respond(response, body: Array(body.utf8))
+        case .file(let response, let fd, let name, let first, let end):
+            let loop = writer.loop
+            let device = try loop.openBlockDevice(adopting: fd, name: name, engine: engine)
+            defer { device.close() }
+            try writer.writeHead(response)
+            var offset = first
+            while offset < end {
+                // As the callbacks do: read only once the client has taken all but the low watermark.
+                try await writer.waitWhileBehind(limit: loop.config.sendLowWatermark)
+                var chunk: [IOVec] = []
+                var planned: UInt64 = 0
+                while chunk.count < HTTPFileTransfer.buffersPerRead, offset + planned < end, var iovec = try? loop.bufferPool.allocate() {
+                    iovec.length = Int(min(UInt64(iovec.length), end - offset - planned))
+                    planned += UInt64(iovec.length)
+                    chunk.append(iovec)
+                }
+                guard !chunk.isEmpty else { throw EvplError(.resourceExhausted, operation: "read", context: "\(name): the buffer pool is spent") }
+                let read: Int
+                do {
+                    read = try await device.read(into: chunk, at: offset)
+                } catch {
+                    for iovec in chunk { iovec.release() }
+                    throw error
+                }
+                guard read > 0 else {
+                    for iovec in chunk { iovec.release() }
+                    throw EvplError(.invalidState, operation: "read", context: "\(name) ended at \(offset), before \(end)")
+                }
+                HTTPFileTransfer.trim(&chunk, to: read)
+                offset += UInt64(read)
+                try await writer.write(taking: chunk)
+            }
+            try writer.end()
+        }
+    }
+
+    /// Decides the answer to `request`, opening the file it names.
+    func plan(_ request: HTTPRequest) -> Answer {
         guard request.method == .get || request.method == .head else {
             var refusal = HTTPResponse(status: .methodNotAllowed)
             refusal.headerFields[.allow] = "GET, HEAD"
-            try? exchange.respond(refusal)
-            return
+            return .respond(refusal, body: "")
         }
         guard let target = request.path, let path = HTTPFilePath(target: target) else {
-            refuse(.badRequest, on: exchange)
-            return
+            return Self.refusal(.badRequest)
         }
         let fd: Int32
         var info: stat
@@ -92,11 +169,9 @@ public final class HTTPFileServer: Sendable {
             var redirect = HTTPResponse(status: .movedPermanently)
             let query = target.firstIndex(of: "?").map { target[$0...] } ?? ""
             redirect.headerFields[.location] = target.prefix { $0 != "?" } + "/" + query
-            try? exchange.respond(redirect)
-            return
+            return .respond(redirect, body: "")
         case .refused(let status):
-            refuse(status, on: exchange)
-            return
+            return Self.refusal(status)
         }
         let size = UInt64(info.st_size)
         let modified = info.st_mtim.tv_sec
@@ -110,8 +185,7 @@ public final class HTTPFileServer: Sendable {
             close(fd)
             var response = HTTPResponse(status: status)
             if status == .notModified { response.headerFields.append(contentsOf: validators) }
-            try? exchange.respond(response)
-            return
+            return .respond(response, body: "")
         }
         var range = HTTPByteRange(field: request.method == .get ? fields[.range] : nil, size: size)
         if range != .whole, let condition = fields[.ifRange], !Self.ifRangeHolds(condition, tag: tag, lastModified: validators[.lastModified]!) {
@@ -136,37 +210,24 @@ public final class HTTPFileServer: Sendable {
             close(fd)
             var refusal = HTTPResponse(status: .rangeNotSatisfiable)
             refusal.headerFields[.contentRange] = "bytes */\(size)"
-            try? exchange.respond(refusal)
-            return
+            return .respond(refusal, body: "")
         }
         response.headerFields[.contentLength] = String(end - first)
         guard request.method == .get, end > first else {
             close(fd)
-            try? exchange.respond(response)
-            return
+            return .respond(response, body: "")
         }
-        let device: BlockDevice
-        do {
-            device = try exchange.connection.loop.openBlockDevice(adopting: fd, name: path.relative, engine: engine)
-        } catch {
-            refuse(.internalServerError, on: exchange)
-            return
-        }
-        do {
-            try exchange.writeHead(response)
-        } catch {
-            device.close()
-            return
-        }
-        let transfer = HTTPFileTransfer(exchange: exchange, device: device, from: first, to: end)
-        exchange.context = transfer
-        transfer.continueReading()
+        return .file(response, descriptor: fd, name: path.relative, first: first, end: end)
+    }
+
+    private static func refusal(_ status: HTTPResponse.Status) -> Answer {
+        var response = HTTPResponse(status: status)
+        response.headerFields[.contentType] = "text/plain"
+        return .respond(response, body: "\(status.code) \(status.reasonPhrase)\n")
     }
 
     private func refuse(_ status: HTTPResponse.Status, on exchange: HTTPServerConnection) {
-        var response = HTTPResponse(status: status)
-        response.headerFields[.contentType] = "text/plain"
-        try? exchange.respond(response, body: "\(status.code) \(status.reasonPhrase)\n")
+        if case .respond(let response, let body) = Self.refusal(status) { try? exchange.respond(response, body: body) }
     }
 
     // MARK: Finding the file

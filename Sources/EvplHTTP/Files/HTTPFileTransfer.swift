@@ -5,7 +5,7 @@ import Evpl
 /// while the connection's send queue is under its low watermark.
 final class HTTPFileTransfer {
     /// Buffers per read: 1 MiB with the default 64 KiB buffers.
-    private static let buffersPerRead = 16
+    static let buffersPerRead = 16
 
     private let exchange: HTTPServerConnection
     private let device: BlockDevice
@@ -76,15 +76,7 @@ final class HTTPFileTransfer {
             abandon()
             return
         }
-        var left = completion.bytes
-        for index in chunk.indices {
-            chunk[index].length = min(chunk[index].length, left)
-            left -= chunk[index].length
-        }
-        while let last = chunk.last, last.length == 0 {
-            last.release()
-            chunk.removeLast()
-        }
+        Self.trim(&chunk, to: completion.bytes)
         offset += UInt64(completion.bytes)
         do {
             try exchange.writeBody(taking: chunk)
@@ -93,6 +85,19 @@ final class HTTPFileTransfer {
             return
         }
         continueReading()
+    }
+
+    /// Cuts `chunk` to the `bytes` a read filled, releasing the buffers it left empty.
+    static func trim(_ chunk: inout [IOVec], to bytes: Int) {
+        var left = bytes
+        for index in chunk.indices {
+            chunk[index].length = min(chunk[index].length, left)
+            left -= chunk[index].length
+        }
+        while let last = chunk.last, last.length == 0 {
+            last.release()
+            chunk.removeLast()
+        }
     }
 
     private func complete() {

@@ -37,12 +37,12 @@ struct HTTPCommandTests {
         #expect(server.terminate() == 0)
     }
 
-    @Test("evpl http serve --root: curl downloads a file whole and by range, and resumes one cut short", arguments: StreamCase.backends)
-    func serveRootToCurl(backend: EvplProtocol.Backend) throws {
+    @Test("evpl http serve --root: curl downloads a file whole and by range, and resumes one cut short", arguments: StreamCase.backends, ["callbacks", "async"])
+    func serveRootToCurl(backend: EvplProtocol.Backend, api: String) throws {
         let tree = FileTree()
         let content = HTTPFileServerTests.randomBytes(2 << 20 + 7)
         let source = tree.write("file.bin", content)
-        let server = try EvplServer(["http", "serve", "--port", "0", "--backend", backend.rawValue, "--root", tree.path])
+        let server = try EvplServer(["http", "serve", "--port", "0", "--backend", backend.rawValue, "--root", tree.path, "--api", api])
         let url = "http://\(server.address)/file.bin"
         let whole = try runShell("curl -sS -o \(tree.path)/whole \(url) && cmp \(source) \(tree.path)/whole && echo same")
         #expect(whole.output.hasSuffix("same\n"), "\(whole.output)")

@@ -46,18 +46,29 @@ final class FileTree: Sendable {
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
 
-    static func serve(_ tree: FileTree, backend: EvplProtocol.Backend = .socket) throws -> HTTPTestServer {
-        let files = try HTTPFileServer(root: tree.path)
-        return try HTTPTestServer(backend: backend, handler: files.handle)
+    /// Which of the server's APIs answers.
+    enum API: String, CaseIterable, Sendable {
+        case callbacks
+        case async
     }
 
-    @Test("a file spanning several reads arrives whole, with its validators", arguments: StreamCase.backends)
-    func wholeFile(backend: EvplProtocol.Backend) throws {
+    static func serve(_ tree: FileTree, backend: EvplProtocol.Backend = .socket, api: API = .callbacks) throws -> HTTPTestServer {
+        let files = try HTTPFileServer(root: tree.path)
+        switch api {
+        case .callbacks:
+            return try HTTPTestServer(backend: backend, handler: files.handle)
+        case .async:
+            return try HTTPTestServer(backend: backend) { request, writer in try await files.respond(to: request, with: writer) }
+        }
+    }
+
+    @Test("a file spanning several reads arrives whole, with its validators", arguments: StreamCase.backends, API.allCases)
+    func wholeFile(backend: EvplProtocol.Backend, api: API) throws {
         let tree = FileTree()
         let content = Self.randomBytes(3 << 20 + 12_345)
         tree.write("data.bin", content)
         tree.write("page.html", Array("<p>hi</p>".utf8))
-        let server = try Self.serve(tree, backend: backend)
+        let server = try Self.serve(tree, backend: backend, api: api)
         let client = try RawHTTPClient(server.address)
         client.send("GET /data.bin HTTP/1.1\r\nHost: h\r\n\r\nGET /page.html?query=1 HTTP/1.1\r\nHost: h\r\n\r\n")
         let response = try #require(client.readResponse())
@@ -74,12 +85,12 @@ final class FileTree: Sendable {
         #expect(page.body == Array("<p>hi</p>".utf8))
     }
 
-    @Test("Range: one range gets 206 and its bytes; none that overlap, 416; the rest are ignored (RFC 9110 14.2)")
-    func ranges() throws {
+    @Test("Range: one range gets 206 and its bytes; none that overlap, 416; the rest are ignored (RFC 9110 14.2)", arguments: API.allCases)
+    func ranges(api: API) throws {
         let tree = FileTree()
         let content = Self.randomBytes(1000)
         tree.write("r.bin", content)
-        let server = try Self.serve(tree)
+        let server = try Self.serve(tree, api: api)
         let client = try RawHTTPClient(server.address)
         // (Range, status, first byte, last byte) for a 1,000-byte file.
         let cases: [(String, Int, Int, Int)] = [
@@ -161,8 +172,8 @@ final class FileTree: Sendable {
         #expect(client.readResponse()?.body == Array("changed!".utf8))
     }
 
-    @Test("nothing outside the directory: dot segments, escapes, NUL, symbolic links out, devices and FIFOs")
-    func confinement() throws {
+    @Test("nothing outside the directory: dot segments, escapes, NUL, symbolic links out, devices and FIFOs", arguments: API.allCases)
+    func confinement(api: API) throws {
         let tree = FileTree()
         let outside = FileTree()
         outside.write("secret", Array("secret".utf8))
@@ -175,7 +186,7 @@ final class FileTree: Sendable {
         symlink("inside.txt", "\(tree.path)/alias")
         mkfifo("\(tree.path)/fifo", 0o644)
         symlink("/dev/zero", "\(tree.path)/zero")
-        let server = try Self.serve(tree)
+        let server = try Self.serve(tree, api: api)
         let client = try RawHTTPClient(server.address)
         let cases: [(String, Int, String?)] = [
             ("/inside.txt", 200, "inside"),
@@ -224,14 +235,14 @@ final class FileTree: Sendable {
         #expect(client.readResponse()?.body == Array("twelve bytes".utf8))
     }
 
-    @Test("a client that downloads without reading holds a bounded number of the server's buffers, then gets every byte")
-    func nonReadingClient() throws {
+    @Test("a client that downloads without reading holds a bounded number of the server's buffers, then gets every byte", arguments: API.allCases)
+    func nonReadingClient(api: API) throws {
         let tree = FileTree()
         let size = 48 << 20
         let fd = open("\(tree.path)/big.bin", O_WRONLY | O_CREAT, 0o644)
         ftruncate(fd, off_t(size))
         close(fd)
-        let server = try Self.serve(tree, backend: .ioUring)
+        let server = try Self.serve(tree, backend: .ioUring, api: api)
         let client = try RawHTTPClient(server.address)
         client.send("GET /big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
         var most = 0
