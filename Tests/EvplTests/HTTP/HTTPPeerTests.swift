@@ -144,4 +144,16 @@ extension HTTPPeerTests {
         #expect(misnamed.status == 1, "\(misnamed.output)")
         #expect(server.terminate() == 0)
     }
+
+    @Test("curl over a Unix socket: evpl http serve --protocol unix answers keep-alive requests", arguments: StreamCase.backends)
+    func curlOverUnixSocket(backend: EvplProtocol.Backend) throws {
+        let path = "/tmp/evpl-http-\(getpid())-\(UniqueName.next()).sock"
+        defer { unlink(path) }
+        let server = try EvplServer(["http", "serve", "--protocol", "unix", "--path", path, "--backend", backend.rawValue])
+        let run = try runShell("curl -sS -v --unix-socket \(path) http://localhost/a http://localhost/b 2>&1")
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.ranges(of: "hello world").count == 2, "two answers expected: \(run.output)")
+        #expect(run.output.contains("Re-using existing connection"), "\(run.output)")
+        #expect(server.terminate() == 0)
+    }
 }
