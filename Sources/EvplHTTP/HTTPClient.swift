@@ -23,11 +23,11 @@ public final class HTTPClient {
     /// Kept connections by authority. A list is a class that stays in the
     /// dictionary once emptied, so that taking and parking a connection
     /// only reads the dictionary and allocates nothing.
-    private var idle: [String: IdleConnections] = [:]
+    private var idle: [HTTPRoute: IdleConnections] = [:]
     /// Resolved authorities.
-    private var addresses: [String: SocketAddress] = [:]
+    private var addresses: [HTTPRoute: SocketAddress] = [:]
     /// Requests waiting for their authority's name to resolve, by authority.
-    private var resolving: [String: [HTTPClientConnection.Exchange]] = [:]
+    private var resolving: [HTTPRoute: [HTTPClientConnection.Exchange]] = [:]
 
     /// A client on `loop` (call it on the loop's thread).
     public init(loop: EventLoop, configuration: HTTPClientConfiguration = .init()) {
@@ -125,7 +125,7 @@ public final class HTTPClient {
     // MARK: The pool
 
     func send(_ exchange: HTTPClientConnection.Exchange, reusing: Bool) {
-        if reusing, let connection = idle[exchange.key]?.connections.popLast() {
+        if reusing, let connection = idle[exchange.route]?.connections.popLast() {
             connection.send(exchange)
             return
         }
@@ -138,7 +138,7 @@ public final class HTTPClient {
             let connection = try loop.connect(to: address, protocol: configuration.evplProtocol) { connection, event in
                 (connection.context as? HTTPClientConnection)?.handle(event)
             }
-            let client = HTTPClientConnection(connection: connection, key: exchange.key, client: self)
+            let client = HTTPClientConnection(connection: connection, route: exchange.route, client: self)
             connection.context = client
             client.send(exchange)
         } catch {
@@ -156,11 +156,11 @@ public final class HTTPClient {
     /// Keeps a connection whose response ended, while the pool has room.
     func park(_ connection: HTTPClientConnection) {
         let kept: IdleConnections
-        if let existing = idle[connection.key] {
+        if let existing = idle[connection.route] {
             kept = existing
         } else {
             kept = IdleConnections()
-            idle[connection.key] = kept
+            idle[connection.route] = kept
         }
         guard kept.connections.count < configuration.idleConnectionsPerHost else {
             connection.connection.finish()
@@ -172,7 +172,7 @@ public final class HTTPClient {
     /// A connection ended: it leaves the pool.
     func forget(_ connection: HTTPClientConnection) {
         connection.connection.context = nil
-        guard let kept = idle[connection.key], let index = kept.connections.firstIndex(where: { $0 === connection }) else { return }
+        guard let kept = idle[connection.route], let index = kept.connections.firstIndex(where: { $0 === connection }) else { return }
         kept.connections.remove(at: index)
     }
 
@@ -187,9 +187,11 @@ public final class HTTPClient {
         guard request.scheme != "https" || configuration.evplProtocol.security != nil else {
             throw HTTPClientError(.invalidRequest, "an https request needs a TLS protocol in HTTPClientConfiguration (EvplTLS), and this client has none")
         }
+        // The scheme picks the default port: "example.org" is not one place for http and https.
+        let route = HTTPRoute(authority: authority, secure: request.scheme == "https")
         var address: SocketAddress?
         var name: (host: String, port: UInt16)?
-        if let known = addresses[authority] {
+        if let known = addresses[route] {
             address = known
         } else {
             let defaultPort: UInt16 = request.scheme == "https" ? 443 : 80
@@ -200,7 +202,7 @@ public final class HTTPClient {
                 } catch {
                     throw HTTPClientError(.invalidRequest, "\(authority) is not an address", underlying: error)
                 }
-                addresses[authority] = address
+                addresses[route] = address
             } else {
                 name = (host, port)
             }
@@ -211,7 +213,7 @@ public final class HTTPClient {
         default: idempotent = false
         }
         return HTTPClientConnection.Exchange(request: request, body: body, handler: handler, idempotent: idempotent,
-                                             key: authority, address: address, name: name, writer: nil, streamedLength: nil)
+                                             route: route, address: address, name: name, writer: nil, streamedLength: nil)
     }
 
     /// Whether `host` is an IPv4 or IPv6 literal, which resolves without a lookup.
@@ -225,7 +227,7 @@ public final class HTTPClient {
     /// sends the requests that waited for it, on the loop; the first
     /// request for an authority starts it, the others wait with it.
     private func resolve(_ exchange: HTTPClientConnection.Exchange, name: (host: String, port: UInt16)) {
-        let key = exchange.key
+        let key = exchange.route
         if resolving[key] != nil {
             resolving[key]!.append(exchange)
             return
@@ -244,7 +246,7 @@ public final class HTTPClient {
         }
     }
 
-    private func resolved(_ key: String, _ result: Result<SocketAddress, EvplError>) {
+    private func resolved(_ key: HTTPRoute, _ result: Result<SocketAddress, EvplError>) {
         let waiting = resolving.removeValue(forKey: key) ?? []
         switch result {
         case .success(let address):
@@ -254,7 +256,7 @@ public final class HTTPClient {
                 send(exchange, reusing: true)
             }
         case .failure(let error):
-            let failure = HTTPClientError(.invalidRequest, "\(key) does not resolve", underlying: error)
+            let failure = HTTPClientError(.invalidRequest, "\(key.authority) does not resolve", underlying: error)
             for exchange in waiting {
                 exchange.writer?.detach(failure)
                 exchange.handler(.failed(failure))
@@ -282,6 +284,14 @@ public final class HTTPClient {
         }
         return (String(host), port)
     }
+}
+
+/// Where requests go: an authority, and whether over TLS (which decides
+/// the default port). Pooled connections and resolved addresses are kept
+/// by route.
+struct HTTPRoute: Hashable {
+    var authority: String
+    var secure: Bool
 }
 
 /// The client a name resolution reports to, if it is still there.

@@ -13,7 +13,7 @@ final class HTTPClientConnection {
         let handler: HTTPClientHandler
         /// Whether it may be sent twice (RFC 9110 section 9.2.2).
         let idempotent: Bool
-        let key: String
+        let route: HTTPRoute
         /// Where it goes; `nil` until `name` has been resolved.
         var address: SocketAddress?
         /// The host name and port to resolve, when the authority is not an address.
@@ -25,7 +25,7 @@ final class HTTPClientConnection {
     }
 
     let connection: Connection
-    let key: String
+    let route: HTTPRoute
     private unowned let client: HTTPClient
     private var decoder: HTTPResponseDecoder
     private var pendingFrame: HTTPResponseFrame?
@@ -40,9 +40,9 @@ final class HTTPClientConnection {
     /// its capacity is kept between requests.
     private var scratch: [UInt8] = []
 
-    init(connection: Connection, key: String, client: HTTPClient) {
+    init(connection: Connection, route: HTTPRoute, client: HTTPClient) {
         self.connection = connection
-        self.key = key
+        self.route = route
         self.client = client
         decoder = HTTPResponseDecoder(parser: HTTPResponseHeads(), limits: client.configuration.limits)
         connection.segmenter = { [unowned self] bytes in segment(bytes) }
@@ -55,11 +55,11 @@ final class HTTPClientConnection {
         decoder.parser.method = exchange.request.method
         // From now: the connect, if any, and the response's head must come within the limit.
         if let timeout = client.configuration.responseTimeout { connection.setMessageDeadline(after: timeout) }
-        exchange.writer?.owner = self
         do {
             writeHead(of: exchange)
-            if exchange.writer != nil {
+            if let writer = exchange.writer {
                 try connection.send(scratch)
+                try writer.attach(to: self)
             } else if exchange.body.count <= Self.coalescedBodyLimit {
                 scratch += exchange.body
                 try connection.send(scratch)
@@ -71,6 +71,14 @@ final class HTTPClientConnection {
             fail(HTTPClientError(.closedEarly, "the request could not be sent", underlying: error))
             connection.close()
         }
+    }
+
+    /// A streamed body moved on: the response's time limit, which covers
+    /// the request until the response starts, runs from now again, so an
+    /// upload the server keeps taking is not cut off.
+    func bodyProgressed() {
+        guard !responseStarted, let timeout = client.configuration.responseTimeout else { return }
+        connection.setMessageDeadline(after: timeout)
     }
 
     /// Writes the request's head into ``scratch``: the request line, `Host`
@@ -87,7 +95,7 @@ final class HTTPClientConnection {
         head.append(HTTPSyntax.space)
         head.append(contentsOf: (request.path ?? "/").utf8)
         head.append(" HTTP/1.1\r\nHost: ")
-        head.append(contentsOf: exchange.key.utf8)
+        head.append(contentsOf: exchange.route.authority.utf8)
         head.append("\r\n")
         for field in request.headerFields {
             switch field.name {
@@ -160,7 +168,9 @@ final class HTTPClientConnection {
                 retryOrFail(HTTPClientError(.closedEarly, "the connection ended before the response did", underlying: error))
             }
         case .writable:
-            exchange?.writer?.onWritable?()
+            guard let writer = exchange?.writer else { return }
+            bodyProgressed()
+            writer.onWritable?()
         case .sent:
             break
         }

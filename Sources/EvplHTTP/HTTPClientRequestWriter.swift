@@ -13,6 +13,11 @@ import HTTPTypes
 public final class HTTPClientRequestWriter {
     /// The connection the request went out on, while its exchange lasts.
     weak var owner: HTTPClientConnection?
+    /// Whether the request has a connection yet: until its host name
+    /// resolves it has none, and written pieces wait in ``pending``.
+    private var attached = false
+    /// Body bytes written before the request had a connection, framed.
+    private var pending: [UInt8] = []
     /// Bytes `Content-Length` still expects; `nil` for a chunked body.
     private var remaining: Int?
     private var failure: HTTPClientError?
@@ -27,8 +32,25 @@ public final class HTTPClientRequestWriter {
         remaining = bodyLength
     }
 
-    /// Bytes written and not yet taken by the kernel.
-    public var queuedBytes: Int { owner?.connection.queuedBytes ?? 0 }
+    /// Bytes written and not yet taken by the kernel (or, before the
+    /// request has a connection, held until it has one).
+    public var queuedBytes: Int { attached ? owner?.connection.queuedBytes ?? 0 : pending.count }
+
+    /// The request went out on `connection`: what was written meanwhile follows it.
+    func attach(to connection: HTTPClientConnection) throws(EvplError) {
+        guard failure == nil else {
+            // Abandoned while its host name resolved: the request cannot be completed.
+            connection.connection.close()
+            return
+        }
+        owner = connection
+        attached = true
+        guard !pending.isEmpty else { return }
+        let held = pending
+        pending = []
+        try connection.connection.send(held)
+        connection.bodyProgressed()
+    }
 
     /// Sends a copy of `bytes` as the next piece of the body.
     ///
@@ -64,6 +86,7 @@ public final class HTTPClientRequestWriter {
         if let remaining {
             guard remaining == 0 else {
                 owner?.connection.close()
+                if owner == nil { detach(HTTPClientError(.invalidRequest, "the body ended short of its Content-Length")) }
                 throw HTTPClientError(.invalidRequest, "the body ended \(remaining) bytes short of its Content-Length")
             }
             return
@@ -84,6 +107,8 @@ public final class HTTPClientRequestWriter {
     /// writes throw `error`.
     func detach(_ error: HTTPClientError) {
         owner = nil
+        attached = true
+        pending = []
         if failure == nil { failure = error }
         onWritable = nil
     }
@@ -91,15 +116,20 @@ public final class HTTPClientRequestWriter {
     private func checkOpen() throws(HTTPClientError) {
         if let failure { throw failure }
         guard !ended else { throw HTTPClientError(.invalidRequest, "the body has ended") }
-        guard owner != nil else { throw HTTPClientError(.closedEarly, "the request is over") }
+        guard !attached || owner != nil else { throw HTTPClientError(.closedEarly, "the request is over") }
     }
 
     private func send(_ bytes: [UInt8]) throws(HTTPClientError) {
+        guard attached else {
+            pending += bytes
+            return
+        }
         guard let owner else { throw HTTPClientError(.closedEarly, "the request is over") }
         do {
             try owner.connection.send(bytes)
         } catch {
             throw HTTPClientError(.closedEarly, "the body could not be sent", underlying: error)
         }
+        owner.bodyProgressed()
     }
 }

@@ -106,7 +106,9 @@ final class ConnectionDeadlines {
                 let connection = slots[current][index]
                 if let deadline = connection.nextDeadline, deadline > now {
                     if slot(for: deadline) == current {
-                        index += 1  // due a revolution from now: it stays
+                        // Due a revolution from now: it stays, and the wheel looks at it next then.
+                        connection.deadlineTick = cursor - 1 + UInt64(Self.slotCount)
+                        index += 1
                         continue
                     }
                     // The slot's last connection takes this index: it is looked at next.

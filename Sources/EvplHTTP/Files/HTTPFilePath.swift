@@ -29,4 +29,22 @@ struct HTTPFilePath: Equatable {
         relative = segments.isEmpty ? "." : String(decoding: Array(segments.joined(separator: [UInt8(ascii: "/")])), as: UTF8.self)
         namesDirectory = decoded.last == UInt8(ascii: "/")
     }
+
+    /// ``relative`` as a URI path: unreserved bytes and `/` as they are,
+    /// every other byte `%XX`.
+    var percentEncoded: String {
+        guard relative != "." else { return "" }
+        let digits = Array("0123456789ABCDEF".utf8)
+        var encoded: [UInt8] = []
+        for byte in relative.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"):
+                encoded.append(byte)
+            default:
+                encoded += [UInt8(ascii: "%"), digits[Int(byte >> 4)], digits[Int(byte & 15)]]
+            }
+        }
+        return String(decoding: encoded, as: UTF8.self)
+    }
 }

@@ -166,9 +166,11 @@ public final class HTTPFileServer: Sendable {
             fd = descriptor
             info = status
         case .directoryWithoutSlash:
+            // From the normalized path, never the target as sent: `//host/../dir`
+            // would otherwise redirect to another host (protocol-relative).
             var redirect = HTTPResponse(status: .movedPermanently)
             let query = target.firstIndex(of: "?").map { target[$0...] } ?? ""
-            redirect.headerFields[.location] = target.prefix { $0 != "?" } + "/" + query
+            redirect.headerFields[.location] = "/" + path.percentEncoded + "/" + query
             return .respond(redirect, body: "")
         case .refused(let status):
             return Self.refusal(status)
@@ -188,7 +190,8 @@ public final class HTTPFileServer: Sendable {
             return .respond(response, body: "")
         }
         var range = HTTPByteRange(field: request.method == .get ? fields[.range] : nil, size: size)
-        if range != .whole, let condition = fields[.ifRange], !Self.ifRangeHolds(condition, tag: tag, lastModified: validators[.lastModified]!) {
+        if range != .whole, let condition = fields[.ifRange],
+           !Self.ifRangeHolds(condition, tag: tag, lastModified: validators[.lastModified]!, modified: modified) {
             range = .whole
         }
 
@@ -310,12 +313,17 @@ public final class HTTPFileServer: Sendable {
     }
 
     /// `If-Range` (section 13.1.5): the range applies only to the
-    /// representation named, by a strong tag or by exactly its `Last-Modified`.
-    private static func ifRangeHolds(_ condition: String, tag: String, lastModified: String) -> Bool {
+    /// representation named, by a strong tag or by exactly its
+    /// `Last-Modified`, and a date is strong only for a file unchanged for
+    /// a second or more (section 8.8.2.2): two writes within the second
+    /// share a `Last-Modified`.
+    private static func ifRangeHolds(_ condition: String, tag: String, lastModified: String, modified: Int) -> Bool {
         if condition.hasPrefix("\"") || condition.hasPrefix("W/") {
             return HTTPEntityTag.list(condition, contains: tag, weakComparison: false)
         }
-        return condition == lastModified
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return condition == lastModified && now.tv_sec > modified
     }
 
     private static func httpDate(_ seconds: Int) -> String {

@@ -145,4 +145,53 @@ import Glibc
         listener.close()
         loop.closeAll()
     }
+
+    @Test("a body written before the host name resolves waits for the connection, then follows the head")
+    func writtenWhileResolving() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.serveHTTP(from: listener, handler: Self.summarize)
+        let client = HTTPClient(loop: loop)
+        let request = HTTPRequest(method: .put, scheme: "http", authority: "localhost:\(listener.address.port!)", path: "/")
+        let outcome = ClientOutcome()
+        let writer = client.stream(request, handler: outcome.handle)
+        let body = Array("written before the name resolved".utf8)
+        try writer.write(body)
+        #expect(writer.queuedBytes > 0)
+        try writer.end()
+        try spin(loop, seconds: 10, "the upload to localhost") { outcome.done }
+        #expect(String(decoding: outcome.body, as: UTF8.self) == "chunked \(body.count) \(Self.checksum(body)) -", "\(String(describing: outcome.error))")
+        listener.close()
+        loop.closeAll()
+    }
+
+    @Test("an upload that lasts longer than the response timeout is not cut off while the server takes it")
+    func slowUploadWithinTimeout() throws {
+        let loop = try makeLoop()
+        let listener = try Listener(address: SocketAddress(host: "127.0.0.1", port: 0), protocol: .tcp)
+        loop.serveHTTP(from: listener, handler: Self.summarize)
+        let client = HTTPClient(loop: loop, configuration: HTTPClientConfiguration(responseTimeout: .milliseconds(300)))
+        let request = HTTPRequest(method: .put, scheme: "http", authority: "\(listener.address)", path: "/")
+        let outcome = ClientOutcome()
+        let writer = client.stream(request, handler: outcome.handle)
+        var pieces = 0
+        var sent: [UInt8] = []
+        // A piece every 100 ms for a second: three times the response timeout.
+        let timer = try loop.addTimer(every: .milliseconds(100)) { timer in
+            let piece = Array("piece \(pieces);".utf8)
+            pieces += 1
+            sent += piece
+            try? writer.write(piece)
+            if pieces == 10 {
+                try? writer.end()
+                timer.cancel()
+            }
+        }
+        try spin(loop, seconds: 10, "the slow upload") { outcome.done }
+        timer.cancel()
+        #expect(outcome.error == nil, "\(String(describing: outcome.error))")
+        #expect(String(decoding: outcome.body, as: UTF8.self) == "chunked \(sent.count) \(Self.checksum(sent)) -")
+        listener.close()
+        loop.closeAll()
+    }
 }

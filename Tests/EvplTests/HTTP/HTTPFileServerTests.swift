@@ -172,6 +172,21 @@ final class FileTree: Sendable {
         #expect(client.readResponse()?.body == Array("changed!".utf8))
     }
 
+    @Test("If-Range with the Last-Modified of a file written this second is weak (RFC 9110 8.8.2.2): the whole file, not a range")
+    func ifRangeWeakDate() throws {
+        let tree = FileTree()
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        tree.write("fresh.txt", Array("0123456789".utf8), modified: now.tv_sec + 5)
+        let server = try Self.serve(tree)
+        let client = try RawHTTPClient(server.address)
+        client.send("GET /fresh.txt HTTP/1.1\r\nHost: h\r\n\r\n")
+        let modified = try #require(client.readResponse()?.field("Last-Modified"))
+        client.send("GET /fresh.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=2-3\r\nIf-Range: \(modified)\r\n\r\n")
+        let response = try #require(client.readResponse())
+        #expect(response.status == 200 && response.body == Array("0123456789".utf8))
+    }
+
     @Test("nothing outside the directory: dot segments, escapes, NUL, symbolic links out, devices and FIFOs", arguments: API.allCases)
     func confinement(api: API) throws {
         let tree = FileTree()
@@ -180,6 +195,7 @@ final class FileTree: Sendable {
         tree.write("inside.txt", Array("inside".utf8))
         mkdir("\(tree.path)/dir", 0o755)
         mkdir("\(tree.path)/bare", 0o755)
+        mkdir("\(tree.path)/a b", 0o755)
         tree.write("dir/index.html", Array("index".utf8))
         symlink("\(outside.path)/secret", "\(tree.path)/out")
         symlink("/", "\(tree.path)/slash")
@@ -207,6 +223,9 @@ final class FileTree: Sendable {
             ("/dir/", 200, "index"),
             ("/bare/", 404, nil),
             ("/dir", 301, nil),
+            // A protocol-relative target must not become a redirect to another host.
+            ("//evil.example/../dir", 301, nil),
+            ("/a%20b", 301, nil),
         ]
         for (target, status, body) in cases {
             client.send("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -214,7 +233,7 @@ final class FileTree: Sendable {
             #expect(response.status == status, "\(target)")
             if let body { #expect(response.body == Array(body.utf8), "\(target)") }
             #expect(!String(decoding: response.body, as: UTF8.self).contains("secret"), "\(target) reached outside the root")
-            if status == 301 { #expect(response.field("Location") == "/dir/") }
+            if status == 301 { #expect(response.field("Location") == (target == "/a%20b" ? "/a%20b/" : "/dir/"), "\(target)") }
         }
     }
 
