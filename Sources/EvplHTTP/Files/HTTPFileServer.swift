@@ -122,13 +122,7 @@ public final class HTTPFileServer: Sendable {
             while offset < end {
                 // As the callbacks do: read only once the client has taken all but the low watermark.
                 try await writer.waitWhileBehind(limit: loop.config.sendLowWatermark)
-                var chunk: [IOVec] = []
-                var planned: UInt64 = 0
-                while chunk.count < HTTPFileTransfer.buffersPerRead, offset + planned < end, var iovec = try? loop.bufferPool.allocate() {
-                    iovec.length = Int(min(UInt64(iovec.length), end - offset - planned))
-                    planned += UInt64(iovec.length)
-                    chunk.append(iovec)
-                }
+                var chunk = HTTPFileTransfer.buffers(for: offset..<end, from: loop.bufferPool)
                 guard !chunk.isEmpty else { throw EvplError(.resourceExhausted, operation: "read", context: "\(name): the buffer pool is spent") }
                 let read: Int
                 do {

@@ -5,7 +5,7 @@ import Evpl
 /// while the connection's send queue is under its low watermark.
 final class HTTPFileTransfer {
     /// Buffers per read: 1 MiB with the default 64 KiB buffers.
-    static let buffersPerRead = 16
+    private static let buffersPerRead = 16
 
     private let exchange: HTTPServerConnection
     private let device: BlockDevice
@@ -37,13 +37,7 @@ final class HTTPFileTransfer {
         }
         let connection = exchange.connection
         guard connection.queuedBytes < connection.loop.config.sendLowWatermark else { return }
-        var planned: UInt64 = 0
-        reading.reserveCapacity(Self.buffersPerRead)
-        while reading.count < Self.buffersPerRead, offset + planned < end, var iovec = try? connection.loop.bufferPool.allocate() {
-            iovec.length = Int(min(UInt64(iovec.length), end - offset - planned))
-            planned += UInt64(iovec.length)
-            reading.append(iovec)
-        }
+        reading = Self.buffers(for: offset..<end, from: connection.loop.bufferPool)
         guard !reading.isEmpty else {
             // The pool is spent: the connection closes short of its
             // Content-Length, which tells the client the body is incomplete.
@@ -85,6 +79,20 @@ final class HTTPFileTransfer {
             return
         }
         continueReading()
+    }
+
+    /// Pool buffers for the next read of `range`: up to ``buffersPerRead``,
+    /// the last cut to the range's end; none when the pool is spent.
+    static func buffers(for range: Range<UInt64>, from pool: BufferPool) -> [IOVec] {
+        var chunk: [IOVec] = []
+        chunk.reserveCapacity(buffersPerRead)
+        var planned: UInt64 = 0
+        while chunk.count < buffersPerRead, range.lowerBound + planned < range.upperBound, var iovec = try? pool.allocate() {
+            iovec.length = Int(min(UInt64(iovec.length), range.upperBound - range.lowerBound - planned))
+            planned += UInt64(iovec.length)
+            chunk.append(iovec)
+        }
+        return chunk
     }
 
     /// Cuts `chunk` to the `bytes` a read filled, releasing the buffers it left empty.
