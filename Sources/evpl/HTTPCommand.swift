@@ -145,6 +145,8 @@ struct HTTPGetCommand: ParsableCommand {
         }
         client.execute(request, body: body, handler: handler)
         while !done { loop.runOnce() }
+        // The handler sends the next repetition itself: its reference to itself ends here.
+        handler = { _ in }
         // Every connection ends before the loop goes: a connection and its
         // HTTP layer hold each other until then.
         loop.closeAll()
