@@ -24,6 +24,10 @@ enum HTTPResponseHeadParser {
             fieldCount += 1
         }
         HTTPFieldLines.truncate(&response.headerFields, to: fieldCount)
+        // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
+        if framingFields.transferEncoding && version.minor == 0 {
+            throw HTTPParseError(.invalidTransferEncoding, "Transfer-Encoding in an HTTP/1.0 response")
+        }
         let framing = try Self.framing(framingFields, status: status.code, method: method, limits: limits)
         let persistent = version.minor == 0 ? framingFields.keepAlive && !framingFields.close : !framingFields.close
         // swift-http-types writes (and later parses) the status as a field: only when it changes.

@@ -128,6 +128,8 @@ final class CannedServer: Sendable {
         ResponseCase(name: "reason phrase empty", wire: "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", body: ""),
         ResponseCase(name: "length and chunked (splitting)", wire: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
                      failure: .malformedResponse),
+        ResponseCase(name: "Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1: faulty framing)",
+                     wire: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", failure: .malformedResponse),
         ResponseCase(name: "two lengths", wire: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", failure: .malformedResponse),
         ResponseCase(name: "length not a number", wire: "HTTP/1.1 200 OK\r\nContent-Length: 3x\r\n\r\nabc", failure: .malformedResponse),
         ResponseCase(name: "status not digits", wire: "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", failure: .malformedResponse),

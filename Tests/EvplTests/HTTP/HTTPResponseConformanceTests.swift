@@ -45,7 +45,8 @@ struct ResponseShape: Sendable, CustomStringConvertible {
     }
 
     /// Every shape of the model. Chunked framing is HTTP/1.1 only: a server
-    /// must not send it to (or as) HTTP/1.0 (section 6.1).
+    /// must not send it to (or as) HTTP/1.0, and a client must treat such a
+    /// message's framing as faulty (section 6.1; a defect in `HTTPClientTests`).
     static var all: [ResponseShape] {
         var shapes: [ResponseShape] = []
         for minor in [0, 1] {
