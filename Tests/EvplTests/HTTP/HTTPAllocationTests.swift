@@ -35,24 +35,9 @@ struct HTTPAllocationTests {
         loop.serveHTTP(from: listener) { exchange, event in
             if case .head = event { try? exchange.respond(ok, body: "hello world") }
         }
-        let request = Array("GET /allocations HTTP/1.1\r\nHost: example.org\r\nUser-Agent: evpl-test\r\nAccept: */*\r\n\r\n".utf8)
-        // The response's length never changes: the Date field is fixed-width.
-        let responseLength = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 11\r\n\r\nhello world".utf8.count
-        var completed = 0
-        var failures = 0
-        _ = try loop.connect(to: listener.address, protocol: EvplProtocol(.tcp, backend: backend), segmenter: Segmenters.fixedLength(responseLength)) { connection, event in
-            switch event {
-            case .connected, .received:
-                if case .received = event { completed += 1 }
-                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
-            default:
-                break
-            }
-        }
-        try drive(loop, "warm-up requests") { completed >= 1_000 }
+        let request = "GET /allocations HTTP/1.1\r\nHost: example.org\r\nUser-Agent: evpl-test\r\nAccept: */*\r\n\r\n"
         let rounds = 10_000
-        let target = completed + rounds
-        let allocations = try drive(loop, "\(rounds) requests") { completed >= target }
+        let (allocations, failures) = try Self.countAllocations(of: request, to: listener.address, backend: backend, on: loop, warmUp: 1_000, rounds: rounds)
         let perRequest = Double(allocations) / Double(rounds)
         print("HTTP keep-alive GET over \(backend.rawValue): \(perRequest) heap allocations per request")
         #expect(perRequest <= Self.allowedPerRequest, "\(allocations) heap allocations in \(rounds) requests")
@@ -63,6 +48,32 @@ struct HTTPAllocationTests {
 }
 
 extension HTTPAllocationTests {
+    /// Sends `request` over one keep-alive connection from `loop`, the next
+    /// as each `hello world` response arrives, and counts the heap
+    /// allocations of `rounds` requests after `warmUp` of them; with the
+    /// sends that failed.
+    static func countAllocations(of request: String, to address: SocketAddress, backend: EvplProtocol.Backend, on loop: EventLoop,
+                                 warmUp: Int, rounds: Int) throws -> (allocations: UInt64, failures: Int) {
+        let request = Array(request.utf8)
+        // The response's length never changes: the Date field is fixed-width.
+        let responseLength = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 11\r\n\r\nhello world".utf8.count
+        var completed = 0
+        var failures = 0
+        _ = try loop.connect(to: address, protocol: EvplProtocol(.tcp, backend: backend), segmenter: Segmenters.fixedLength(responseLength)) { connection, event in
+            switch event {
+            case .connected, .received:
+                if case .received = event { completed += 1 }
+                request.withUnsafeBytes { do { try connection.send(copying: $0) } catch { failures += 1 } }
+            default:
+                break
+            }
+        }
+        try drive(loop, "warm-up requests") { completed >= warmUp }
+        let target = completed + rounds
+        let allocations = try drive(loop, "\(rounds) requests") { completed >= target }
+        return (allocations, failures)
+    }
+
     /// The async API's cost per request in this debug build (a task, the
     /// request and writer objects, the body sequence, swift-http-types'
     /// head kept by the task): 27 (measured 2026-12-07).
@@ -77,22 +88,9 @@ extension HTTPAllocationTests {
             response.headerFields[.contentType] = "text/plain"
             try writer.respond(response, body: Array("hello world".utf8))
         }
-        let request = Array("GET /allocations HTTP/1.1\r\nHost: example.org\r\n\r\n".utf8)
-        let responseLength = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 11\r\n\r\nhello world".utf8.count
-        var completed = 0
-        _ = try loop.connect(to: listener.address, protocol: .tcp, segmenter: Segmenters.fixedLength(responseLength)) { connection, event in
-            switch event {
-            case .connected, .received:
-                if case .received = event { completed += 1 }
-                request.withUnsafeBytes { try? connection.send(copying: $0) }
-            default:
-                break
-            }
-        }
-        try drive(loop, "warm-up requests") { completed >= 500 }
         let rounds = 5_000
-        let target = completed + rounds
-        let allocations = try drive(loop, "\(rounds) requests") { completed >= target }
+        let (allocations, _) = try Self.countAllocations(of: "GET /allocations HTTP/1.1\r\nHost: example.org\r\n\r\n", to: listener.address,
+                                                          backend: .auto, on: loop, warmUp: 500, rounds: rounds)
         let perRequest = Double(allocations) / Double(rounds)
         print("HTTP async keep-alive GET: \(perRequest) heap allocations per request")
         #expect(perRequest <= Self.allowedAsyncPerRequest, "\(allocations) heap allocations in \(rounds) requests")
